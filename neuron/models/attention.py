@@ -1,0 +1,117 @@
+"""The seam between the decoder, the engine and the kernels.
+
+The engine describes one forward pass with an `AttentionMetadata`; every
+attention layer writes its new keys and values into the paged `KVCache` and
+then attends through `kernels`, which picks Triton on CUDA and the torch
+reference elsewhere. Nothing here knows about scheduling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import kernels
+
+
+@dataclass
+class AttentionMetadata:
+    """Where the tokens of one forward pass sit in their sequences and in the cache.
+
+    A pass is either all prefill (one or more prompt chunks) or all decode (one
+    new token per sequence).
+
+    slot_mapping: int64 [T], cache slot (block * block_size + offset) of each new token.
+    Prefill:
+      cu_seqlens_q: int32 [B+1], offsets of each sequence's new tokens in the batch.
+      cu_seqlens_k: int32 [B+1], offsets of each sequence's keys (cached prefix + new).
+      max_seqlen_q / max_seqlen_k: the largest of each.
+      key_slots: int64 [sum of key lengths] when some sequence has a cached prefix:
+        the cache slots of every key, in order; None when no sequence has a prefix
+        (then the fresh keys are used directly, with no gather).
+    Decode:
+      block_tables: int32 [B, max_blocks], context_lens: int32 [B] (keys including
+      the new token).
+    """
+
+    is_prefill: bool
+    slot_mapping: torch.Tensor
+    cu_seqlens_q: torch.Tensor | None = None
+    cu_seqlens_k: torch.Tensor | None = None
+    max_seqlen_q: int = 0
+    max_seqlen_k: int = 0
+    key_slots: torch.Tensor | None = None
+    block_tables: torch.Tensor | None = None
+    context_lens: torch.Tensor | None = None
+
+
+class KVCache:
+    """Paged key/value storage for every layer of one model.
+
+    One tensor [layers, 2, num_blocks, block_size, kv_heads, head_dim] so that the
+    whole cache is a single allocation whose size is known up front.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        num_blocks: int,
+        block_size: int,
+        num_kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+    ) -> None:
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.data = torch.zeros(
+            (num_layers, 2, num_blocks, block_size, num_kv_heads, head_dim),
+            dtype=dtype,
+            device=device,
+        )
+
+    @staticmethod
+    def bytes_per_block(
+        num_layers: int, block_size: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype
+    ) -> int:
+        element = torch.empty((), dtype=dtype).element_size()
+        return 2 * num_layers * block_size * num_kv_heads * head_dim * element
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() * self.data.element_size()
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data[index, 0], self.data[index, 1]
+
+
+def paged_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+) -> torch.Tensor:
+    """Store the new k/v in the cache, then attend. q [T, Hq, D], k/v [T, Hkv, D]."""
+    kernels.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+    if not meta.is_prefill:
+        return kernels.decode_attention(
+            q, k_cache, v_cache, meta.block_tables, meta.context_lens, scale
+        )
+    if meta.key_slots is not None:
+        heads, dim = k_cache.shape[-2:]
+        k = k_cache.view(-1, heads, dim).index_select(0, meta.key_slots)
+        v = v_cache.view(-1, heads, dim).index_select(0, meta.key_slots)
+    return kernels.prefill_attention(
+        q,
+        k,
+        v,
+        meta.cu_seqlens_q,
+        meta.cu_seqlens_k,
+        meta.max_seqlen_q,
+        meta.max_seqlen_k,
+        scale,
+    )

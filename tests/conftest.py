@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny model folders and the demo GGUF."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests are CPU-only and share two cores: keep torch from oversubscribing.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models_dir shared by the whole session (tiny models are made once)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(models_root: Path):
+    from tests.support.tiny_models import make_tiny_model
+
+    def make(arch: str = "llama", **kwargs) -> Path:
+        return make_tiny_model(models_root, arch, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_model_factory) -> Path:
+    return tiny_model_factory("llama")
+
+
+@pytest.fixture(scope="session")
+def demo_gguf() -> Path:
+    from neuron.demo import demo_gguf_path
+
+    return demo_gguf_path()

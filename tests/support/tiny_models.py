@@ -1,0 +1,93 @@
+"""Tiny random Hugging Face model folders, made by the tests themselves.
+
+Weights come from transformers' own model classes (a test dependency), so the
+folders are exactly what a user would download, only small. The tokenizer is
+SmolLM2's, exported from the demo GGUF by transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from neuron.demo import demo_gguf_path
+
+ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+
+_TOKENIZER_CACHE: dict[str, Path] = {}
+
+
+def smollm2_tokenizer_dir(root: Path) -> Path:
+    """Export SmolLM2's tokenizer (tokenizer.json + config with chat template) once."""
+    key = str(root)
+    if key in _TOKENIZER_CACHE:
+        return _TOKENIZER_CACHE[key]
+    from transformers import AutoTokenizer
+
+    gguf = demo_gguf_path()
+    out = root / "smollm2-tokenizer"
+    if not (out / "tokenizer.json").exists():
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tok.save_pretrained(str(out))
+    _TOKENIZER_CACHE[key] = out
+    return out
+
+
+def _config(arch: str, vocab_size: int, **overrides):
+    import transformers
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+        dtype="float32",
+    )
+    common.update(overrides)
+    if arch == "llama":
+        return transformers.LlamaConfig(**common)
+    if arch == "mistral":
+        return transformers.MistralConfig(sliding_window=None, **common)
+    if arch == "qwen2":
+        return transformers.Qwen2Config(**common)
+    if arch == "qwen3":
+        common.setdefault("head_dim", 16)
+        return transformers.Qwen3Config(**common)
+    raise ValueError(f"unknown tiny architecture {arch!r}")
+
+
+def make_tiny_model(root: Path, arch: str = "llama", seed: int = 0, name: str | None = None,
+                    **overrides) -> Path:
+    """Write a tiny random `arch` model folder under root and return its path."""
+    import transformers
+
+    target = root / (name or f"tiny-{arch}")
+    if (target / "config.json").exists():
+        return target
+    tok_dir = smollm2_tokenizer_dir(root)
+    vocab = json.loads((tok_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    config = _config(arch, len(vocab), **overrides)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.2)
+        # RMSNorm weights near 1 keep the activations in a sane range.
+        for name_, param in model.named_parameters():
+            if "norm" in name_:
+                param.copy_(1.0 + 0.1 * torch.randn_like(param))
+    model.save_pretrained(str(target), safe_serialization=True)
+    for file in tok_dir.iterdir():
+        shutil.copy(file, target / file.name)
+    return target
