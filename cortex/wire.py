@@ -102,7 +102,9 @@ def openai_error_from_upstream(status: int, body: bytes) -> ApiError:
     try:
         payload = json.loads(body)
         error = payload["error"]
-        return ApiError(status, str(error.get("message", "")), error.get("param"), error.get("code"))
+        return ApiError(
+            status, str(error.get("message", "")), error.get("param"), error.get("code")
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         text = body[:200].decode("utf-8", "replace")
         return ApiError(status, f"upstream returned {status}: {text}")
@@ -118,7 +120,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ApiError(
+            400,
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body

@@ -1,0 +1,67 @@
+"""Attention and sampling kernels: Triton on CUDA, torch references elsewhere.
+
+Every entry point asks ``kernels.dispatch.use_triton`` which implementation to
+run; the Triton modules are imported lazily so a host without Triton (or without
+a GPU) only ever touches the references."""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.attention_ref import decode_attention_ref, prefill_attention_ref
+from kernels.dispatch import use_triton
+from kernels.kv_store import store_kv
+from kernels.sampling import SamplingBatch, SamplingRow
+from kernels.sampling_ref import sample_ref
+
+__all__ = [
+    "SamplingBatch",
+    "SamplingRow",
+    "decode_attention",
+    "prefill_attention",
+    "sample",
+    "store_kv",
+]
+
+
+def prefill_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    scale: float,
+) -> torch.Tensor:
+    """Causal varlen GQA attention; queries are the last keys of each sequence."""
+    if use_triton(q):
+        from kernels.attention_prefill import prefill_attention_triton as impl
+    else:
+        impl = prefill_attention_ref
+    return impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale)
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """One query per sequence over the paged KV cache."""
+    if use_triton(q):
+        from kernels.attention_decode import decode_attention_triton as impl
+    else:
+        impl = decode_attention_ref
+    return impl(q, k_cache, v_cache, block_tables, context_lens, scale)
+
+
+def sample(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+    """Token ids int64 [B] from logits [B, V]."""
+    if use_triton(logits):
+        from kernels.sampling_triton import sample_triton
+
+        return sample_triton(logits, batch)
+    return sample_ref(logits, batch)

@@ -1,0 +1,123 @@
+"""Decode throughput and time to first token of a neuron over HTTP (SmolLM2 demo GGUF).
+
+Starts `neuron serve` on loopback with the demo model, then for 1, 4 and 16
+concurrent streams measures aggregate decode tokens/s and TTFT p50/p99, taking
+the median of several runs. Prints figures; asserts nothing.
+
+    python -m bench.neuron_http [--tokens 64] [--runs 3] [--concurrency 1 4 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from neuron.demo import DEMO_MODEL_ID, fetch_demo
+from tests.support.procs import Proc, free_port
+
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+async def _stream(
+    session: aiohttp.ClientSession, url: str, tokens: int, i: int
+) -> tuple[float, float, int]:
+    """(ttft, end, completion tokens) of one streamed chat completion."""
+    body = {
+        "model": DEMO_MODEL_ID,
+        "messages": [{"role": "user", "content": f"{PROMPT} ({i})"}],
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    start = time.perf_counter()
+    ttft, used = None, 0
+    async with session.post(url + "/v1/chat/completions", json=body) as resp:
+        resp.raise_for_status()
+        async for line in resp.content:
+            if not line.startswith(b"data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if ttft is None and any(c["delta"].get("content") for c in chunk["choices"]):
+                ttft = time.perf_counter() - start
+            if chunk.get("usage"):
+                used = chunk["usage"]["completion_tokens"]
+    return ttft or 0.0, time.perf_counter() - start, used
+
+
+async def _run(url: str, concurrency: int, tokens: int) -> tuple[float, list[float]]:
+    """Aggregate decode tokens/s (after each stream's first token) and every TTFT."""
+    async with aiohttp.ClientSession() as session:
+        began = time.perf_counter()
+        results = await asyncio.gather(
+            *(_stream(session, url, tokens, i) for i in range(concurrency))
+        )
+        wall = time.perf_counter() - began
+    ttfts = [r[0] for r in results]
+    decoded = sum(r[2] - 1 for r in results)
+    return decoded / max(1e-9, wall - min(ttfts)), ttfts
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _bench(url: str, levels: list[int], tokens: int, runs: int) -> None:
+    await _run(url, 1, 4)  # warm-up
+    print(f"{'streams':>7} {'decode tok/s':>13} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12}")
+    for level in levels:
+        rates, p50s, p99s = [], [], []
+        for _ in range(runs):
+            rate, ttfts = await _run(url, level, tokens)
+            rates.append(rate)
+            p50s.append(_pct(ttfts, 0.5))
+            p99s.append(_pct(ttfts, 0.99))
+        print(
+            f"{level:>7} {statistics.median(rates):>13.1f} "
+            f"{1000 * statistics.median(p50s):>12.1f} {1000 * statistics.median(p99s):>12.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--kv-mb", type=int, default=512)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fetch_demo(work / "models")
+        port = free_port()
+        config = work / "neuron.toml"
+        config.write_text(
+            f'port = {port}\nlisten = "127.0.0.1"\nmodels_dir = "models"\n'
+            f"cpu_kv_cache_mb = {args.kv_mb}\n[[default_models]]\nmodel_id = {json.dumps(DEMO_MODEL_ID)}\n"
+        )
+        proc = Proc(
+            ["neuron.cli", "serve", "-c", str(config)],
+            work / "neuron.log",
+            f"http://127.0.0.1:{port}",
+        ).start()
+        try:
+            proc.wait_http("/health", timeout=300, ready='"status": "ready"')
+            print(
+                f"neuron on {proc.url}, model {DEMO_MODEL_ID}, {args.tokens} tokens per stream, "
+                f"median of {args.runs} runs"
+            )
+            asyncio.run(_bench(proc.url, args.concurrency, args.tokens, args.runs))
+        finally:
+            proc.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Gateway configuration: `cortex.toml` (or YAML) and the `models.toml` it points to.
+
+Keys follow DESIGN.md §5; `[routing]` and `[upstream]` hold the waiting and timeout
+knobs the router and proxy need. `CORTEX_SECTION__KEY` variables override the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cortex.configfile import ConfigError, build, load_config, load_document
+
+
+@dataclass
+class GatewaySection:
+    listen: str = "0.0.0.0:31313"
+    metrics_listen: str = "0.0.0.0:31314"
+    api_keys: list[str] = field(default_factory=list)
+    admin_keys: list[str] = field(default_factory=list)
+    max_body_bytes: int = 8 * 1024 * 1024
+
+    def validate(self) -> tuple[str, str, str] | None:
+        for key in ("listen", "metrics_listen"):
+            value = getattr(self, key)
+            try:
+                parse_listen(value)
+            except ValueError:
+                return key, "HOST:PORT", f'"{value}"'
+        if self.max_body_bytes <= 0:
+            return "max_body_bytes", "a positive integer", str(self.max_body_bytes)
+        return None
+
+
+@dataclass
+class EvictionSection:
+    strategy: Literal["lru", "priority"] = "lru"
+    defrag_after_cycles: int = 0
+    idle_unload_seconds: float = 0.0
+
+
+@dataclass
+class PollerSection:
+    interval_seconds: float = 5.0
+    timeout_seconds: float = 2.0
+    unhealthy_after: int = 3
+
+
+@dataclass
+class RoutingSection:
+    """How long and how many requests may wait for a model, and keep-alive spacing."""
+
+    max_wait_seconds: float = 120.0
+    max_waiting: int = 256
+    keepalive_seconds: float = 10.0
+
+
+@dataclass
+class UpstreamSection:
+    """Timeouts towards neurons: a stream is cut when idle, never for being long."""
+
+    connect_timeout_seconds: float = 5.0
+    stream_idle_timeout_seconds: float = 120.0
+    request_timeout_seconds: float = 600.0
+    load_timeout_seconds: float = 900.0
+
+
+@dataclass
+class NeuronEntry:
+    name: str
+    endpoint: str
+    token: str | None = None
+
+    def validate(self) -> tuple[str, str, str] | None:
+        if not self.endpoint.startswith(("http://", "https://")):
+            return "endpoint", "an http:// or https:// URL", f'"{self.endpoint}"'
+        return None
+
+
+@dataclass
+class ModelProfile:
+    """Where a model may be placed: memory, device count, pins and eviction priority."""
+
+    id: str
+    vram_mb: int = 0
+    min_devices: int = 1
+    min_device_vram_mb: int = 0
+    quant: str | None = None
+    pinned_on: list[str] = field(default_factory=list)
+    priority: int = 0
+    context_length: int | None = None
+
+    def validate(self) -> tuple[str, str, str] | None:
+        if self.min_devices < 1:
+            return "min_devices", "an integer >= 1", str(self.min_devices)
+        return None
+
+    @property
+    def model_id(self) -> str:
+        """The id the neuron loads: `repo:QUANT` when a quant is named."""
+        return f"{self.id}:{self.quant}" if self.quant and ":" not in self.id else self.id
+
+
+@dataclass
+class ModelsConfig:
+    models: list[ModelProfile] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CortexConfig:
+    gateway: GatewaySection = field(default_factory=GatewaySection)
+    eviction: EvictionSection = field(default_factory=EvictionSection)
+    poller: PollerSection = field(default_factory=PollerSection)
+    routing: RoutingSection = field(default_factory=RoutingSection)
+    upstream: UpstreamSection = field(default_factory=UpstreamSection)
+    neurons: list[NeuronEntry] = field(default_factory=list)
+    models_config: str | None = None
+
+
+@dataclass
+class Settings:
+    """Everything the gateway runs with, both files read and checked."""
+
+    cortex: CortexConfig
+    models: ModelsConfig
+    source: str = "<defaults>"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(value)
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def load_settings(path: str | Path, environ: dict[str, str] | None = None) -> Settings:
+    """Read cortex.toml and its models file; raise ConfigError naming file and key."""
+    cortex = load_config(CortexConfig, path, env_prefix="CORTEX_", environ=environ)
+    names = [n.name for n in cortex.neurons]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ConfigError(str(path), "neurons", "unique names", f'"{sorted(duplicates)[0]}" twice')
+    models = ModelsConfig()
+    if cortex.models_config:
+        models_path = Path(path).parent / cortex.models_config
+        models = build(ModelsConfig, load_document(models_path), source=str(models_path))
+    return Settings(cortex, models, str(path))

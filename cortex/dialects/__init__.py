@@ -1,0 +1,1 @@
+"""Client dialects the gateway speaks; the neurons speak OpenAI only."""

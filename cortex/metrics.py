@@ -1,0 +1,125 @@
+"""Gateway metrics (DESIGN.md §4.4) on their own registry, served on the metrics port.
+
+Each app owns a registry so several gateways (tests, `cortex up`) can live in one
+process. Labels are low-cardinality: model ids from the catalogue, node names from
+the config, the dialect, a status code, a token kind, an eviction reason.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from cortex import __version__
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_RATE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+_LOAD = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "cortex_requests_total",
+            "Requests answered, by final status code",
+            ["model", "node", "dialect", "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "cortex_request_duration_seconds",
+            "Time to the end of the response (streams included)",
+            ["model", "node", "dialect"],
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "cortex_time_to_first_token_seconds",
+            "Time from request arrival to the first generated token leaving the gateway",
+            ["model", "node", "dialect"],
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.tokens_per_second = Histogram(
+            "cortex_output_tokens_per_second",
+            "Completion tokens per second after the first token",
+            ["model", "node"],
+            buckets=_RATE,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "cortex_tokens_total",
+            "Tokens processed, from upstream usage",
+            ["model", "node", "kind"],
+            registry=registry,
+        )
+        self.cold_starts = Counter(
+            "cortex_cold_starts_total",
+            "Model loads the gateway started",
+            ["model", "node"],
+            registry=registry,
+        )
+        self.load_duration = Histogram(
+            "cortex_model_load_duration_seconds",
+            "Duration of successful model loads",
+            ["model", "node"],
+            buckets=_LOAD,
+            registry=registry,
+        )
+        self.evictions = Counter(
+            "cortex_evictions_total",
+            "Models unloaded by the gateway, by reason",
+            ["model", "node", "reason"],
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "cortex_queue_wait_seconds",
+            "Time a request waited for a model to become servable",
+            ["model"],
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "cortex_inflight_requests",
+            "Requests being served by a node",
+            ["model", "node"],
+            registry=registry,
+        )
+        self.node_up = Gauge(
+            "cortex_node_up", "1 if the node is reachable", ["node"], registry=registry
+        )
+        self.model_loaded = Gauge(
+            "cortex_model_loaded",
+            "1 if the model is loaded and ready on the node",
+            ["model", "node"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "cortex_build_info", "Gateway build", ["version", "python"], registry=registry
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+
+    def export(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_app(metrics: Metrics) -> web.Application:
+    """A tiny app for the metrics port: GET /metrics."""
+
+    async def handle(_: web.Request) -> web.Response:
+        resp = web.Response(body=metrics.export())
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    return app

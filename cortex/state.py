@@ -1,0 +1,62 @@
+"""The gateway's shared state, built once per app and reached through `web.AppKey`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from cortex.catalogue import Catalogue
+from cortex.config import CortexConfig, Settings
+from cortex.evictor import Evictor
+from cortex.fleet import Fleet, Node
+from cortex.lifecycle import Lifecycle
+from cortex.metrics import Metrics
+from cortex.neuron_client import NeuronClient
+from cortex.poller import Poller
+from cortex.router import Router
+
+# When the request arrived (time.monotonic()), stamped by the first middleware.
+STARTED = "cortex.started"
+
+
+@dataclass
+class State:
+    settings: Settings
+    session: aiohttp.ClientSession
+    fleet: Fleet
+    catalogue: Catalogue
+    metrics: Metrics
+    lifecycle: Lifecycle
+    router: Router
+    poller: Poller
+    evictor: Evictor
+
+    @property
+    def config(self) -> CortexConfig:
+        return self.settings.cortex
+
+    @classmethod
+    def build(cls, settings: Settings, session: aiohttp.ClientSession) -> State:
+        cfg = settings.cortex
+        fleet = Fleet(
+            [
+                Node(n.name, n.endpoint, NeuronClient(session, n.endpoint, n.token))
+                for n in cfg.neurons
+            ]
+        )
+        catalogue = Catalogue(settings.models)
+        metrics = Metrics()
+        lifecycle = Lifecycle(fleet, catalogue, metrics, cfg)
+        router = Router(fleet, catalogue, lifecycle, metrics, cfg.routing)
+        poller = Poller(fleet, metrics, cfg.poller, lifecycle.pending_on)
+        evictor = Evictor(fleet, catalogue, lifecycle, cfg)
+        return cls(settings, session, fleet, catalogue, metrics, lifecycle, router, poller, evictor)
+
+
+STATE = web.AppKey("cortex.state", State)
+
+
+def state_of(request: web.Request) -> State:
+    return request.app[STATE]

@@ -1,0 +1,121 @@
+"""Triton prefill attention: causal, varlen (cu_seqlens), GQA, chunk-aware.
+
+One program per (query block, sequence, query head).  Each sequence's queries are
+the last ``q_len`` of its ``k_len`` keys, so query row i sees keys
+``j <= i + k_len - q_len``; softmax runs online in fp32 (exp2 domain)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.dispatch import interpreting, launch_guard
+from kernels.triton_util import dot_precision, pow2, upcast
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _prefill_kernel(
+    Q, K, V, OUT, CU_Q, CU_K, qk_scale,
+    s_qt, s_qh, s_kt, s_kh, s_vt, s_vh, s_ot, s_oh,
+    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    seq = tl.program_id(1)
+    head = tl.program_id(2)
+    q0 = tl.load(CU_Q + seq)
+    k0 = tl.load(CU_K + seq)
+    q_len = tl.load(CU_Q + seq + 1) - q0
+    k_len = tl.load(CU_K + seq + 1) - k0
+    start_m = pid_m * BLOCK_M
+    if start_m < q_len:
+        kv_head = head // GROUP
+        shift = k_len - q_len
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        d_ok = offs_d < HEAD_DIM
+        m_ok = offs_m < q_len
+        q = tl.load(
+            Q + (q0 + offs_m)[:, None] * s_qt + head * s_qh + offs_d[None, :],
+            mask=m_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
+        if UPCAST:
+            q = q.to(tl.float32)
+        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+        end = tl.minimum(k_len, start_m + BLOCK_M + shift)
+        for start_n in range(0, end, BLOCK_N):
+            cols = start_n + offs_n
+            kv_mask = (cols < k_len)[:, None] & d_ok[None, :]
+            k = tl.load(
+                K + (k0 + cols)[:, None] * s_kt + kv_head * s_kh + offs_d[None, :],
+                mask=kv_mask,
+                other=0.0,
+            )
+            v = tl.load(
+                V + (k0 + cols)[:, None] * s_vt + kv_head * s_vh + offs_d[None, :],
+                mask=kv_mask,
+                other=0.0,
+            )
+            if UPCAST:
+                k = k.to(tl.float32)
+                v = v.to(tl.float32)
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+            allowed = (cols[None, :] <= offs_m[:, None] + shift) & (cols < k_len)[None, :]
+            s = tl.where(allowed, s, float("-inf"))
+            # Key 0 is visible to every row, so m_new is finite from the first block.
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            p = tl.exp2(s - m_new[:, None])
+            alpha = tl.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+            m_i = m_new
+        out = acc / l_i[:, None]
+        tl.store(
+            OUT + (q0 + offs_m)[:, None] * s_ot + head * s_oh + offs_d[None, :],
+            out.to(OUT.dtype.element_ty),
+            mask=m_ok[:, None] & d_ok[None, :],
+        )
+
+
+def prefill_attention_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    scale: float,
+) -> torch.Tensor:
+    """Same contract as ``kernels.prefill_attention``; q, k, v [T, H, D] with unit
+    stride on D (head-strided views of a fused QKV buffer are fine)."""
+    del max_seqlen_k  # the kernel bounds each sequence by its own cu_seqlens
+    tq, hq, d = q.shape
+    hkv = k.shape[1]
+    if hq % hkv:
+        raise ValueError(f"{hq} query heads are not a multiple of {hkv} kv heads")
+    out = torch.empty_like(q)
+    batch = cu_seqlens_q.shape[0] - 1
+    if tq == 0 or batch == 0:
+        return out
+    # fp32 dots run on CUDA cores (exact, no tf32): smaller tiles keep them cheap.
+    block = 16 if interpreting() else 32 if q.dtype == torch.float32 else 64
+    grid = (triton.cdiv(max_seqlen_q, block), batch, hq)
+    with launch_guard(q):
+        _prefill_kernel[grid](
+            q, k, v, out, cu_seqlens_q, cu_seqlens_k, scale * LOG2E,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1),
+            v.stride(0), v.stride(1), out.stride(0), out.stride(1),
+            GROUP=hq // hkv, HEAD_DIM=d, BLOCK_D=pow2(d),
+            BLOCK_M=block, BLOCK_N=block,
+            UPCAST=upcast(q), PRECISION=dot_precision(q),
+        )  # fmt: skip
+    return out

@@ -1,0 +1,121 @@
+"""One HTTP request's generation: its n engine requests, merged into one output stream.
+
+Submission goes through the model's device worker; outputs come back on an
+asyncio.Queue. Closing the generation (normally, on error, or because the client
+went away and the handler was cancelled) aborts whatever is unfinished so its KV
+blocks return to the pool at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from cortex.wire import ApiError
+from neuron.engine.outputs import GenerationRequest, RequestOutput
+from neuron.engine.sampling_params import SamplingParams
+from neuron.metrics import NeuronMetrics
+from neuron.registry import ModelEntry, Registry
+from neuron.worker import WorkerFailed
+
+_counter = itertools.count()
+
+
+def fit_to_context(entry: ModelEntry, prompt_len: int, max_tokens: int | None) -> int:
+    """The max_tokens to use, or a 400 that states the numbers when it cannot fit."""
+    context = entry.facts.context_length
+    room = context - prompt_len
+    if max_tokens is None and room >= 1:
+        return room
+    if max_tokens is not None and max_tokens <= room:
+        return max_tokens
+    asked = f" and {max_tokens} completion tokens" if max_tokens is not None else ""
+    raise ApiError(
+        400,
+        f"this model's maximum context length is {context} tokens; the request has "
+        f"{prompt_len} prompt tokens{asked}",
+        param="messages" if max_tokens is None or room < 1 else "max_tokens",
+        code="context_length_exceeded",
+    )
+
+
+class Generation:
+    """n sequences of one request; iterate for (choice index, RequestOutput)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        metrics: NeuronMetrics,
+        entry: ModelEntry,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        n: int,
+        arrived: float,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:24]
+        self._registry, self._metrics, self._entry = registry, metrics, entry
+        self._prompt_ids, self._params, self._n = prompt_ids, params, n
+        self._arrived = arrived
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._index: dict[str, int] = {}
+        self._open: set[str] = set()
+        self._first: float | None = None
+        self.completion_tokens = 0
+
+    async def start(self) -> None:
+        """Submit every sequence; a refusal (e.g. too long for the engine) is a 400."""
+        self._registry.begin(self._entry)
+        worker, model = self._entry.worker, self._entry.id
+        for i in range(self._n):
+            rid = f"{self.id}-{next(_counter)}"
+            params = self._params
+            if params.seed is not None and self._n > 1:  # distinct yet reproducible choices
+                params = dataclasses.replace(params, seed=params.seed + i)
+            self._index[rid] = i
+            self._open.add(rid)
+            try:
+                await worker.submit(
+                    model, GenerationRequest(rid, self._prompt_ids, params), self._queue.put_nowait
+                )
+            except ValueError as exc:
+                self._open.discard(rid)
+                raise ApiError(400, str(exc)) from None
+            except WorkerFailed as exc:
+                self._open.discard(rid)
+                raise ApiError(503, str(exc), retry_after=5) from None
+        self._metrics.queue_time.labels(model).observe(time.monotonic() - self._arrived)
+
+    async def outputs(self) -> AsyncIterator[tuple[int, RequestOutput]]:
+        while self._open:
+            item = await self._queue.get()
+            if isinstance(item, BaseException):
+                self._open.clear()
+                raise ApiError(503, str(item), retry_after=5)
+            now = time.monotonic()
+            if self._first is None and item.token_ids:
+                self._first = now
+                self._metrics.ttft.labels(self._entry.id).observe(now - self._arrived)
+            if item.finished:
+                self._open.discard(item.request_id)
+                self._finished(item, now)
+            yield self._index[item.request_id], item
+
+    def _finished(self, item: RequestOutput, now: float) -> None:
+        self.completion_tokens += item.completion_tokens
+        model = self._entry.id
+        self._metrics.tokens.labels(model, "completion").inc(item.completion_tokens)
+        if self._first is not None and item.completion_tokens > 1:
+            per_token = (now - self._first) / (item.completion_tokens - 1)
+            self._metrics.tpot.labels(model).observe(per_token)
+
+    async def close(self) -> None:
+        """Abort unfinished sequences (client gone or error) and release the model."""
+        for rid in self._open:
+            self._entry.worker.abort(self._entry.id, rid)
+        self._open.clear()
+        self._metrics.tokens.labels(self._entry.id, "prompt").inc(len(self._prompt_ids))
+        self._registry.end(self._entry)

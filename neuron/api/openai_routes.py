@@ -1,0 +1,34 @@
+"""The OpenAI-dialect routes, plus /tokenize (the gateway's Anthropic count_tokens)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cortex.wire import ApiError, read_json_object
+from neuron.api.chat import chat_completions, chat_prompt_ids
+from neuron.api.completions import completion_prompt, completions
+from neuron.api.requests import parse_chat
+from neuron.api.state import DAEMON
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    """{model, messages, tools?} counts the rendered chat prompt; {model, prompt} the text."""
+    daemon = request.app[DAEMON]
+    body = await read_json_object(request)
+    entry = daemon.registry.get_ready(body.get("model"))
+    if "messages" in body:
+        chat = parse_chat(
+            {k: body[k] for k in ("model", "messages", "tools", "tool_choice") if k in body}, {}
+        )
+        ids = chat_prompt_ids(entry, chat.messages, chat.tools, chat.tool_choice)
+    elif isinstance(body.get("prompt"), (str, list)) and body["prompt"]:
+        ids, _text = completion_prompt(entry, body["prompt"])
+    else:
+        raise ApiError(400, "give `messages` (chat) or a non-empty `prompt`", param="messages")
+    return web.json_response({"count": len(ids), "max_model_len": entry.facts.context_length})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/tokenize", tokenize)

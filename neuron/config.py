@@ -1,0 +1,99 @@
+"""neuron.toml: the daemon's settings, typed, with NEURON_<KEY> environment overrides.
+
+Parsing, overrides and error messages come from the shared loader
+(cortex.configfile), so a bad neuron.toml reads exactly like a bad cortex.toml:
+one line naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cortex.configfile import ConfigError, load_config
+
+__all__ = ["ConfigError", "DefaultModel", "NeuronConfig", "load"]
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass
+class DefaultModel:
+    """A model loaded at start, one after another, once the port is bound."""
+
+    model_id: str
+    devices: list[str] | None = None
+    dtype: Dtype = "auto"
+    max_context: int | None = None
+
+
+@dataclass
+class NeuronConfig:
+    port: int = 13131
+    listen: str = "0.0.0.0"
+    models_dir: Path = Path("models")
+    hf_cache: Path | None = None
+    allow_download: bool = False
+    kv_cache_memory_fraction: float = 0.9  # of the GPU memory free once the weights are in
+    cpu_kv_cache_mb: int = 512
+    max_batch_size: int = 32
+    max_waiting: int = 256  # per model, beyond the running batch; more → 503
+    max_prefill_tokens: int = 2048
+    block_size: int = 16
+    max_body_bytes: int = 8 * 1024 * 1024
+    drain_timeout_seconds: float = 300.0
+    cpu_dtype: Dtype = "float32"
+    cuda_dtype: Dtype = "bfloat16"
+    token: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    default_models: list[DefaultModel] = field(default_factory=list)
+
+    def validate(self) -> tuple[str, str, str] | None:
+        """Ranges types cannot express, as (key, expected, got)."""
+        checks = [
+            ("port", 1 <= self.port <= 65535, "a port in 1..65535", self.port),
+            (
+                "kv_cache_memory_fraction",
+                0.0 < self.kv_cache_memory_fraction <= 1.0,
+                "a fraction in (0, 1]",
+                self.kv_cache_memory_fraction,
+            ),
+            ("cpu_kv_cache_mb", self.cpu_kv_cache_mb >= 1, "at least 1", self.cpu_kv_cache_mb),
+            ("max_batch_size", self.max_batch_size >= 1, "at least 1", self.max_batch_size),
+            ("max_waiting", self.max_waiting >= 0, "0 or more", self.max_waiting),
+            (
+                "max_prefill_tokens",
+                self.max_prefill_tokens >= 16,
+                "at least 16",
+                self.max_prefill_tokens,
+            ),
+            (
+                "block_size",
+                self.block_size in (8, 16, 32, 64, 128),
+                "one of 8, 16, 32, 64, 128",
+                self.block_size,
+            ),
+            ("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024", self.max_body_bytes),
+            ("token", self.token is None or self.token != "", "a non-empty string", '""'),
+        ]
+        for key, ok, expected, got in checks:
+            if not ok:
+                return key, expected, str(got)
+        return None
+
+    def dtype_for(self, kind: str, requested: str = "auto") -> str:
+        if requested != "auto":
+            return requested
+        return self.cuda_dtype if kind == "cuda" else self.cpu_dtype
+
+
+def load(path: str | Path) -> NeuronConfig:
+    """Read neuron.toml (or .yaml); raises ConfigError naming file, key and expectation."""
+    config = load_config(NeuronConfig, path, env_prefix="NEURON_", env_separator=None)
+    base = Path(path).resolve().parent
+    if not config.models_dir.is_absolute():
+        config.models_dir = base / config.models_dir
+    if config.hf_cache is not None and not config.hf_cache.is_absolute():
+        config.hf_cache = base / config.hf_cache
+    return config

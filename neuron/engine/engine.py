@@ -1,0 +1,189 @@
+"""The continuous-batching engine of one model on one device.
+
+Everything here runs on the device's worker thread: `add`, `abort` and `step`
+are called between forward passes, so a request joins or leaves a running batch
+at the next step. Each step schedules one pass, runs it, and turns the sampled
+tokens into text increments with stop handling.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from typing import TYPE_CHECKING
+
+import torch
+
+from neuron.engine.block_manager import BlockManager
+from neuron.engine.model_runner import ModelRunner, Sampled
+from neuron.engine.outputs import EngineStats, GenerationRequest, RequestOutput, TokenLogprob
+from neuron.engine.sampler import SampledLogprobs
+from neuron.engine.scheduler import Scheduler
+from neuron.engine.sequence import Sequence
+from neuron.models.attention import KVCache
+from neuron.models.config import ModelConfig
+from neuron.text.detokenizer import StreamDetokenizer
+from neuron.text.stop import StopMatcher
+
+if TYPE_CHECKING:
+    from neuron.models.loader import LoadedModel
+
+SEED_MASK = (1 << 63) - 1  # seeds travel as int64
+
+
+class Engine:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        num_blocks: int,
+        block_size: int = 16,
+        max_batch_size: int = 32,
+        max_prefill_tokens: int = 2048,
+        max_model_len: int | None = None,
+    ) -> None:
+        config = loaded.config
+        limits = {
+            "num_blocks": num_blocks,
+            "block_size": block_size,
+            "max_batch_size": max_batch_size,
+            "max_prefill_tokens": max_prefill_tokens,
+            "max_model_len": max_model_len,
+        }
+        for name, value in limits.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if max_model_len is not None and max_model_len > config.max_position_embeddings:
+            raise ValueError(
+                f"max_model_len {max_model_len} exceeds the model's "
+                f"{config.max_position_embeddings} positions"
+            )
+        self.config = config
+        self.tokenizer = loaded.tokenizer
+        self.eos_token_ids = loaded.eos_token_ids
+        self.block_manager = BlockManager(num_blocks, block_size)
+        self.cache_tokens = num_blocks * block_size
+        # The longest sequence served: the context length, cut to what the cache holds.
+        self.max_model_len = min(max_model_len or config.max_position_embeddings, self.cache_tokens)
+        self.kv_cache = KVCache(
+            config.num_hidden_layers,
+            num_blocks,
+            block_size,
+            config.num_key_value_heads,
+            config.head_dim,
+            loaded.dtype,
+            loaded.device,
+        )
+        self.scheduler = Scheduler(self.block_manager, max_batch_size, max_prefill_tokens)
+        self.runner = ModelRunner(loaded.model, self.kv_cache)
+        self._seqs: dict[str, Sequence] = {}
+        self._next_seq_id = 0
+
+    @staticmethod
+    def blocks_for_bytes(
+        config: ModelConfig, dtype: torch.dtype, budget_bytes: int, block_size: int = 16
+    ) -> int:
+        """How many cache blocks fit in `budget_bytes`."""
+        per_block = KVCache.bytes_per_block(
+            config.num_hidden_layers, block_size, config.num_key_value_heads, config.head_dim, dtype
+        )
+        return max(0, budget_bytes // per_block)
+
+    def add(self, request: GenerationRequest) -> None:
+        """Queue a request; ValueError (with the numbers) if it can never be served."""
+        params = request.params
+        params.validate(self.config.vocab_size)
+        prompt = request.prompt_ids
+        if request.request_id in self._seqs:
+            raise ValueError(f"request id {request.request_id!r} is already in use")
+        if not prompt:
+            raise ValueError("the prompt must contain at least one token")
+        bad = [t for t in prompt if not 0 <= t < self.config.vocab_size]
+        if bad:
+            raise ValueError(
+                f"prompt token id {bad[0]} is outside the vocabulary (0..{self.config.vocab_size - 1})"
+            )
+        total = len(prompt) + params.max_tokens
+        if total > self.max_model_len:
+            limit = (
+                f"the KV cache holds {self.cache_tokens} tokens"
+                if self.max_model_len == self.cache_tokens
+                else f"the maximum context length is {self.max_model_len} tokens"
+            )
+            raise ValueError(
+                f"{len(prompt)} prompt tokens + {params.max_tokens} max_tokens = {total} "
+                f"tokens, but {limit}"
+            )
+        seed = secrets.randbits(63) if params.seed is None else params.seed & SEED_MASK
+        seq = Sequence(
+            self._next_seq_id,
+            request,
+            seed,
+            StreamDetokenizer(self.tokenizer, prompt),
+            StopMatcher(params.stop),
+        )
+        self._next_seq_id += 1
+        self._seqs[request.request_id] = seq
+        self.scheduler.add(seq)
+
+    def abort(self, request_id: str) -> RequestOutput | None:
+        """Stop a request now and free its blocks; None if it is not here."""
+        seq = self._seqs.pop(request_id, None)
+        if seq is None:
+            return None
+        self.scheduler.finish(seq)
+        seq.finish("abort")
+        return seq.take_output("")
+
+    def step(self) -> list[RequestOutput]:
+        """Run one scheduled pass; an output for each sequence with new text or an end."""
+        batch = self.scheduler.schedule()
+        if batch is None:
+            return []
+        sampled = self.runner.run(batch)
+        for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
+            seq.num_cached_tokens += chunk
+        outputs = [self._accept(row) for row in sampled]
+        return [out for out in outputs if out is not None]
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=len(self.scheduler.running),
+            waiting=len(self.scheduler.waiting),
+            free_blocks=self.block_manager.num_free,
+            total_blocks=self.block_manager.num_blocks,
+            block_size=self.block_manager.block_size,
+        )
+
+    def _accept(self, row: Sampled) -> RequestOutput | None:
+        """Append a sampled token, decide whether the sequence ends, and emit its text."""
+        seq, token, params = row.seq, row.token_id, row.seq.params
+        logprob = None if row.logprobs is None else self._logprob(token, row.logprobs)
+        seq.append_token(token, logprob)
+        if token in params.stop_token_ids or (
+            not params.ignore_eos and token in self.eos_token_ids
+        ):
+            # A stop token's own text is not part of the output; held-back text is.
+            seq.finish("stop", token)
+            text = seq.stop_matcher.flush()
+        else:
+            text, matched = seq.stop_matcher.feed(seq.detokenizer.step(token))
+            if matched is not None:
+                seq.finish("stop", matched)
+            elif seq.num_completion_tokens >= params.max_tokens:
+                seq.finish("length")
+                text += seq.stop_matcher.flush()
+        if seq.is_finished:
+            self.scheduler.finish(seq)
+            del self._seqs[seq.request_id]
+        if text or seq.is_finished:
+            return seq.take_output(text)
+        return None
+
+    def _logprob(self, token: int, sampled: SampledLogprobs) -> TokenLogprob:
+        """Attach token texts; special tokens keep their names (a client asked for them)."""
+        text = functools.partial(self.tokenizer.decode, skip_special_tokens=False)
+        top = [(t, text([t]), lp) for t, lp in sampled.top]
+        return TokenLogprob(token, text([token]), sampled.logprob, top)

@@ -1,0 +1,123 @@
+"""One forward pass: a scheduled batch becomes flat model inputs, logits and tokens.
+
+The decoder sees a single run of tokens (no padding); `AttentionMetadata` tells
+the attention layers where each sequence's tokens and cached keys live. Logits
+are computed only for rows that will sample: the last token of a sequence whose
+prompt completes in this pass, or every row of a decode pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from neuron.engine.sampler import SampledLogprobs, sample
+from neuron.engine.scheduler import ScheduledBatch
+from neuron.engine.sequence import Sequence
+from neuron.models.attention import AttentionMetadata, KVCache
+from neuron.models.llama import LlamaForCausalLM
+
+
+@dataclass
+class PassInputs:
+    input_ids: list[int]
+    positions: list[int]
+    meta: AttentionMetadata
+    sample_rows: list[int]  # rows of the pass whose logits are sampled
+    sample_seqs: list[Sequence]  # the sequence each of those rows belongs to
+
+
+@dataclass
+class Sampled:
+    seq: Sequence
+    token_id: int
+    logprobs: SampledLogprobs | None
+
+
+class ModelRunner:
+    def __init__(self, model: LlamaForCausalLM, kv_cache: KVCache) -> None:
+        self.model = model
+        self.kv_cache = kv_cache
+        self.block_size = kv_cache.block_size
+        self.device = kv_cache.data.device
+
+    def run(self, batch: ScheduledBatch) -> list[Sampled]:
+        """Run the batch through the model and sample where a next token is due."""
+        inputs = self._prepare_prefill(batch) if batch.is_prefill else self._prepare_decode(batch)
+        with torch.inference_mode():
+            hidden = self.model(
+                self._tensor(inputs.input_ids),
+                self._tensor(inputs.positions),
+                inputs.meta,
+                self.kv_cache,
+            )
+            if not inputs.sample_rows:
+                return []
+            if len(inputs.sample_rows) < hidden.shape[0]:
+                hidden = hidden.index_select(0, self._tensor(inputs.sample_rows))
+            logits = self.model.compute_logits(hidden)
+            token_ids, logprobs = sample(logits, inputs.sample_seqs)
+        return [Sampled(*row) for row in zip(inputs.sample_seqs, token_ids, logprobs, strict=True)]
+
+    def _prepare_prefill(self, batch: ScheduledBatch) -> PassInputs:
+        # Keys are gathered from the cache only when some chunk continues a cached prefix.
+        gather = any(seq.num_cached_tokens > 0 for seq in batch.seqs)
+        ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        key_slots: list[int] = []
+        cu_q, cu_k = [0], [0]
+        max_k = 0
+        rows: list[int] = []
+        sampling: list[Sequence] = []
+        for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
+            start, end = seq.num_cached_tokens, seq.num_cached_tokens + chunk
+            ids += seq.token_ids[start:end]
+            positions += range(start, end)
+            if gather:
+                keys = self._slots(seq, 0, end)
+                key_slots += keys
+                slots += keys[start:]
+            else:
+                slots += self._slots(seq, start, end)
+            cu_q.append(cu_q[-1] + chunk)
+            cu_k.append(cu_k[-1] + end)
+            max_k = max(max_k, end)
+            if end == seq.num_tokens:
+                rows.append(cu_q[-1] - 1)
+                sampling.append(seq)
+        meta = AttentionMetadata(
+            is_prefill=True,
+            slot_mapping=self._tensor(slots),
+            cu_seqlens_q=self._tensor(cu_q, torch.int32),
+            cu_seqlens_k=self._tensor(cu_k, torch.int32),
+            max_seqlen_q=max(batch.chunk_sizes),
+            max_seqlen_k=max_k,
+            key_slots=self._tensor(key_slots) if gather else None,
+        )
+        return PassInputs(ids, positions, meta, rows, sampling)
+
+    def _prepare_decode(self, batch: ScheduledBatch) -> PassInputs:
+        seqs = batch.seqs
+        positions = [seq.num_tokens - 1 for seq in seqs]
+        width = max(len(seq.block_table) for seq in seqs)
+        tables = [seq.block_table + [0] * (width - len(seq.block_table)) for seq in seqs]
+        meta = AttentionMetadata(
+            is_prefill=False,
+            slot_mapping=self._tensor(
+                [self._slots(s, p, p + 1)[0] for s, p in zip(seqs, positions, strict=True)]
+            ),
+            block_tables=self._tensor(tables, torch.int32),
+            context_lens=self._tensor([seq.num_tokens for seq in seqs], torch.int32),
+        )
+        ids = [seq.token_ids[-1] for seq in seqs]
+        return PassInputs(ids, positions, meta, list(range(len(seqs))), list(seqs))
+
+    def _slots(self, seq: Sequence, start: int, end: int) -> list[int]:
+        """Cache slots (block * block_size + offset) of positions start..end-1."""
+        table, size = seq.block_table, self.block_size
+        return [table[p // size] * size + p % size for p in range(start, end)]
+
+    def _tensor(self, values: list, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=self.device)

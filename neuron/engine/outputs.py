@@ -1,0 +1,50 @@
+"""What goes into and comes out of the engine: plain data, no tensors.
+
+These cross from the device worker thread to the asyncio side, so they hold
+only Python values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neuron.engine.sampling_params import SamplingParams
+
+
+@dataclass
+class GenerationRequest:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+
+
+@dataclass
+class TokenLogprob:
+    token_id: int
+    token: str
+    logprob: float
+    top: list[tuple[int, str, float]]  # (token id, token text, logprob), best first
+
+
+@dataclass
+class RequestOutput:
+    """One increment of a request: everything produced since its previous output."""
+
+    request_id: str
+    text: str  # new text; stop strings are held back until ruled out, and removed
+    token_ids: list[int]
+    finished: bool
+    finish_reason: str | None  # "stop" | "length" | "abort"
+    stop_reason: str | int | None  # the matched stop string or stop token id
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: list[TokenLogprob] | None
+
+
+@dataclass
+class EngineStats:
+    running: int
+    waiting: int
+    free_blocks: int
+    total_blocks: int
+    block_size: int

@@ -1,0 +1,69 @@
+"""From logits to next tokens (and their log-probabilities) for a batch of sequences.
+
+The kernels do the sampling; this module only turns each sequence's settings into
+a `SamplingBatch` row. Rows without penalties send no token ids at all, so the
+common case does no per-token Python work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import kernels
+from kernels.sampling import SamplingBatch, SamplingRow
+from neuron.engine.sequence import Sequence
+
+
+@dataclass
+class SampledLogprobs:
+    """Log-probabilities under the model's raw distribution (before any sampling setting)."""
+
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+def sampling_row(seq: Sequence) -> SamplingRow:
+    params = seq.params
+    prompt, output = (), ()
+    if params.uses_penalties:
+        prompt = seq.token_ids[: seq.num_prompt_tokens]
+        output = seq.token_ids[seq.num_prompt_tokens :]
+    return SamplingRow(
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        min_p=params.min_p,
+        repetition_penalty=params.repetition_penalty,
+        presence_penalty=params.presence_penalty,
+        frequency_penalty=params.frequency_penalty,
+        prompt_ids=prompt,
+        output_ids=output,
+        seed=seq.seed,
+        # Draws are counted per generated token, so a recomputed or re-batched
+        # sequence draws exactly the numbers it would have drawn anyway.
+        offset=seq.num_completion_tokens,
+    )
+
+
+def sample(
+    logits: torch.Tensor, seqs: list[Sequence]
+) -> tuple[list[int], list[SampledLogprobs | None]]:
+    """Next token of each row of logits [B, V] (fp32), with logprobs where asked."""
+    wanted = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
+    if wanted:  # taken first: the distribution as the model gave it, before any sampling step
+        rows = torch.tensor(wanted, device=logits.device)
+        lp = torch.log_softmax(logits.index_select(0, rows).float(), dim=-1)
+    batch = SamplingBatch.from_rows([sampling_row(s) for s in seqs], device=logits.device)
+    token_ids = kernels.sample(logits, batch)
+    logprobs: list[SampledLogprobs | None] = [None] * len(seqs)
+    if wanted:
+        chosen = lp.gather(1, token_ids.index_select(0, rows).unsqueeze(1)).squeeze(1).tolist()
+        most = max(seqs[i].params.logprobs or 0 for i in wanted)
+        top_vals, top_ids = (t.tolist() for t in lp.topk(most, dim=-1))
+        for j, i in enumerate(wanted):
+            n = seqs[i].params.logprobs or 0
+            top = list(zip(top_ids[j][:n], top_vals[j][:n], strict=True))
+            logprobs[i] = SampledLogprobs(chosen[j], top)
+    return token_ids.tolist(), logprobs

@@ -1,0 +1,99 @@
+"""Build a model's engine on its device thread: load the weights, size the KV cache.
+
+Runs inside a DeviceWorker job. Only `ModelFacts` (plain values plus the
+tokenizer and chat template, which hold no tensors) go back to the asyncio side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from neuron.config import NeuronConfig
+from neuron.devices import Device
+from neuron.engine.engine import Engine
+from neuron.models.errors import ModelLoadError
+from neuron.models.loader import load_model
+from neuron.text.chat_template import ChatTemplate
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class ModelFacts:
+    """What the API needs to know about a loaded model, without its tensors."""
+
+    tokenizer: Any
+    chat_template: ChatTemplate | None
+    context_length: int
+    vocab_size: int
+    memory_bytes: int
+    kv_blocks: int
+    generation_defaults: dict[str, float | int]
+    source: str
+    format: str
+
+
+def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
+    """The KV cache budget: a fraction of free GPU memory (after the weights), or MB on CPU."""
+    if device.kind == "cuda":
+        free, _total = torch.cuda.mem_get_info(device.index)
+        return int(free * config.kv_cache_memory_fraction)
+    return config.cpu_kv_cache_mb * 1024 * 1024
+
+
+def build_engine(
+    config: NeuronConfig, model_id: str, device: Device, dtype: str, max_context: int | None
+) -> tuple[Engine, ModelFacts]:
+    if dtype not in _DTYPES:
+        raise ModelLoadError("invalid", f"unknown dtype {dtype!r} (use {', '.join(_DTYPES)})")
+    torch_dtype = _DTYPES[dtype]
+    loaded = load_model(
+        model_id,
+        device.torch_device,
+        torch_dtype,
+        models_dir=config.models_dir,
+        hf_cache=config.hf_cache,
+        allow_download=config.allow_download,
+    )
+    context = loaded.config.max_position_embeddings
+    if max_context is not None:
+        context = min(context, max_context)
+    # Never reserve more KV than a full batch of full-length sequences can use.
+    useful = config.max_batch_size * math.ceil(context / config.block_size)
+    budget = kv_budget_bytes(config, device)
+    blocks = min(
+        useful, Engine.blocks_for_bytes(loaded.config, torch_dtype, budget, config.block_size)
+    )
+    if blocks < 1:
+        raise ModelLoadError(
+            "out_of_memory", f"no memory left for a KV cache on {device.id} after the weights"
+        )
+    context = min(context, blocks * config.block_size)
+    engine = Engine(
+        loaded,
+        num_blocks=blocks,
+        block_size=config.block_size,
+        max_batch_size=config.max_batch_size,
+        max_prefill_tokens=config.max_prefill_tokens,
+        max_model_len=context,
+    )
+    tok = loaded.tokenizer
+    template = None
+    if loaded.chat_template:
+        template = ChatTemplate(loaded.chat_template, tok.bos_token, tok.eos_token)
+    facts = ModelFacts(
+        tokenizer=tok,
+        chat_template=template,
+        context_length=engine.max_model_len,
+        vocab_size=loaded.config.vocab_size,
+        memory_bytes=loaded.nbytes + engine.kv_cache.nbytes,
+        kv_blocks=blocks,
+        generation_defaults=dict(loaded.generation_defaults),
+        source=str(loaded.source),
+        format=loaded.format,
+    )
+    return engine, facts

@@ -1,0 +1,275 @@
+"""The llama-family decoder (llama, mistral, qwen2, qwen3), written out in plain torch.
+
+One flat batch of tokens goes through each pass: `input_ids [T]` with their
+`positions [T]`; how those tokens split into sequences and where their keys
+live is the `AttentionMetadata`'s business, so the layers themselves never see
+padding or a batch dimension. Q/K/V and gate/up are single fused matmuls (the
+separate checkpoint tensors are copied into slices at load), which halves the
+number of small ops per layer, the main cost of a small model's decode step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuron.models.attention import AttentionMetadata, KVCache, paged_attention
+from neuron.models.config import ModelConfig
+from neuron.models.errors import ModelLoadError
+
+
+def _weight(*shape: int, dtype: torch.dtype, device: torch.device) -> nn.Parameter:
+    # Uninitialised on purpose: every weight is overwritten by the checkpoint.
+    return nn.Parameter(torch.empty(shape, dtype=dtype, device=device), requires_grad=False)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = _weight(dim, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32, as transformers does, so bf16 models match it.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
+    """Rotary frequencies, with linear or llama3 scaling applied."""
+    dim = config.head_dim
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    inv_freq = 1.0 / (config.rope_theta**exponents)
+    scaling = config.rope_scaling or {}
+    kind = scaling.get("rope_type")
+    if kind == "linear":
+        return inv_freq / float(scaling["factor"])
+    if kind == "llama3":
+        factor = float(scaling["factor"])
+        low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+        old_len = float(scaling["original_max_position_embeddings"])
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        return torch.where(medium, smoothed, scaled)
+    return inv_freq
+
+
+class Rotary(nn.Module):
+    """cos/sin tables for every position up to the context length, indexed per token."""
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.config = config
+        self.dtype = dtype
+        self.rebuild(rope_inv_freq(config).to(device))
+
+    def rebuild(self, inv_freq: torch.Tensor) -> None:
+        """Recompute the tables (also used when a GGUF carries its own frequency factors)."""
+        positions = torch.arange(self.config.max_position_embeddings, device=inv_freq.device)
+        freqs = positions.float()[:, None] * inv_freq.float()[None, :]
+        self.cos = freqs.cos().to(self.dtype)
+        self.sin = freqs.sin().to(self.dtype)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Rotate x [T, H, D] by its positions (the half-split layout transformers uses)."""
+        cos = self.cos[positions].unsqueeze(1)
+        sin = self.sin[positions].unsqueeze(1)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        c = config
+        self.num_heads, self.num_kv_heads, self.head_dim = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+        )
+        self.q_size = c.num_attention_heads * c.head_dim
+        self.kv_size = c.num_key_value_heads * c.head_dim
+        self.scale = c.head_dim**-0.5
+        kw = {"dtype": dtype, "device": device}
+        self.qkv_weight = _weight(self.q_size + 2 * self.kv_size, c.hidden_size, **kw)
+        self.qkv_bias = _weight(self.q_size + 2 * self.kv_size, **kw) if c.attention_bias else None
+        self.o_weight = _weight(c.hidden_size, self.q_size, **kw)
+        self.o_bias = _weight(c.hidden_size, **kw) if c.o_proj_bias else None
+        self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps, **kw) if c.qk_norm else None
+        self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps, **kw) if c.qk_norm else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        rotary: Rotary,
+        meta: AttentionMetadata,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+    ) -> torch.Tensor:
+        qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = q.view(-1, self.num_heads, self.head_dim)
+        k = k.view(-1, self.num_kv_heads, self.head_dim)
+        v = v.view(-1, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = rotary(q, positions), rotary(k, positions)
+        out = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
+        return F.linear(out.reshape(-1, self.q_size), self.o_weight, self.o_bias)
+
+    def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
+        q, kv = self.q_size, self.kv_size
+        slots = {
+            f"{prefix}q_proj.weight": self.qkv_weight[:q],
+            f"{prefix}k_proj.weight": self.qkv_weight[q : q + kv],
+            f"{prefix}v_proj.weight": self.qkv_weight[q + kv :],
+            f"{prefix}o_proj.weight": self.o_weight,
+        }
+        if self.qkv_bias is not None:
+            slots[f"{prefix}q_proj.bias"] = self.qkv_bias[:q]
+            slots[f"{prefix}k_proj.bias"] = self.qkv_bias[q : q + kv]
+            slots[f"{prefix}v_proj.bias"] = self.qkv_bias[q + kv :]
+        if self.o_bias is not None:
+            slots[f"{prefix}o_proj.bias"] = self.o_bias
+        if self.q_norm is not None and self.k_norm is not None:
+            slots[f"{prefix}q_norm.weight"] = self.q_norm.weight
+            slots[f"{prefix}k_norm.weight"] = self.k_norm.weight
+        return slots
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.inter = config.intermediate_size
+        self.gate_up_weight = _weight(
+            2 * self.inter, config.hidden_size, dtype=dtype, device=device
+        )
+        self.down_weight = _weight(config.hidden_size, self.inter, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, self.down_weight)
+
+    def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {
+            f"{prefix}gate_proj.weight": self.gate_up_weight[: self.inter],
+            f"{prefix}up_proj.weight": self.gate_up_weight[self.inter :],
+            f"{prefix}down_proj.weight": self.down_weight,
+        }
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.input_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
+        self.attn = Attention(config, dtype, device)
+        self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
+        self.mlp = MLP(config, dtype, device)
+
+    def forward(self, x, positions, rotary, meta, k_cache, v_cache) -> torch.Tensor:
+        h = x + self.attn(self.input_norm(x), positions, rotary, meta, k_cache, v_cache)
+        return h + self.mlp(self.post_attn_norm(h))
+
+    def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {
+            f"{prefix}input_layernorm.weight": self.input_norm.weight,
+            f"{prefix}post_attention_layernorm.weight": self.post_attn_norm.weight,
+            **self.attn.weight_slots(f"{prefix}self_attn."),
+            **self.mlp.weight_slots(f"{prefix}mlp."),
+        }
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device | str) -> None:
+        super().__init__()
+        device = torch.device(device)
+        self.config = config
+        kw = {"dtype": dtype, "device": device}
+        self.embed_tokens = _weight(config.vocab_size, config.hidden_size, **kw)
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, dtype, device) for _ in range(config.num_hidden_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
+        self.lm_head = (
+            self.embed_tokens
+            if config.tie_word_embeddings
+            else _weight(config.vocab_size, config.hidden_size, **kw)
+        )
+        self.rotary = Rotary(config, dtype, device)
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv: KVCache,
+    ) -> torch.Tensor:
+        """Hidden states [T, H] after the final norm, for every input token."""
+        x = F.embedding(input_ids, self.embed_tokens)
+        for index, layer in enumerate(self.layers):
+            k_cache, v_cache = kv.layer(index)
+            x = layer(x, positions, self.rotary, meta, k_cache, v_cache)
+        return self.norm(x)
+
+    @torch.inference_mode()
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [N, V] in fp32 for the rows that need sampling."""
+        return F.linear(hidden, self.lm_head).float()
+
+    def weight_slots(self) -> dict[str, torch.Tensor]:
+        """Every checkpoint tensor name (transformers naming) → the tensor it fills."""
+        slots = {
+            "model.embed_tokens.weight": self.embed_tokens,
+            "model.norm.weight": self.norm.weight,
+        }
+        if not self.config.tie_word_embeddings:
+            slots["lm_head.weight"] = self.lm_head
+        for index, layer in enumerate(self.layers):
+            slots.update(layer.weight_slots(f"model.layers.{index}."))
+        return slots
+
+    @torch.inference_mode()
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy checkpoint tensors into place; a missing, unknown or misshapen one is an error."""
+        slots = self.weight_slots()
+        missing = set(slots)
+        for name, tensor in weights:
+            if name == "rope_freqs.weight":
+                # llama3-style scaling as GGUF stores it: per-frequency divisors.
+                base = rope_inv_freq(self.config).to(tensor.device)
+                self.rotary.rebuild((base / tensor.float()).to(self.embed_tokens.device))
+                continue
+            if name.endswith("rotary_emb.inv_freq") or (
+                name == "lm_head.weight" and self.config.tie_word_embeddings
+            ):
+                continue
+            slot = slots.get(name)
+            if slot is None:
+                raise ModelLoadError("invalid", f"unexpected tensor {name!r} in the checkpoint")
+            if tuple(slot.shape) != tuple(tensor.shape):
+                raise ModelLoadError(
+                    "invalid",
+                    f"tensor {name!r} has shape {tuple(tensor.shape)}, "
+                    f"expected {tuple(slot.shape)}",
+                )
+            slot.copy_(tensor)
+            missing.discard(name)
+        if missing:
+            raise ModelLoadError(
+                "invalid", f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[0]!r}"
+            )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of weights held (a tied embedding counted once)."""
+        return sum(p.numel() * p.element_size() for p in self.parameters())

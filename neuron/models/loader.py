@@ -1,0 +1,186 @@
+"""Turn a model id or path into a ready decoder, tokenizer and defaults on one device.
+
+Runs on the device's worker thread: every tensor it creates lives there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuron.models import gguf_io
+from neuron.models.config import ModelConfig
+from neuron.models.errors import ModelLoadError
+from neuron.models.llama import LlamaForCausalLM
+from neuron.models.resolve import ModelSource, resolve_model
+from neuron.models.safetensors_io import iter_safetensors
+from neuron.text.tokenizer import Tokenizer
+
+__all__ = ["LoadedModel", "ModelLoadError", "load_model", "parse_dtype"]
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+# Sampling keys of generation_config.json (and GGUF's general.sampling.*) that serve as
+# per-model defaults for requests that leave them out.
+_GENERATION_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+_GGUF_SAMPLING = {"temp": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p"}
+
+
+@dataclass
+class LoadedModel:
+    model_id: str
+    config: ModelConfig
+    model: LlamaForCausalLM
+    tokenizer: Tokenizer
+    chat_template: str | None
+    source: Path
+    format: str
+    device: torch.device
+    dtype: torch.dtype
+    nbytes: int
+    generation_defaults: dict[str, float | int] = field(default_factory=dict)
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """Every id that ends a generation: the configs' and the tokenizer's."""
+        return self.tokenizer.eos_token_ids | frozenset(self.config.eos_token_ids)
+
+
+def parse_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    """A dtype from its name; None picks bf16 on GPU and fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ModelLoadError(
+            "unsupported", f"unsupported dtype {dtype!r}; use one of {sorted(_DTYPES)}"
+        )
+    return _DTYPES[dtype]
+
+
+def load_model(
+    model_id_or_path: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | str | None = None,
+    models_dir: Path | None = None,
+    hf_cache: Path | None = None,
+    allow_download: bool = False,
+) -> LoadedModel:
+    """Resolve, read and place a model; every failure is a ModelLoadError."""
+    device = torch.device(device)
+    dtype = parse_dtype(dtype, device)
+    source = resolve_model(model_id_or_path, models_dir, hf_cache, allow_download)
+    loader = _load_gguf if source.format == "gguf" else _load_hf
+    try:
+        return loader(source, device, dtype)
+    except torch.OutOfMemoryError as exc:
+        raise ModelLoadError("out_of_memory", f"not enough memory on {device}: {exc}") from exc
+
+
+def _build(
+    config: ModelConfig,
+    weights: Iterable[tuple[str, torch.Tensor]],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> LlamaForCausalLM:
+    _check_fits(config, device, dtype)
+    model = LlamaForCausalLM(config, dtype, device)
+    model.load_weights(weights)
+    return model.eval()
+
+
+def _check_fits(config: ModelConfig, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse a CUDA load that cannot fit before allocating anything."""
+    if device.type != "cuda":
+        return
+    c = config
+    layer = (
+        (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim * c.hidden_size
+        + c.num_attention_heads * c.head_dim * c.hidden_size
+        + 3 * c.hidden_size * c.intermediate_size
+    )
+    embeddings = c.vocab_size * c.hidden_size * (1 if c.tie_word_embeddings else 2)
+    need = (layer * c.num_hidden_layers + embeddings) * torch.empty((), dtype=dtype).element_size()
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > free:
+        raise ModelLoadError(
+            "out_of_memory",
+            f"the weights need {need / 2**30:.1f} GiB but {device} has {free / 2**30:.1f} GiB free",
+        )
+
+
+def _read_json(path: Path, required: bool) -> dict[str, Any]:
+    if not path.is_file():
+        if required:
+            raise ModelLoadError("invalid", f"model folder {path.parent} has no {path.name}")
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelLoadError("invalid", f"{path} is not valid JSON: {exc}") from exc
+
+
+def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    folder = source.path
+    config = ModelConfig.from_hf_dict(_read_json(folder / "config.json", required=True))
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelLoadError("invalid", f"model folder {folder} has no tokenizer.json")
+    tokenizer = Tokenizer.from_hf_folder(folder)
+    generation = _read_json(folder / "generation_config.json", required=False)
+    defaults = {k: generation[k] for k in _GENERATION_KEYS if generation.get(k) is not None}
+    model = _build(config, iter_safetensors(folder), device, dtype)
+    return _loaded(source, config, model, tokenizer, defaults, device, dtype)
+
+
+def _load_gguf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    reader = gguf_io.open_gguf(source.path)
+    gguf_io.check_tensor_types(reader)
+    meta = gguf_io.gguf_metadata(reader)
+    config = ModelConfig.from_gguf_metadata(meta, (t.name for t in reader.tensors))
+    tokenizer = Tokenizer.from_gguf(reader)
+    defaults = {
+        ours: meta[f"general.sampling.{key}"]
+        for key, ours in _GGUF_SAMPLING.items()
+        if f"general.sampling.{key}" in meta
+    }
+    weights = gguf_io.iter_gguf(
+        reader, config.architecture, config.num_attention_heads, config.num_key_value_heads
+    )
+    model = _build(config, weights, device, dtype)
+    return _loaded(source, config, model, tokenizer, defaults, device, dtype)
+
+
+def _loaded(
+    source: ModelSource,
+    config: ModelConfig,
+    model: LlamaForCausalLM,
+    tokenizer: Tokenizer,
+    defaults: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> LoadedModel:
+    return LoadedModel(
+        model_id=source.model_id,
+        config=config,
+        model=model,
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+        source=source.path,
+        format=source.format,
+        device=device,
+        dtype=dtype,
+        nbytes=model.nbytes,
+        generation_defaults=defaults,
+    )

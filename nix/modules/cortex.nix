@@ -1,0 +1,106 @@
+# services.cortex: the gateway. `settings` mirrors cortex.toml and `models` models.toml;
+# undeclared keys pass through (freeform) to the gateway's own validation.
+self:
+{ config, lib, pkgs, ... }:
+let
+  inherit (lib) mkOption mkEnableOption mkIf types;
+  cfg = config.services.cortex;
+  toml = pkgs.formats.toml { };
+  hardening = import ../hardening.nix;
+  clean = lib.filterAttrsRecursive (_: v: v != null);
+  modelsFile = toml.generate "models.toml" (clean cfg.models);
+  settingsFile = toml.generate "cortex.toml" (clean cfg.settings // { models_config = "${modelsFile}"; });
+  option = type: default: description: mkOption { inherit type default description; };
+  section = options: option (types.submodule { freeformType = toml.type; inherit options; }) { } "";
+  portOf = listen: lib.toInt (lib.last (lib.splitString ":" listen));
+in
+{
+  options.services.cortex = {
+    enable = mkEnableOption "the cortex LLM gateway";
+
+    package = mkOption {
+      type = types.package;
+      default = self.packages.${pkgs.stdenv.hostPlatform.system}.cortex;
+      description = "The cortex package (the gateway needs no torch).";
+    };
+
+    settings = mkOption {
+      default = { };
+      description = "cortex.toml (models_config is set to the generated models.toml).";
+      type = types.submodule {
+        freeformType = toml.type;
+        options = {
+          gateway = section {
+            listen = option types.str "0.0.0.0:31313" "API address (host:port).";
+            metrics_listen = option types.str "0.0.0.0:31314" "Prometheus address (host:port).";
+            max_body_bytes = option types.ints.positive 8388608 "Largest request body accepted.";
+          };
+          eviction = section {
+            strategy = option (types.enum [ "lru" "priority" ]) "lru" "Which model is evicted first.";
+            defrag_after_cycles = option types.ints.unsigned 0 "Cycles before a node is restarted (0 = never).";
+            idle_unload_seconds = option types.ints.unsigned 0 "Unload a model idle this long (0 = never).";
+          };
+          poller = section {
+            interval_seconds = option types.number 5 "Seconds between health polls.";
+            timeout_seconds = option types.number 2 "Timeout of one poll.";
+            unhealthy_after = option types.ints.positive 3 "Failed polls before a node is down.";
+          };
+          neurons = option (types.listOf (types.submodule {
+            options = {
+              name = mkOption { type = types.str; description = "Node name."; };
+              endpoint = mkOption { type = types.str; description = "Base URL of the neuron."; };
+              token = option (types.nullOr types.str) null "Bearer token (prefer environmentFile).";
+            };
+          })) [ ] "Neurons to route to.";
+        };
+      };
+    };
+
+    models = mkOption {
+      default = { };
+      description = "models.toml: placement profiles and aliases.";
+      type = types.submodule {
+        freeformType = toml.type;
+        options = {
+          models = option (types.listOf toml.type) [ ] "Profiles: {id, vram_mb, min_devices, pinned_on, ...}.";
+          aliases = option (types.attrsOf types.str) { } "Alias → model id.";
+        };
+      };
+    };
+
+    environmentFile = option (types.nullOr types.path) null
+      "File with CORTEX_GATEWAY__API_KEYS=[...] and other secrets, kept out of the Nix store.";
+    openFirewall = option types.bool false "Open the API and metrics ports in the firewall.";
+    watchdogSec = option types.ints.positive 30 "WatchdogSec of the unit.";
+  };
+
+  config = mkIf cfg.enable {
+    users.users.cortex = { isSystemUser = true; group = "cortex"; home = "/var/lib/cortex"; };
+    users.groups.cortex = { };
+    networking.firewall.allowedTCPPorts = lib.optionals cfg.openFirewall [
+      (portOf cfg.settings.gateway.listen)
+      (portOf cfg.settings.gateway.metrics_listen)
+    ];
+
+    systemd.services.cortex = {
+      description = "cortex gateway: OpenAI and Anthropic API over a neuron fleet";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      environment.HOME = "/var/lib/cortex";
+      serviceConfig = hardening.gateway // {
+        ExecStart = "${lib.getExe cfg.package} serve -c ${settingsFile}";
+        User = "cortex";
+        Group = "cortex";
+        RestartSec = 2;
+        TimeoutStartSec = 60;
+        TimeoutStopSec = 60;
+        WatchdogSec = cfg.watchdogSec;
+        StateDirectory = "cortex";
+        CacheDirectory = "cortex";
+        WorkingDirectory = "/var/lib/cortex";
+        EnvironmentFile = lib.optionals (cfg.environmentFile != null) [ cfg.environmentFile ];
+      };
+    };
+  };
+}

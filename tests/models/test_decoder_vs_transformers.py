@@ -1,0 +1,113 @@
+"""The hand-written decoder against transformers on the same tiny random weights.
+
+Logits are compared in fp32 with a max abs difference below 1e-4 (logits here
+are of order 10), through the paged cache with blocks of 16 tokens: a batch of
+prompts of unequal lengths longer than one block, decode steps, and a prefill
+split in two chunks. Greedy generation must give the same tokens.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from neuron.models.loader import load_model
+from tests.models.paged import PagedRunner, greedy
+from tests.models.reference import reference_greedy, reference_logits
+
+TOLERANCE = 1e-4
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    # Small, so that the scaled frequencies matter at these test lengths.
+    "original_max_position_embeddings": 32,
+}
+VARIANTS = {
+    "llama": ("llama", {}),
+    "mistral": ("mistral", {}),
+    "qwen2": ("qwen2", {}),
+    "qwen3": ("qwen3", {}),
+    "llama3-rope": ("llama", {"name": "tiny-llama3-rope", "rope_scaling": LLAMA3_ROPE}),
+    "tied": ("llama", {"name": "tiny-llama-tied", "tie_word_embeddings": True}),
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def models(request, tiny_model_factory):
+    arch, overrides = VARIANTS[request.param]
+    folder = tiny_model_factory(arch, **overrides)
+    ours = load_model(str(folder), "cpu", torch.float32).model
+    reference = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    return ours, reference
+
+
+def random_ids(n: int, seed: int, vocab: int) -> list[int]:
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape
+    return (a - b).abs().max().item()
+
+
+def test_batched_prefill_then_decode(models):
+    ours, reference = models
+    vocab = ours.config.vocab_size
+    prompts = {
+        "a": random_ids(37, 1, vocab),
+        "b": random_ids(21, 2, vocab),
+        "c": random_ids(5, 3, vocab),
+    }
+    runner = PagedRunner(ours)
+    logits = runner.prefill(prompts)
+    start = 0
+    for ids in prompts.values():
+        segment = logits[start : start + len(ids)]
+        assert max_diff(segment, reference_logits(reference, ids)) < TOLERANCE
+        start += len(ids)
+    for step in range(3):
+        new = dict(zip(prompts, random_ids(3, 10 + step, vocab), strict=True))
+        logits = runner.decode(new)
+        for row, (name, token) in enumerate(new.items()):
+            prompts[name] = [*prompts[name], token]
+            expected = reference_logits(reference, prompts[name])[-1]
+            assert max_diff(logits[row], expected) < TOLERANCE
+
+
+def test_chunked_prefill_with_cached_prefix(models):
+    """Second pass: one sequence continues from 23 cached keys, another starts fresh."""
+    ours, reference = models
+    vocab = ours.config.vocab_size
+    long, other, fresh = random_ids(40, 4, vocab), random_ids(19, 5, vocab), random_ids(9, 6, vocab)
+    runner = PagedRunner(ours)
+    runner.prefill({"long": long[:23], "other": other})
+    logits = runner.prefill({"long": long[23:], "fresh": fresh})
+    assert max_diff(logits[:17], reference_logits(reference, long)[23:]) < TOLERANCE
+    assert max_diff(logits[17:], reference_logits(reference, fresh)) < TOLERANCE
+
+
+def test_greedy_generation_matches_generate(models):
+    ours, reference = models
+    vocab = ours.config.vocab_size
+    prompts = [random_ids(30, 7, vocab), random_ids(12, 8, vocab)]
+    generated = greedy(ours, prompts, 32)
+    for prompt, tokens in zip(prompts, generated, strict=True):
+        expected = reference_greedy(reference, prompt, 32)
+        assert len(expected) == 32
+        assert tokens == expected
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_bfloat16_logits_close_to_transformers_bfloat16(arch, tiny_model_factory):
+    """bf16 rounds to 8 bits of mantissa: at logits near 8 one step is 0.0625, so the
+    two implementations may differ by a few steps (0.25), not more."""
+    folder = tiny_model_factory(arch)
+    ours = load_model(str(folder), "cpu", "bf16").model
+    reference = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16).eval()
+    ids = random_ids(40, 9, ours.config.vocab_size)
+    logits = PagedRunner(ours).prefill({"a": ids})
+    assert ours.embed_tokens.dtype == torch.bfloat16
+    assert max_diff(logits, reference_logits(reference, ids)) < 0.25
