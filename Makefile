@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# CPU build for development and CI (installs from local disk here); users may take any torch>=2.4.
+# CPU build for development and CI (installs from local disk here); users may take any torch>=2.5.
 TORCH_PIN ?= torch==2.13.0
 MODELS_DIR ?= models
 

@@ -29,8 +29,13 @@ STARTED = time.time()
 
 async def health(_: web.Request) -> web.Response:
     return web.json_response(
-        {"status": "ready", "uptime_seconds": time.time() - STARTED, "devices": [_DEVICE],
-         "activation": {}, "failed_workers": []}
+        {
+            "status": "ready",
+            "uptime_seconds": time.time() - STARTED,
+            "devices": [_DEVICE],
+            "activation": {},
+            "failed_workers": [],
+        }
     )
 
 
@@ -40,8 +45,16 @@ async def discovery(_: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     loaded = [
-        {"id": m, "devices": ["cpu-0"], "status": "ready", "memory_bytes": 0,
-         "context_length": 2048, "running": 0, "waiting": 0, "last_used": None}
+        {
+            "id": m,
+            "devices": ["cpu-0"],
+            "status": "ready",
+            "memory_bytes": 0,
+            "context_length": 2048,
+            "running": 0,
+            "waiting": 0,
+            "last_used": None,
+        }
         for m in request.app[LOADED]
     ]
     return web.json_response({"loaded": loaded, "available": []})
@@ -60,8 +73,13 @@ async def unload(request: web.Request) -> web.Response:
 
 
 def _chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -71,10 +89,20 @@ async def chat(request: web.Request) -> web.StreamResponse:
     usage = {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": n + 5}
     if not body.get("stream"):
         return web.json_response(
-            {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok " * n},
-                          "finish_reason": "length"}],
-             "usage": usage}
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "ok " * n},
+                        "finish_reason": "length",
+                    }
+                ],
+                "usage": usage,
+            }
         )
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
@@ -82,8 +110,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await resp.write(_chunk(model, {"content": "ok "}))
     await resp.write(_chunk(model, {}, "length"))
     if (body.get("stream_options") or {}).get("include_usage"):
-        tail = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
-                "model": model, "choices": [], "usage": usage}
+        tail = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
         await resp.write(b"data: " + json.dumps(tail).encode() + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")
     return resp

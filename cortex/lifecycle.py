@@ -46,18 +46,34 @@ class Lifecycle:
     def _up(self, name: str) -> bool:
         return self.fleet.nodes[name].routable
 
-    def ensure_loaded(self, profile: ModelProfile) -> asyncio.Task[str | None]:
-        """One cold load per model: the task gives the node, or None to wait for idle models."""
+    def ensure_loaded(
+        self, profile: ModelProfile, exclude: frozenset[str] = frozenset()
+    ) -> asyncio.Task[str | None]:
+        """One cold load per model: the task gives the node, or None to wait for idle models.
+
+        Nodes in `exclude` (one just failed this request) and nodes that already hold the
+        model are not candidates.
+        """
         task = self._cold.get(profile.model_id)
         if task is None:
-            task = spawn(self._cold_load(profile))
+            task = spawn(self._cold_load(profile, exclude))
             self._cold[profile.model_id] = task
             task.add_done_callback(lambda _: self._cold.pop(profile.model_id, None))
         return task
 
-    async def _cold_load(self, profile: ModelProfile) -> str | None:
-        nodes = [n for n in self.fleet.routable() if feasible(profile, n)]
+    async def _cold_load(self, profile: ModelProfile, exclude: frozenset[str]) -> str | None:
+        nodes = [
+            n
+            for n in self.fleet.routable()
+            if n.name not in exclude and profile.model_id not in n.models and feasible(profile, n)
+        ]
         if not nodes:
+            if any(
+                n.name not in exclude
+                and getattr(n.models.get(profile.model_id), "status", "") == "loading"
+                for n in self.fleet.routable()
+            ):
+                return None  # a neuron is loading it on its own (its default models, say)
             where = "healthy neuron" if self.fleet.routable() else "neuron (none is healthy)"
             raise ApiError(503, f"no {where} can hold model '{profile.model_id}'", retry_after=10)
         plan = self._best_plan(profile, nodes, allow_busy=False)

@@ -14,7 +14,7 @@ import time
 
 from aiohttp import web
 
-from cortex.state import STARTED, state_of
+from cortex.state import COUNTED, STARTED, state_of
 from cortex.wire import ApiError, anthropic_error_response, openai_error_response
 
 log = logging.getLogger("cortex.server")
@@ -22,13 +22,22 @@ log = logging.getLogger("cortex.server")
 
 def wants_anthropic(request: web.Request) -> bool:
     """Errors go out in the Anthropic envelope on its routes and to its clients."""
-    return request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
+    path = request.path
+    return path.startswith("/v1/messages") or (
+        path.startswith("/v1/models") and "anthropic-version" in request.headers
+    )
+
+
+# Model routes whose rejected requests (bad body, auth, size) are counted as requests too.
+_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages")
 
 
 def error_response(request: web.Request, err: ApiError) -> web.Response:
-    if wants_anthropic(request):
-        return anthropic_error_response(err)
-    return openai_error_response(err)
+    anthropic = wants_anthropic(request)
+    if request.path.startswith(_MODEL_ROUTES) and not request.get(COUNTED):
+        dialect = "anthropic" if anthropic else "openai"
+        state_of(request).metrics.requests.labels("none", "none", dialect, str(err.status)).inc()
+    return anthropic_error_response(err) if anthropic else openai_error_response(err)
 
 
 def _presented_key(request: web.Request) -> str | None:

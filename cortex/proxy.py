@@ -25,6 +25,7 @@ arrival of the request).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,10 +35,11 @@ from aiohttp import web
 
 from cortex.fleet import Node
 from cortex.neuron_client import describe_exc
-from cortex.state import STARTED, State, state_of
+from cortex.state import COUNTED, STARTED, State, state_of
 from cortex.wire import ApiError, openai_error_from_upstream
 
 __all__ = ["Upstream", "open_upstream", "record_failure"]
+log = logging.getLogger("cortex.proxy")
 
 
 class Upstream:
@@ -57,10 +59,6 @@ class Upstream:
         self.code = 200
         self._usage: dict[str, Any] | None = None
         self._first_token_at: float | None = None
-
-    @property
-    def node_name(self) -> str:
-        return self.node.name
 
     def record(self, usage: dict[str, Any] | None, first_token_at: float | None) -> None:
         if usage is not None:
@@ -108,6 +106,7 @@ async def open_upstream(
 ) -> Upstream:
     state = state_of(request)
     started = request.get(STARTED, time.monotonic())
+    request[COUNTED] = True  # here on, the proxy (or Upstream) counts the request
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise _count(
@@ -127,8 +126,12 @@ async def open_upstream(
                 state.router.release(node, model)
                 if attempt == 2 or failure.final:
                     raise failure.error from None
+                log.warning("retrying on another node: %s", failure.error.message)
                 excluded = excluded | {node.name}
                 continue
+            except BaseException:  # the client went away while the node was answering
+                state.router.release(node, model)
+                raise
             return Upstream(state, node, model, dialect, response, started)
     except ApiError as err:
         raise _count(state, label, dialect, err) from None

@@ -96,7 +96,11 @@ class Router:
                 return self.take(node, model_id)
             tasks = self.lifecycle.loading(model_id)
             if not tasks and profile is not None and not blocked:
-                tasks = [self.lifecycle.ensure_loaded(profile)]
+                tasks = [self.lifecycle.ensure_loaded(profile, exclude)]
+            if not tasks and profile is None and not self._coming(model_id, exclude):
+                raise ApiError(
+                    503, f"model '{model_id}' is not loaded on any healthy node", retry_after=10
+                )
             now = time.monotonic()
             if now >= deadline:
                 raise ApiError(
@@ -110,6 +114,16 @@ class Router:
                 if keepalive is not None:
                     await keepalive()
                 next_ping = time.monotonic() + self.config.keepalive_seconds
+
+    def _coming(self, model_id: str, exclude: frozenset[str]) -> bool:
+        """A model outside the catalogue can only be waited for while some node loads it."""
+        return any(
+            node.state in ("up", "starting")
+            and node.name not in exclude
+            and node.models.get(model_id) is not None
+            and node.models[model_id].status in ("loading", "ready")
+            for node in self.fleet
+        )
 
     async def _sleep(self, tasks: list[asyncio.Task], timeout: float) -> None:
         """Until a load finishes, the fleet changes, or the timeout passes."""

@@ -19,6 +19,8 @@ from cortex.router import Router
 
 # When the request arrived (time.monotonic()), stamped by the first middleware.
 STARTED = "cortex.started"
+# Set once the request is counted in cortex_requests_total (by the proxy).
+COUNTED = "cortex.counted"
 
 
 @dataclass

@@ -11,7 +11,9 @@ def table(headers: list[str], rows: list[list[Any]], indent: str = "") -> str:
     """Left-aligned columns, two spaces apart."""
     cells = [headers, *[["-" if v is None else str(v) for v in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     return "\n".join(indent + line for line in lines)
 
 

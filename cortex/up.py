@@ -71,15 +71,19 @@ def up(models_dir: str, port: int, metrics_port: int, neuron_port: int) -> int:
 
 async def _run(settings: Settings, neuron: subprocess.Popen, model_id: str) -> int:
     stop = asyncio.Event()
+    neuron_died = False
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
     async def watch() -> None:
-        while neuron.poll() is None:
+        nonlocal neuron_died
+        while neuron.poll() is None and not stop.is_set():
             await asyncio.sleep(0.5)
-        log.error("the neuron exited with status %s", neuron.returncode)
-        stop.set()
+        if not stop.is_set():
+            log.error("the neuron exited with status %s", neuron.returncode)
+            neuron_died = True
+            stop.set()
 
     watcher = asyncio.create_task(watch())
     base = f"http://{settings.cortex.gateway.listen}"
@@ -92,14 +96,15 @@ async def _run(settings: Settings, neuron: subprocess.Popen, model_id: str) -> i
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-    return 0 if neuron.poll() is None else 1
+    return 1 if neuron_died else 0
 
 
 def _stop(neuron: subprocess.Popen) -> None:
+    """SIGTERM (the neuron drains); a second Ctrl-C or 30 s without exit kills it."""
     if neuron.poll() is None:
         neuron.send_signal(signal.SIGTERM)
-        try:
-            neuron.wait(30)
-        except subprocess.TimeoutExpired:
-            neuron.kill()
-            neuron.wait()
+    try:
+        neuron.wait(30)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        neuron.kill()
+        neuron.wait()

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.attention_tile import attend_tile
 from kernels.dispatch import interpreting, launch_guard
 from kernels.triton_util import dot_precision, pow2, upcast
 
@@ -70,17 +71,9 @@ def _decode_split_kernel(
             mask=kv_mask,
             other=0.0,
         )
-        if UPCAST:
-            k = k.to(tl.float32)
-            v = v.to(tl.float32)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-        s = tl.where(valid[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
+        m_i, l_i, acc = attend_tile(
+            q, k, v, valid[None, :], m_i, l_i, acc, qk_scale, UPCAST, PRECISION
+        )
     # An empty split (short context) reports lse = -inf and weighs nothing in the merge.
     filled = l_i > 0
     out = acc / tl.where(filled, l_i, 1.0)[:, None]

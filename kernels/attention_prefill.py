@@ -10,6 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.attention_tile import attend_tile
 from kernels.dispatch import interpreting, launch_guard
 from kernels.triton_util import dot_precision, pow2, upcast
 
@@ -64,19 +65,10 @@ def _prefill_kernel(
                 mask=kv_mask,
                 other=0.0,
             )
-            if UPCAST:
-                k = k.to(tl.float32)
-                v = v.to(tl.float32)
-            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-            allowed = (cols[None, :] <= offs_m[:, None] + shift) & (cols < k_len)[None, :]
-            s = tl.where(allowed, s, float("-inf"))
-            # Key 0 is visible to every row, so m_new is finite from the first block.
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            p = tl.exp2(s - m_new[:, None])
-            alpha = tl.exp2(m_i - m_new)
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-            m_i = m_new
+            visible = (cols[None, :] <= offs_m[:, None] + shift) & (cols < k_len)[None, :]
+            m_i, l_i, acc = attend_tile(
+                q, k, v, visible, m_i, l_i, acc, qk_scale, UPCAST, PRECISION
+            )
         out = acc / l_i[:, None]
         tl.store(
             OUT + (q0 + offs_m)[:, None] * s_ot + head * s_oh + offs_d[None, :],

@@ -61,13 +61,20 @@ def _count_at_least(X, row_off, scale, vocab, threshold, BLOCK_V: tl.constexpr):
 
 
 @triton.jit
+def _survivors(X, row_off, offs, vocab, scale, peak, k_key, p_key):
+    """e = p / p_max for one block, and which tokens pass the top-k and top-p cut-offs."""
+    x = tl.load(X + row_off + offs, mask=offs < vocab, other=float("-inf")) / scale
+    e = tl.exp(x - peak)
+    keep = (_order_key(x) >= k_key) & (e.to(tl.int32, bitcast=True) >= p_key) & (offs < vocab)
+    return e, keep
+
+
+@triton.jit
 def _mass_at_least(X, row_off, scale, vocab, peak, k_key, threshold, BLOCK_V: tl.constexpr):
     total = tl.zeros([BLOCK_V], tl.float32)
     for v0 in range(0, vocab, BLOCK_V):
         offs = v0 + tl.arange(0, BLOCK_V)
-        x = tl.load(X + row_off + offs, mask=offs < vocab, other=float("-inf")) / scale
-        e = tl.exp(x - peak)
-        keep = (_order_key(x) >= k_key) & (e.to(tl.int32, bitcast=True) >= threshold)
+        e, keep = _survivors(X, row_off, offs, vocab, scale, peak, k_key, threshold)
         total += tl.where(keep, e, 0.0)
     return tl.sum(total, axis=0)
 
@@ -126,10 +133,8 @@ def _sample_kernel(X, OUT, TEMP, TOP_K, TOP_P, MIN_P, KEYS, vocab, s_x, BLOCK_V:
         race_at = tl.zeros([BLOCK_V], tl.int32)
         for v0 in range(0, vocab, BLOCK_V):
             offs = v0 + tl.arange(0, BLOCK_V)
-            x = tl.load(X + row_off + offs, mask=offs < vocab, other=float("-inf")) / scale
-            e = tl.exp(x - peak)
-            keep = (_order_key(x) >= k_key) & (e.to(tl.int32, bitcast=True) >= p_key)
-            keep = keep & (e >= min_p) & (offs < vocab)
+            e, keep = _survivors(X, row_off, offs, vocab, scale, peak, k_key, p_key)
+            keep = keep & (e >= min_p)
             h = _mix32(_mix32(offs.to(tl.uint32) + key) ^ key)
             u = ((h >> 9).to(tl.float32) + 0.5) * (1.0 / 8388608.0)
             score = tl.where(keep, e / -tl.log(u), -1.0)

@@ -15,6 +15,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -27,6 +28,7 @@ _LOAD_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 class NeuronMetrics:
     def __init__(self) -> None:
+        disable_created_metrics()  # `_created` series only double the scrape size
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -57,9 +59,12 @@ class NeuronMetrics:
         self.load_duration = Histogram(
             "neuron_model_load_duration_seconds",
             "Time to load a model and build its engine",
-            ["model", "outcome"],
+            ["model"],
             buckets=_LOAD_BUCKETS,
             registry=r,
+        )
+        self.load_failures = Counter(
+            "neuron_model_load_failures", "Failed model loads", ["reason"], registry=r
         )
         self.running = Gauge("neuron_running_requests", "Sequences running", ["model"], registry=r)
         self.waiting = Gauge("neuron_waiting_requests", "Sequences waiting", ["model"], registry=r)

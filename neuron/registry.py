@@ -9,6 +9,7 @@ worker really frees the memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class ModelEntry:
     inflight: int = 0
     accepting: bool = True
     last_used: float = field(default_factory=time.time)
+    loaded_at: float = field(default_factory=time.time)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def public(self) -> dict[str, Any]:
@@ -131,14 +133,13 @@ class Registry:
                 lambda: build_engine(self.config, model_id, worker.device, dtype, max_context),
             )
         except Exception as exc:
-            self.metrics.load_duration.labels(model_id, "failed").observe(
-                time.monotonic() - started
-            )
             self.entries.pop(model_id, None)
             log.warning("loading %s failed: %s", model_id, exc)
-            raise _load_error(model_id, exc) from exc
+            error = _load_error(model_id, exc)
+            self.metrics.load_failures.labels(error.code or "error").inc()
+            raise error from exc
         entry.status = "ready"
-        self.metrics.load_duration.labels(model_id, "ok").observe(time.monotonic() - started)
+        self.metrics.load_duration.labels(model_id).observe(time.monotonic() - started)
         log.info("loaded %s on %s in %.1fs", model_id, worker.device.id, time.monotonic() - started)
         return entry
 
@@ -192,10 +193,8 @@ class Registry:
         """Stop admitting, let in-flight requests finish (or abort them), free the memory."""
         pending = self._loads.get(model_id)
         if pending is not None:
-            try:
+            with contextlib.suppress(ApiError):  # a failed load leaves nothing: 404 below
                 await asyncio.shield(pending)
-            except ApiError:
-                return
         entry = self.entries.get(model_id)
         if entry is None:
             raise ApiError(404, f"model {model_id!r} is not loaded", param="model_id")

@@ -9,6 +9,7 @@ that has work and hands every output to its request's sink on the event loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import queue
@@ -107,6 +108,7 @@ class DeviceWorker:
                     del self._sinks[rid]
                     self._deliver(sink, WorkerFailed(f"model {model_id} was unloaded"))
             del engine
+            gc.collect()  # the decoder's module graph has cycles; free its tensors now
             if self.device.kind == "cuda":
                 torch.cuda.empty_cache()
             self._publish()

@@ -49,25 +49,26 @@ def _text_blocks(content: Any, where: str) -> list[str]:
     return texts
 
 
-def _blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+_Blocks = list[tuple[str, dict[str, Any]]]
+
+
+def _blocks(message: dict[str, Any], where: str) -> _Blocks:
+    """(path, block) pairs: a path names the block in the request as the client wrote it."""
     content = message.get("content")
     if isinstance(content, str):
-        return [{"type": "text", "text": content}]
+        return [(f"{where}.content", {"type": "text", "text": content})]
     blocks = expect(content, list, f"{where}.content", "a string or an array of blocks")
     if not blocks:
         raise bad(f"{where}.content: at least one content block is required")
-    for i, block in enumerate(blocks):
-        expect(block, dict, f"{where}.content.{i}", "an object")
-    return blocks
+    pairs = [(f"{where}.content.{i}", block) for i, block in enumerate(blocks)]
+    return [(at, expect(block, dict, at, "an object")) for at, block in pairs]
 
 
-def _user_messages(
-    blocks: list[dict[str, Any]], where: str, open_calls: set[str]
-) -> list[dict[str, Any]]:
+def _user_messages(blocks: _Blocks, where: str, open_calls: set[str]) -> list[dict[str, Any]]:
     """One user turn → `tool` messages (results first, as OpenAI requires) then a user message."""
     results, parts = [], []
-    for i, block in enumerate(blocks):
-        at, kind = f"{where}.content.{i}", block.get("type")
+    for at, block in blocks:
+        kind = block.get("type")
         if kind == "text":
             parts.append({"type": "text", "text": _text_of(block, at)})
         elif kind == "tool_result":
@@ -93,12 +94,10 @@ def _user_messages(
     return [*results, {"role": "user", "content": content}]
 
 
-def _assistant_message(
-    blocks: list[dict[str, Any]], where: str, open_calls: set[str]
-) -> dict[str, Any]:
+def _assistant_message(blocks: _Blocks, open_calls: set[str]) -> dict[str, Any]:
     texts, calls = [], []
-    for i, block in enumerate(blocks):
-        at, kind = f"{where}.content.{i}", block.get("type")
+    for at, block in blocks:
+        kind = block.get("type")
         if kind == "text":
             texts.append(_text_of(block, at))
         elif kind == "tool_use":
@@ -121,9 +120,9 @@ def _assistant_message(
     return message
 
 
-def _turns(messages: Any) -> list[tuple[str, list[dict[str, Any]], str]]:
+def _turns(messages: Any) -> list[tuple[str, _Blocks, str]]:
     """Validated (role, blocks, where) turns, consecutive same-role turns merged as Anthropic does."""
-    turns: list[tuple[str, list[dict[str, Any]], str]] = []
+    turns: list[tuple[str, _Blocks, str]] = []
     for i, message in enumerate(expect(messages, list, "messages", "an array of messages")):
         where = f"messages.{i}"
         role = expect(message, dict, where, "an object").get("role")
@@ -155,5 +154,5 @@ def to_openai_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if role == "user":
             out.extend(_user_messages(blocks, where, open_calls))
         else:
-            out.append(_assistant_message(blocks, where, open_calls))
+            out.append(_assistant_message(blocks, open_calls))
     return out

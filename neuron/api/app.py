@@ -42,6 +42,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except ApiError as err:
         response = openai_error_response(err)
+    except ConnectionResetError:  # the client went away mid-response: nothing to answer
+        daemon.metrics.requests.labels(_endpoint(request), "499").inc()
+        raise
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -44,7 +45,7 @@ async def models(request: web.Request) -> web.Response:
     config = daemon.config
     available = [
         {"id": m.id, "format": m.format, "path": str(m.path), "size_bytes": m.size_bytes}
-        for m in list_local_models(config.models_dir, config.hf_cache)
+        for m in await asyncio.to_thread(list_local_models, config.models_dir, config.hf_cache)
     ]
     loaded = [e.public() for e in daemon.registry.entries.values()]
     return web.json_response({"loaded": loaded, "available": available})

@@ -28,7 +28,19 @@ async def tokenize(request: web.Request) -> web.Response:
     return web.json_response({"count": len(ids), "max_model_len": entry.facts.context_length})
 
 
+async def list_models(request: web.Request) -> web.Response:
+    """Loaded, ready models in the OpenAI list shape (for clients pointed at a neuron)."""
+    entries = request.app[DAEMON].registry.entries.values()
+    data = [
+        {"id": e.id, "object": "model", "created": int(e.loaded_at), "owned_by": "neuron"}
+        for e in entries
+        if e.status == "ready"
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/tokenize", tokenize)

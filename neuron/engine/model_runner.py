@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neuron.engine.cuda_graphs import GraphedDecoder
 from neuron.engine.sampler import SampledLogprobs, sample
 from neuron.engine.scheduler import ScheduledBatch
 from neuron.engine.sequence import Sequence
@@ -41,9 +42,15 @@ class ModelRunner:
         self.kv_cache = kv_cache
         self.block_size = kv_cache.block_size
         self.device = kv_cache.data.device
+        # CUDA fast path (neuron/engine/cuda_graphs.py): None off CUDA, where nothing changes.
+        self.graphs = GraphedDecoder.for_device(model, kv_cache)
 
     def run(self, batch: ScheduledBatch) -> list[Sampled]:
         """Run the batch through the model and sample where a next token is due."""
+        if not batch.is_prefill and self.graphs is not None and self.graphs.supports(batch.seqs):
+            # CUDA fast path: the decode step replays a captured graph.
+            token_ids, logprobs = self.graphs.decode(batch.seqs)
+            return [Sampled(*row) for row in zip(batch.seqs, token_ids, logprobs, strict=True)]
         inputs = self._prepare_prefill(batch) if batch.is_prefill else self._prepare_decode(batch)
         with torch.inference_mode():
             hidden = self.model(

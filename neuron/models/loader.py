@@ -6,11 +6,12 @@ Runs on the device's worker thread: every tensor it creates lives there.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from neuron.models import gguf_io
@@ -85,7 +86,7 @@ def load_model(
     loader = _load_gguf if source.format == "gguf" else _load_hf
     try:
         return loader(source, device, dtype)
-    except torch.OutOfMemoryError as exc:
+    except torch.cuda.OutOfMemoryError as exc:
         raise ModelLoadError("out_of_memory", f"not enough memory on {device}: {exc}") from exc
 
 
@@ -102,18 +103,12 @@ def _build(
 
 
 def _check_fits(config: ModelConfig, device: torch.device, dtype: torch.dtype) -> None:
-    """Refuse a CUDA load that cannot fit before allocating anything."""
-    if device.type != "cuda":
-        return
-    c = config
-    layer = (
-        (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim * c.hidden_size
-        + c.num_attention_heads * c.head_dim * c.hidden_size
-        + 3 * c.hidden_size * c.intermediate_size
-    )
-    embeddings = c.vocab_size * c.hidden_size * (1 if c.tie_word_embeddings else 2)
-    need = (layer * c.num_hidden_layers + embeddings) * torch.empty((), dtype=dtype).element_size()
-    free, _ = torch.cuda.mem_get_info(device)
+    """Refuse a load that cannot fit before allocating anything (sized on the meta device)."""
+    need = LlamaForCausalLM(config, dtype, "meta").nbytes
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        free = psutil.virtual_memory().available
     if need > free:
         raise ModelLoadError(
             "out_of_memory",
@@ -132,12 +127,19 @@ def _read_json(path: Path, required: bool) -> dict[str, Any]:
         raise ModelLoadError("invalid", f"{path} is not valid JSON: {exc}") from exc
 
 
+def _read_tokenizer(build: Callable[[], Tokenizer], where: Path) -> Tokenizer:
+    try:
+        return build()
+    except Exception as exc:  # `tokenizers` raises a bare Exception for a malformed file
+        raise ModelLoadError("invalid", f"cannot read the tokenizer of {where}: {exc}") from exc
+
+
 def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     folder = source.path
     config = ModelConfig.from_hf_dict(_read_json(folder / "config.json", required=True))
     if not (folder / "tokenizer.json").is_file():
         raise ModelLoadError("invalid", f"model folder {folder} has no tokenizer.json")
-    tokenizer = Tokenizer.from_hf_folder(folder)
+    tokenizer = _read_tokenizer(lambda: Tokenizer.from_hf_folder(folder), folder / "tokenizer.json")
     generation = _read_json(folder / "generation_config.json", required=False)
     defaults = {k: generation[k] for k in _GENERATION_KEYS if generation.get(k) is not None}
     model = _build(config, iter_safetensors(folder), device, dtype)
@@ -149,7 +151,7 @@ def _load_gguf(source: ModelSource, device: torch.device, dtype: torch.dtype) ->
     gguf_io.check_tensor_types(reader)
     meta = gguf_io.gguf_metadata(reader)
     config = ModelConfig.from_gguf_metadata(meta, (t.name for t in reader.tensors))
-    tokenizer = Tokenizer.from_gguf(reader)
+    tokenizer = _read_tokenizer(lambda: Tokenizer.from_gguf(reader), source.path)
     defaults = {
         ours: meta[f"general.sampling.{key}"]
         for key, ours in _GGUF_SAMPLING.items()

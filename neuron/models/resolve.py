@@ -94,6 +94,7 @@ def resolve_model(
     allow_download: bool = False,
 ) -> ModelSource:
     """Locate `spec` (repo id, `repo:QUANT`, or a path) or raise ModelLoadError("not_found")."""
+    models_dir = Path(models_dir) if models_dir is not None else None
     for path in (Path(spec), *([models_dir / spec] if models_dir else [])):
         if path.is_file() and path.suffix == ".gguf":
             return ModelSource(spec, "gguf", path)
@@ -163,6 +164,7 @@ def list_local_models(
     models_dir: Path | None, hf_cache: Path | None = None
 ) -> list[AvailableModel]:
     """Every model `resolve_model` could find without downloading."""
+    models_dir = Path(models_dir) if models_dir is not None else None
     found: list[AvailableModel] = []
     if models_dir is not None and models_dir.is_dir():
         for file in sorted(models_dir.glob("*.gguf")):

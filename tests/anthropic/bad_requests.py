@@ -82,6 +82,17 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
         "messages.0.content.1: image",
     ),
     (
+        "image in a merged turn keeps its own path",
+        base_request(
+            messages=[
+                {"role": "user", "content": "first"},
+                {"role": "user", "content": [{"type": "text", "text": "x"}, _IMAGE]},
+            ]
+        ),
+        400,
+        "messages.1.content.1: image",
+    ),
+    (
         "document block",
         base_request(messages=[{"role": "user", "content": [_PDF]}]),
         400,

@@ -84,7 +84,7 @@ def _lines(table: dict[str, Any]) -> list[str]:
     return [f"{key} = {_toml(value)}" for key, value in table.items()]
 
 
-def start_neuron(workdir: Path, models_dir: Path, defaults: tuple[str, ...]) -> Proc:
+def start_neuron(workdir: Path, models_dir: Path, defaults: list[str]) -> Proc:
     """`neuron serve` with the scripted architecture registered; waits until ready."""
     port = free_port()
     settings = {"port": port, "listen": "127.0.0.1", "models_dir": models_dir,
@@ -99,10 +99,25 @@ def start_neuron(workdir: Path, models_dir: Path, defaults: tuple[str, ...]) -> 
     proc.start()
     try:
         proc.wait_http("/health", timeout=180, ready='"status": "ready"')
+        _wait_activated(proc)
     except BaseException:
         proc.stop()
         raise
     return proc
+
+
+def _wait_activated(neuron: Proc, timeout: float = 180.0) -> None:
+    """Wait for the default models to finish loading; fail at once if one cannot."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        activation = http("GET", neuron.url + "/health").json()["activation"]
+        states = {model: a["status"] for model, a in activation.items()}
+        if all(state in ("ready", "failed") for state in states.values()):
+            failed = {m: a for m, a in activation.items() if a["status"] == "failed"}
+            assert not failed, f"default models failed to load: {failed}"
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"default models still loading after {timeout}s:\n{neuron.tail()}")
 
 
 def start_gateway(workdir: Path, neuron: Proc, loaded: tuple[str, ...]) -> Proc:
@@ -162,7 +177,7 @@ def _stop_all(*procs: Proc) -> None:
 @pytest.fixture(scope="session")
 def stack(anthropic_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("anthropic-stack")
-    neuron = start_neuron(workdir, anthropic_models, DEFAULT_MODELS)
+    neuron = start_neuron(workdir, anthropic_models, list(DEFAULT_MODELS))
     try:
         gateway = start_gateway(workdir, neuron, DEFAULT_MODELS)
     except BaseException:

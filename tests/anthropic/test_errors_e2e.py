@@ -68,7 +68,7 @@ def test_sdk_raises_typed_errors(anthropic_client) -> None:
 @pytest.fixture
 def doomed(anthropic_models: Path, tmp_path: Path) -> Iterator[tuple[Proc, Proc]]:
     """A neuron of its own (to be killed) behind a gateway of its own."""
-    neuron = start_neuron(tmp_path, anthropic_models, (LONG_MODEL,))
+    neuron = start_neuron(tmp_path, anthropic_models, [LONG_MODEL])
     try:
         gateway = start_gateway(tmp_path, neuron, (LONG_MODEL,))
     except BaseException:

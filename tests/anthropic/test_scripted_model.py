@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from neuron.engine.engine import Engine
@@ -13,14 +14,15 @@ from neuron.models.loader import LoadedModel
 from neuron.text.tokenizer import Tokenizer
 from tests.support.scripted_model import build, make_scripted_model
 
-SCRIPT = 'Ja 🎉 漢字 "x" "x" {"a": [1, 1]}'
+# Repeated tokens (a bigram model could not follow them) and more steps than bf16 counts exactly.
+SCRIPT = 'Ja 🎉 漢字 "x" "x" {"a": [1, 1]}' + " tick" * 270
 
 
-def _engine(models_root) -> tuple[Engine, Tokenizer]:
+def _engine(models_root, dtype: torch.dtype = torch.float32) -> tuple[Engine, Tokenizer]:
     folder = make_scripted_model(models_root, "scripted-unit", SCRIPT)
     tokenizer = Tokenizer.from_hf_folder(folder)
     raw = json.loads((folder / "config.json").read_text())
-    config, model = build(folder, raw, tokenizer, torch.device("cpu"), torch.float32)
+    config, model = build(folder, raw, tokenizer, torch.device("cpu"), dtype)
     loaded = LoadedModel(
         "scripted-unit",
         config,
@@ -30,21 +32,22 @@ def _engine(models_root) -> tuple[Engine, Tokenizer]:
         folder,
         "hf",
         torch.device("cpu"),
-        torch.float32,
+        dtype,  # the KV cache, where the model keeps its place, takes this dtype
         model.nbytes,
     )
     # Small blocks so that the script crosses block boundaries.
-    return Engine(loaded, num_blocks=64, block_size=4, max_prefill_tokens=8), tokenizer
+    return Engine(loaded, num_blocks=256, block_size=4, max_prefill_tokens=8), tokenizer
 
 
-def test_each_sequence_follows_the_script_then_ends(models_root) -> None:
-    engine, tokenizer = _engine(models_root)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_each_sequence_follows_the_script_then_ends(models_root, dtype: torch.dtype) -> None:
+    engine, tokenizer = _engine(models_root, dtype)
     prompts = {
         "short": tokenizer.encode("Hi"),
         "long": tokenizer.encode("A much longer prompt " * 3),
     }
     for request_id, ids in prompts.items():
-        params = SamplingParams(max_tokens=64, temperature=1.0, seed=7)
+        params = SamplingParams(max_tokens=400, temperature=1.0, seed=7)
         engine.add(GenerationRequest(request_id, ids, params))
     texts = dict.fromkeys(prompts, "")
     finish = {}

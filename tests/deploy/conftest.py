@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.deploy.tools import ANSIBLE, ROLES, ansible_env, need, recap, run
-
-
-@dataclass
-class Converged:
-    root: Path
-    first: dict[str, int]
-    second: dict[str, int]
-    second_output: str
+from tests.deploy.tools import ANSIBLE, ROLES, Converged, ansible_env, need, recap, run
 
 
 @pytest.fixture(scope="session")

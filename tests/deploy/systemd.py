@@ -7,6 +7,9 @@ from pathlib import Path
 
 from tests.deploy.tools import need, run
 
+# `systemd-analyze security` exposure each unit may reach at most (DESIGN §6).
+BUDGET = {"cortex": 3.0, "neuron": 5.0}
+
 
 def exposure(unit: Path) -> float:
     """`systemd-analyze security --offline=yes` overall exposure (0 = locked down, 10 = open)."""

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import jinja2
 import pytest
-import tomllib
 import yaml
 
 from cortex.config import load_settings
 from neuron.config import load as load_neuron_config
-from tests.deploy.conftest import Converged
-from tests.deploy.tools import REPO, ROLES, SHIPPED_UNITS
+from tests.deploy.tools import ROLES, SHIPPED_UNITS, Converged, project_version
 
 
 def test_first_run_changes_and_second_run_changes_nothing(converged: Converged) -> None:
@@ -71,11 +69,12 @@ def test_config_files_are_private_to_the_service_group(converged: Converged, nam
 
 
 @pytest.mark.parametrize("role", ["neuron", "cortex"])
-def test_the_wheel_is_installed_in_a_virtualenv(converged: Converged, role: str) -> None:
+def test_the_package_is_installed_in_a_virtualenv(converged: Converged, role: str) -> None:
+    """neuron installs the copied wheel, cortex the same wheel through the index path."""
     venv = converged.root / "opt" / role / "venv"
     script = venv / "bin" / role
     assert script.is_file() and script.stat().st_mode & stat.S_IXUSR
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    version = project_version()
     installed = list(venv.glob(f"lib/python3*/site-packages/cortex_fleet-{version}.dist-info"))
     assert installed, f"cortex-fleet {version} is not installed in {venv}"
 

@@ -8,16 +8,14 @@ untracked working tree is what gets evaluated) and in a private store.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.deploy.systemd import exposure
-from tests.deploy.test_systemd_units import BUDGET
-from tests.deploy.tools import REPO, ROLES, need, run
+from tests.deploy.systemd import BUDGET, exposure
+from tests.deploy.tools import REPO, ROLES, need, project_version, run
 
 NIX_ENV = {"NIX_CONFIG": "experimental-features = nix-command flakes\nbuild-users-group ="}
 FLAKE_FILES = ["flake.nix", "nix", "pyproject.toml", "cortex", "neuron", "kernels"]
@@ -71,7 +69,7 @@ def test_flake_exposes_packages_and_modules(flake: tuple[Path, list[str]]) -> No
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    version = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]
+    version = project_version()
     packages = evaluate("packages.x86_64-linux", "builtins.mapAttrs (_: p: p.name)")
     assert packages == {
         "neuron": f"neuron-{version}",

@@ -6,11 +6,8 @@ import configparser
 
 import pytest
 
-from tests.deploy.conftest import Converged
-from tests.deploy.systemd import exposure, verify_in_root
-from tests.deploy.tools import SHIPPED_UNITS
-
-BUDGET = {"cortex": 3.0, "neuron": 5.0}
+from tests.deploy.systemd import BUDGET, exposure, verify_in_root
+from tests.deploy.tools import SHIPPED_UNITS, Converged
 
 
 @pytest.mark.parametrize("role", ["neuron", "cortex"])

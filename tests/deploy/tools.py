@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,23 @@ ANSIBLE = REPO / "ansible"
 ROLES = ANSIBLE / "roles"
 MONITORING = REPO / "deploy" / "monitoring"
 SHIPPED_UNITS = REPO / "deploy" / "systemd"
+
+
+@dataclass
+class Converged:
+    """The scratch root both roles were converged into, and the two runs' recaps."""
+
+    root: Path
+    first: dict[str, int]
+    second: dict[str, int]
+    second_output: str
+
+
+def project_version() -> str:
+    """The distribution's version, as pyproject.toml states it."""
+    match = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
+    assert match, "pyproject.toml has no version"
+    return match.group(1)
 
 
 def need(tool: str) -> str:

@@ -16,10 +16,17 @@ from tests.support.procs import Proc, free_port
 MB = 1024 * 1024
 
 
-def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         timeout: float = 120) -> tuple[int, Any, dict[str, str]]:
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> tuple[int, Any, dict[str, str]]:
     """(status, parsed JSON or text, headers) — error statuses are returned, not raised."""
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
@@ -95,8 +102,11 @@ def start_neuron(workdir: Path, name: str, models_dir: Path, port: int | None = 
         f'listen = "127.0.0.1"\nport = {port}\nmodels_dir = "{models_dir}"\n'
         "cpu_kv_cache_mb = 16\nmax_batch_size = 16\ndrain_timeout_seconds = 5\n"
     )
-    proc = Proc(["neuron.cli", "serve", "-c", str(config)], workdir / f"{name}.log",
-                f"http://127.0.0.1:{port}")
+    proc = Proc(
+        ["neuron.cli", "serve", "-c", str(config)],
+        workdir / f"{name}.log",
+        f"http://127.0.0.1:{port}",
+    )
     proc.start()
     proc.wait_http("/health", timeout=120, ready='"ready"')
     return Neuron(name, proc, port)
@@ -133,8 +143,13 @@ class Gateway:
         return {m["id"]: m["status"] for m in self.node(name)["models"]}
 
     def chat(self, model: str, max_tokens: int = 4, **extra) -> tuple[int, Any, dict[str, str]]:
-        body = {"model": model, "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": max_tokens, "temperature": 0, **extra}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            **extra,
+        }
         return self.post("/v1/chat/completions", body)
 
     def metrics(self) -> dict[str, float]:
@@ -148,9 +163,14 @@ def toml_value(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
-def start_gateway(workdir: Path, neurons: list[Neuron], models: list[dict[str, Any]],
-                  aliases: dict[str, str] | None = None, name: str = "cortex",
-                  **sections: dict[str, Any]) -> Gateway:
+def start_gateway(
+    workdir: Path,
+    neurons: list[Neuron],
+    models: list[dict[str, Any]],
+    aliases: dict[str, str] | None = None,
+    name: str = "cortex",
+    **sections: dict[str, Any],
+) -> Gateway:
     """A `cortex serve` process; `sections` add or override cortex.toml tables."""
     port, metrics_port = free_port(), free_port()
     tables: dict[str, dict[str, Any]] = {
@@ -175,8 +195,11 @@ def start_gateway(workdir: Path, neurons: list[Neuron], models: list[dict[str, A
     model_lines.append("[aliases]")
     model_lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in (aliases or {}).items()]
     (workdir / f"{name}-models.toml").write_text("\n".join(model_lines) + "\n")
-    proc = Proc(["cortex.cli", "serve", "-c", str(config)], workdir / f"{name}.log",
-                f"http://127.0.0.1:{port}")
+    proc = Proc(
+        ["cortex.cli", "serve", "-c", str(config)],
+        workdir / f"{name}.log",
+        f"http://127.0.0.1:{port}",
+    )
     proc.start()
     proc.wait_http("/health", timeout=60)
     gateway = Gateway(proc, port, metrics_port, config)

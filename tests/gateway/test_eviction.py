@@ -4,8 +4,10 @@ eviction from under requests in flight."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from http.client import HTTPConnection
 
 import openai
 import pytest
@@ -37,8 +39,14 @@ def gateway_for(procs, neuron, catalogue):
     """Start a gateway with the given eviction settings; afterwards leave only the pinned model."""
     started = []
 
-    def start(**eviction):
-        gateway = procs.gateway([neuron], catalogue, name=f"evict{len(started)}", eviction=eviction)
+    def start(routing: dict | None = None, **eviction):
+        gateway = procs.gateway(
+            [neuron],
+            catalogue,
+            name=f"evict{len(started)}",
+            eviction=eviction,
+            **({"routing": routing} if routing else {}),
+        )
         started.append(gateway)
         wait_until(lambda: neuron.loaded().get(PINNED) == "ready", 60, "pinned model loaded")
         return gateway
@@ -104,8 +112,11 @@ def test_no_eviction_under_inflight_requests(gateway_for, neuron) -> None:
     def stream(model: str) -> None:
         chunks, reason = 0, None
         response = client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=40,
-            temperature=0, stream=True,
+            model=model,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=40,
+            temperature=0,
+            stream=True,
         )
         for chunk in response:
             if chunks == 0:
@@ -126,3 +137,62 @@ def test_no_eviction_under_inflight_requests(gateway_for, neuron) -> None:
     assert all(reason in ("length", "stop") for _, reason, _ in finished.values()), finished
     assert loaded_at > min(end for end, _, _ in finished.values())
     assert MID in neuron.loaded() and PINNED in neuron.loaded()
+
+
+def test_defrag_restarts_the_node_after_cycles(gateway_for, neuron) -> None:
+    gateway = gateway_for(strategy="lru", defrag_after_cycles=2)
+    _, health, _ = http("GET", neuron.url + "/health")
+    for _ in range(2):
+        use(gateway, LOW)
+        status, body, _ = gateway.post("/admin/models/unload", {"model": LOW})
+        assert status == 200 and body["nodes"] == ["e1"], body
+
+    def restarted():
+        try:
+            return (
+                http("GET", neuron.url + "/health", timeout=2)[1]["uptime_seconds"]
+                < health["uptime_seconds"]
+            )
+        except OSError:
+            return False
+
+    wait_until(restarted, 90, "neuron restarted through /admin/restart")
+    assert neuron.proc.popen.poll() is None, "the neuron re-executes itself in place"
+    wait_until(lambda: gateway.node("e1")["state"] == "up", 60, "node back up")
+    wait_until(lambda: neuron.loaded().get(PINNED) == "ready", 60, "pinned model back")
+    assert gateway.node("e1")["cycles"] == 0
+    use(gateway, LOW)
+
+
+def test_bounded_waiting_when_nothing_can_be_evicted(gateway_for, neuron) -> None:
+    """Both evictable models busy: one waiter is allowed (503 after the wait), more get 429,
+    and a waiter whose client hangs up leaves the queue at once."""
+    gateway = gateway_for(strategy="lru", routing={"max_wait_seconds": 6, "max_waiting": 1})
+    use(gateway, LOW, HIGH)
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+    streams = [
+        client.chat.completions.create(
+            model=m, messages=[{"role": "user", "content": "hi"}], max_tokens=3000, stream=True
+        )
+        for m in (LOW, HIGH)
+    ]
+    body = json.dumps({"model": MID, "messages": [{"role": "user", "content": "hi"}]})
+    try:
+        for stream in streams:
+            next(iter(stream))  # both are generating now
+        leaver = HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+        leaver.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        wait_until(lambda: gateway.fleet()["waiting"].get(MID) == 1, 10, "one waiter")
+        status, body_, headers = gateway.chat(MID)
+        assert status == 429 and body_["error"]["type"] == "rate_limit_error"
+        assert int(headers["Retry-After"]) >= 1
+        leaver.close()
+        wait_until(lambda: not gateway.fleet()["waiting"], 4, "the leaver left the queue")
+
+        status, body_, headers = gateway.chat(MID)
+        assert status == 503 and "not available yet" in body_["error"]["message"]
+        assert int(headers["Retry-After"]) >= 1
+        assert set(neuron.loaded()) == {PINNED, LOW, HIGH}, "nothing evicted under the streams"
+    finally:
+        for stream in streams:
+            stream.close()

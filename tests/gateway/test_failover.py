@@ -17,7 +17,8 @@ MODEL = "tiny-llama"
 def fleet(procs):
     f1, f2 = procs.neuron("f1"), procs.neuron("f2")
     gateway = procs.gateway(
-        [f1, f2], [{"id": MODEL, "vram_mb": 100, "pinned_on": ["f1"]}],
+        [f1, f2],
+        [{"id": MODEL, "vram_mb": 100, "pinned_on": ["f1"]}],
         poller={"interval_seconds": 0.5, "unhealthy_after": 4},
     )
     wait_until(lambda: f1.loaded().get(MODEL) == "ready", 60, "pinned model on f1")
@@ -25,7 +26,7 @@ def fleet(procs):
 
 
 def test_kill_during_stream_then_restart(fleet, procs) -> None:
-    f1, f2, gateway = fleet
+    f1, _f2, gateway = fleet
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
     stream = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3000, stream=True

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.gateway.fleet import http, metric_sum, wait_until
+from tests.gateway.fleet import http, metric_sum
 
 CATALOGUE = [
     {"id": "tiny-qwen2", "vram_mb": 100, "priority": 1},
@@ -29,14 +29,17 @@ def fleet(procs):
 
 
 def test_merged_catalogue(fleet) -> None:
-    n1, n2, gateway = fleet
+    _n1, _n2, gateway = fleet
     status, body, _ = gateway.get("/v1/models")
     assert status == 200 and body["object"] == "list"
     models = {m["id"]: m for m in body["data"]}
     assert set(models) == {"tiny-llama", "tiny-qwen2", "tiny-mistral", "fast"}
     assert models["tiny-llama"]["loaded_on"] == ["n1"]
     assert models["tiny-llama"]["loadable_on"] == []
-    assert models["tiny-qwen2"]["loaded_on"] == [] and models["tiny-qwen2"]["loadable_on"] == ["n1", "n2"]
+    assert models["tiny-qwen2"]["loaded_on"] == [] and models["tiny-qwen2"]["loadable_on"] == [
+        "n1",
+        "n2",
+    ]
     assert models["fast"]["alias_of"] == "tiny-qwen2"
     assert all(m["object"] == "model" and m["owned_by"] for m in body["data"])
 
@@ -74,12 +77,13 @@ def test_cold_load_is_single_flight(fleet) -> None:
 
 
 def cortex(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cortex.cli", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cortex.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_operator_lifecycle_and_status(fleet) -> None:
-    n1, n2, gateway = fleet
+    _n1, n2, gateway = fleet
     done = cortex("load", "tiny-mistral", "--node", "n2", "--url", gateway.url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "tiny-mistral: ready on n2"
@@ -113,7 +117,9 @@ def test_operator_lifecycle_and_status(fleet) -> None:
 def test_keys_and_body_limit(fleet, procs) -> None:
     n1, n2, _ = fleet
     gateway = procs.gateway(
-        [n1, n2], CATALOGUE, name="keyed",
+        [n1, n2],
+        CATALOGUE,
+        name="keyed",
         gateway={"api_keys": ["user-key"], "admin_keys": ["admin-key"], "max_body_bytes": 2048},
     )
     assert gateway.get("/health")[0] == 200

@@ -16,11 +16,19 @@ from tests.gateway.fleet import wait_until
 from tests.support.procs import free_port
 
 SERIES = (
-    "cortex_requests_total", "cortex_request_duration_seconds_count",
-    "cortex_time_to_first_token_seconds_count", "cortex_output_tokens_per_second_count",
-    "cortex_tokens_total", "cortex_cold_starts_total", "cortex_model_load_duration_seconds_count",
-    "cortex_evictions_total", "cortex_queue_wait_seconds_count", "cortex_inflight_requests",
-    "cortex_node_up", "cortex_model_loaded", "cortex_build_info",
+    "cortex_requests_total",
+    "cortex_request_duration_seconds_count",
+    "cortex_time_to_first_token_seconds_count",
+    "cortex_output_tokens_per_second_count",
+    "cortex_tokens_total",
+    "cortex_cold_starts_total",
+    "cortex_model_load_duration_seconds_count",
+    "cortex_evictions_total",
+    "cortex_queue_wait_seconds_count",
+    "cortex_inflight_requests",
+    "cortex_node_up",
+    "cortex_model_loaded",
+    "cortex_build_info",
 )
 A, B = "tiny-qwen2", "tiny-mistral"
 
@@ -38,8 +46,14 @@ def prometheus(tmp_path_factory):
         port = free_port()
         log = (workdir / "prometheus.log").open("wb")
         proc = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         started.append(proc)
         url = f"http://127.0.0.1:{port}"
@@ -67,8 +81,11 @@ def query(base: str, expr: str) -> dict[str, float]:
     with urllib.request.urlopen(url, timeout=10) as resp:
         result = json.loads(resp.read())["data"]["result"]
     return {
-        ",".join(f"{k}={v}" for k, v in sorted(r["metric"].items()) if k not in ("job", "instance", "__name__")):
-        float(r["value"][1])
+        ",".join(
+            f"{k}={v}"
+            for k, v in sorted(r["metric"].items())
+            if k not in ("job", "instance", "__name__")
+        ): float(r["value"][1])
         for r in result
     }
 
@@ -85,10 +102,15 @@ def test_prometheus_scrapes_expected_series(procs, prometheus) -> None:
         usage = client.chat.completions.create(model=A, messages=messages, max_tokens=4).usage
         prompt, completion = prompt + usage.prompt_tokens, completion + usage.completion_tokens
     for _ in range(2):  # loading B evicts A
-        chunks = list(client.chat.completions.create(
-            model=B, messages=messages, max_tokens=5, stream=True,
-            stream_options={"include_usage": True},
-        ))
+        chunks = list(
+            client.chat.completions.create(
+                model=B,
+                messages=messages,
+                max_tokens=5,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         prompt += chunks[-1].usage.prompt_tokens
         completion += chunks[-1].usage.completion_tokens
     with pytest.raises(openai.NotFoundError):
@@ -96,6 +118,7 @@ def test_prometheus_scrapes_expected_series(procs, prometheus) -> None:
 
     def settled():
         return sum(query(base, "cortex_requests_total").values()) == 6
+
     time.sleep(1)
     wait_until(settled, 30, "prometheus has scraped all requests")
 
@@ -108,17 +131,23 @@ def test_prometheus_scrapes_expected_series(procs, prometheus) -> None:
         "code=404,dialect=openai,model=unknown,node=none": 1,
     }
     assert query(base, "cortex_request_duration_seconds_count") == {
-        f"dialect=openai,model={A},{node}": 3, f"dialect=openai,model={B},{node}": 2,
+        f"dialect=openai,model={A},{node}": 3,
+        f"dialect=openai,model={B},{node}": 2,
     }
     assert query(base, "cortex_time_to_first_token_seconds_count") == {
         f"dialect=openai,model={B},{node}": 2
     }
     assert query(base, "sum by (kind) (cortex_tokens_total)") == {
-        "kind=prompt": prompt, "kind=completion": completion,
+        "kind=prompt": prompt,
+        "kind=completion": completion,
     }
-    assert query(base, "cortex_cold_starts_total") == {f"model={A},{node}": 1, f"model={B},{node}": 1}
+    assert query(base, "cortex_cold_starts_total") == {
+        f"model={A},{node}": 1,
+        f"model={B},{node}": 1,
+    }
     assert query(base, "cortex_model_load_duration_seconds_count") == {
-        f"model={A},{node}": 1, f"model={B},{node}": 1,
+        f"model={A},{node}": 1,
+        f"model={B},{node}": 1,
     }
     assert query(base, "cortex_evictions_total") == {f"model={A},{node},reason=capacity": 1}
     assert query(base, "cortex_queue_wait_seconds_count") == {f"model={A}": 1, f"model={B}": 1}

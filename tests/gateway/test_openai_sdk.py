@@ -41,10 +41,15 @@ def test_chat_with_usage(client) -> None:
 
 def test_stream_usage_only_when_asked(client) -> None:
     def run(**extra):
-        return list(client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "Hello"}], max_tokens=6,
-            stream=True, **extra,
-        ))
+        return list(
+            client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "Hello"}],
+                max_tokens=6,
+                stream=True,
+                **extra,
+            )
+        )
 
     plain = run()
     assert all(chunk.usage is None for chunk in plain)
@@ -91,8 +96,10 @@ def test_errors(client, gateway) -> None:
 def test_waiting_stream_gets_keepalives(gateway) -> None:
     """A stream for a model still loading receives SSE comments until its first chunk."""
     conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=120)
-    body = ('{"model": "tiny-qwen2", "stream": true, "max_tokens": 3,'
-            ' "messages": [{"role": "user", "content": "hi"}]}')
+    body = (
+        '{"model": "tiny-qwen2", "stream": true, "max_tokens": 3,'
+        ' "messages": [{"role": "user", "content": "hi"}]}'
+    )
     conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
     raw = conn.getresponse().read()
     conn.close()

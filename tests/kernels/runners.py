@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+REPLY_TIMEOUT_S = 300  # a hung kernel fails the run instead of stalling it
 
 
 class InterpreterWorker:
@@ -30,6 +32,10 @@ class InterpreterWorker:
 
     def _reply(self) -> dict:
         assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], REPLY_TIMEOUT_S)
+        if not ready:
+            self.proc.kill()
+            raise RuntimeError(f"interpreter worker gave no answer in {REPLY_TIMEOUT_S} s")
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"interpreter worker exited with {self.proc.wait()}")

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 import torch
 
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    # Small, so that the scaled frequencies matter at these test lengths.
+    "original_max_position_embeddings": 32,
+}
+VARIANTS = {
+    "llama": ("llama", {}),
+    "mistral": ("mistral", {}),
+    "qwen2": ("qwen2", {}),
+    "qwen3": ("qwen3", {}),
+    "llama3-rope": ("llama", {"name": "tiny-llama3-rope", "rope_scaling": LLAMA3_ROPE}),
+    "tied": ("llama", {"name": "tiny-llama-tied", "tie_word_embeddings": True}),
+}
+
 
 @torch.inference_mode()
 def reference_logits(reference, ids: list[int]) -> torch.Tensor:

@@ -14,25 +14,9 @@ from transformers import AutoModelForCausalLM
 
 from neuron.models.loader import load_model
 from tests.models.paged import PagedRunner, greedy
-from tests.models.reference import reference_greedy, reference_logits
+from tests.models.reference import VARIANTS, reference_greedy, reference_logits
 
 TOLERANCE = 1e-4
-LLAMA3_ROPE = {
-    "rope_type": "llama3",
-    "factor": 8.0,
-    "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0,
-    # Small, so that the scaled frequencies matter at these test lengths.
-    "original_max_position_embeddings": 32,
-}
-VARIANTS = {
-    "llama": ("llama", {}),
-    "mistral": ("mistral", {}),
-    "qwen2": ("qwen2", {}),
-    "qwen3": ("qwen3", {}),
-    "llama3-rope": ("llama", {"name": "tiny-llama3-rope", "rope_scaling": LLAMA3_ROPE}),
-    "tied": ("llama", {"name": "tiny-llama-tied", "tie_word_embeddings": True}),
-}
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

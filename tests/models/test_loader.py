@@ -137,3 +137,17 @@ def test_not_a_gguf_file(tmp_path: Path):
     path.write_bytes(b"GGUF" + bytes(40))
     err = load_error(path)
     assert err.kind == "invalid" and "broken.Q4_0.gguf" in err.message
+
+
+def test_model_larger_than_memory_is_refused_before_allocating(llama_copy: Path):
+    config = json.loads((llama_copy / "config.json").read_text())
+    config.update(intermediate_size=50_000_000)  # ~77 GB of fp32 weights
+    (llama_copy / "config.json").write_text(json.dumps(config))
+    err = load_error(llama_copy)
+    assert err.kind == "out_of_memory" and "GiB" in err.message
+
+
+def test_malformed_tokenizer_is_named(llama_copy: Path):
+    (llama_copy / "tokenizer.json").write_text('{"model": ')
+    err = load_error(llama_copy)
+    assert err.kind == "invalid" and "tokenizer.json" in err.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -49,11 +50,21 @@ def start_neuron(
         env=env or {},
     ).start()
     try:
-        proc.wait_http("/health", timeout=timeout, ready='"status": "ready"')
+        wait_ready(proc, timeout)
     except BaseException:
         proc.stop()
         raise
     return proc
+
+
+def wait_ready(proc: Proc, timeout: float = 180.0) -> None:
+    """Until /health says the daemon is ready (every default model settled)."""
+    deadline = time.monotonic() + timeout
+    proc.wait_http("/health", timeout=timeout)
+    while get_json(proc, "/health")["status"] != "ready":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{proc.url} not ready after {timeout}s:\n{proc.tail()}")
+        time.sleep(0.1)
 
 
 def get_json(proc: Proc, path: str, token: str | None = None) -> Any:

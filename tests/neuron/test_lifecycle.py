@@ -19,7 +19,7 @@ MODEL = "tiny-qwen2"
 def _load_count(proc) -> float:
     with urllib.request.urlopen(proc.url + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    pattern = rf'neuron_model_load_duration_seconds_count{{model="{MODEL}",outcome="ok"}} (\S+)'
+    pattern = rf'neuron_model_load_duration_seconds_count{{model="{MODEL}"}} (\S+)'
     match = re.search(pattern, text)
     return float(match.group(1)) if match else 0.0
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
+
 import openai
 import pytest
 
 from neuron.demo import DEMO_MODEL_ID, demo_gguf_path
 from neuron.text.chat_template import ChatTemplate
 from neuron.text.tokenizer import Tokenizer
-from tests.neuron.conftest import SCRIPT, post
+from tests.neuron.conftest import SCRIPT, get_json, post
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -214,3 +217,21 @@ def test_response_format_is_refused_clearly(client):
             model="tiny-llama", messages=MESSAGES, response_format={"type": "json_object"}
         )
     assert "response_format" in info.value.message
+
+
+def test_models_discovery_and_metrics(client, shared_neuron):
+    assert {m.id for m in client.models.list()} >= {"tiny-llama", DEMO_MODEL_ID}
+    facts = get_json(shared_neuron, "/discovery")
+    assert facts["hostname"] and facts["python"] and facts["torch"]
+    assert [d["id"] for d in facts["devices"] if d["kind"] == "cpu"] == ["cpu-0"]
+    client.chat.completions.create(model="tiny-llama", messages=MESSAGES, max_tokens=3)
+    with urllib.request.urlopen(shared_neuron.url + "/metrics") as resp:
+        text = resp.read().decode()
+    completion = re.search(
+        r'neuron_tokens_total\{kind="completion",model="tiny-llama"\} (\S+)', text
+    )
+    assert completion and float(completion.group(1)) >= 3
+    ttft = re.search(r'neuron_time_to_first_token_seconds_count\{model="tiny-llama"\} (\S+)', text)
+    assert ttft and float(ttft.group(1)) >= 1
+    assert 'neuron_kv_cache_usage_ratio{model="tiny-llama"}' in text
+    assert 'neuron_device_memory_total_bytes{device="cpu-0"}' in text

@@ -18,7 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.neuron.conftest import get_json, post, start_neuron, write_config
+from neuron.demo import DEMO_MODEL_ID
+from tests.neuron.conftest import get_json, post, start_neuron, wait_ready, write_config
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -161,7 +162,7 @@ def test_admin_restart_reexecutes_in_place(guarded, listener):
     status, body = post(guarded, "/admin/restart", {}, headers=AUTH)
     assert status == 202 and body["status"] == "restarting"
     listener.wait_for("READY=1", after=seen, timeout=120)
-    guarded.wait_http("/health", timeout=120, ready='"status": "ready"')
+    wait_ready(guarded, timeout=120)
     assert guarded.popen.poll() is None and guarded.popen.pid == pid
     # A fresh process: its uptime counts from after the restart was asked for.
     assert get_json(guarded, "/health")["uptime_seconds"] <= time.monotonic() - asked
@@ -186,3 +187,18 @@ async def test_sigterm_during_stream_finishes_it_and_exits_0(guarded):
     assert lines[-1] == b"data: [DONE]\n"
     assert json.loads(lines[-2][6:])["usage"]["completion_tokens"] == 60
     assert guarded.popen.wait(60) == 0
+
+
+def test_fetch_demo_places_the_gguf_where_serve_finds_it(tmp_path):
+    from neuron.models.resolve import resolve_model
+
+    result = subprocess.run(
+        [sys.executable, "-m", "neuron.cli", "fetch-demo", "--models-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    source = resolve_model(DEMO_MODEL_ID, tmp_path)
+    assert source.format == "gguf" and source.path.is_relative_to(tmp_path)
+    assert str(source.path) in result.stdout

@@ -33,6 +33,8 @@ from neuron.text.tokenizer import Tokenizer
 
 ARCHITECTURE = "ScriptedForCausalLM"
 _LOGIT = 100.0  # margin of the scripted token over every other: any sampler picks it
+# A slot stores step + 1 as two base-128 digits: exact even in bf16 (integers up to 256).
+_BASE = 128
 
 
 class ScriptedModel(nn.Module):
@@ -52,16 +54,18 @@ class ScriptedModel(nn.Module):
     ) -> torch.Tensor:
         """Each token's step in the script, as a [T, 1] hidden state."""
         k_cache, _ = kv.layer(0)
-        steps_by_slot = k_cache.view(-1)  # one kv head of width 1 per slot
+        digits = k_cache.view(-1, 2)  # one kv head of width 2 per slot
         if meta.is_prefill:
-            steps = torch.full(input_ids.shape, -1.0, device=input_ids.device)
+            steps = torch.full(input_ids.shape, -1, device=input_ids.device)
         else:
             block_size = k_cache.shape[1]
             previous = meta.context_lens.long() - 2
             blocks = meta.block_tables.long().gather(1, (previous // block_size)[:, None])[:, 0]
-            steps = steps_by_slot[blocks * block_size + previous % block_size].float() + 1
-        steps_by_slot[meta.slot_mapping] = steps.to(steps_by_slot.dtype)
-        return steps[:, None]
+            stored = digits[blocks * block_size + previous % block_size].long()
+            steps = stored[:, 0] * _BASE + stored[:, 1]  # (previous step + 1): this token's step
+        code = steps + 1
+        digits[meta.slot_mapping] = torch.stack([code // _BASE, code % _BASE], 1).to(digits.dtype)
+        return steps[:, None].float()
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -92,7 +96,7 @@ def build(
         num_hidden_layers=1,
         num_attention_heads=1,
         num_key_value_heads=1,
-        head_dim=1,
+        head_dim=2,
         rms_norm_eps=1e-6,
         rope_theta=10000.0,
         rope_scaling=None,

@@ -1,0 +1,127 @@
+"""`make bench`: every CPU benchmark in one run, then the JSON and Markdown report.
+
+The engine suite runs in this process. The neuron HTTP and gateway suites are
+their own scripts (each starts and stops its own processes); each is run
+`--runs` times with one run apiece, and its printed table is parsed, so that
+every figure here has all its runs and hence a spread. Sized to finish in under
+15 minutes on a 2-core CPU.
+
+    python -m bench [--runs 3] [--only engine neuron gateway]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+
+from bench.engine import run_engine_bench
+from bench.report import Figure, write
+
+SUITE_TIMEOUT_S = 300
+NEURON_ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+GATEWAY_ROW = re.compile(
+    r"^(\w+)\s+(\d+)\s+([\d.]+)/([\d.]+)\s+([\d.]+)/([\d.]+)\s+(-?[\d.]+)"
+    r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$"
+)
+
+
+def run_script(module: str, *args: str) -> str:
+    """Run `python -m module args`, echo and return its output; a failure is an error."""
+    cmd = [sys.executable, "-m", module, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S)
+    print(done.stdout, end="")
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def parse_rows(text: str, pattern: re.Pattern[str], module: str) -> list[tuple[str, ...]]:
+    rows = [m.groups() for m in map(pattern.match, text.splitlines()) if m]
+    if not rows:
+        raise RuntimeError(f"no result rows in the output of {module}:\n{text}")
+    return rows
+
+
+def neuron_figures(runs: int, tokens: int) -> list[Figure]:
+    """Aggregate decode tokens/s and TTFT p50/p99 at 1/4/16 streams; 1 stream is the
+    baseline for the others (how far concurrency multiplies throughput)."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for _ in range(runs):
+        out = run_script("bench.neuron_http", "--runs", "1", "--tokens", str(tokens))
+        for streams, rate, p50, p99 in parse_rows(out, NEURON_ROW, "bench.neuron_http"):
+            for name, value in (("decode tok/s", rate), ("TTFT p50", p50), ("TTFT p99", p99)):
+                cells.setdefault((streams, name), []).append(float(value))
+    figures = []
+    for (streams, name), values in cells.items():
+        base = cells.get(("1", name)) if streams != "1" else None
+        figures.append(
+            Figure(
+                "neuron",
+                f"SmolLM2 over HTTP, {streams} streams: {name}",
+                "tok/s" if name.startswith("decode") else "ms",
+                values,
+                "same, 1 stream" if base else None,
+                base or [],
+            )
+        )
+    return figures
+
+
+def gateway_figures(runs: int, requests: int) -> list[Figure]:
+    """Latency p50/p99 and requests/s through the gateway, beside calling the upstream
+    directly, non-streaming and streaming, at concurrency 1 and 64."""
+    cells: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for _ in range(runs):
+        out = run_script("bench.gateway", "--runs", "1", "--requests", str(requests))
+        for row in parse_rows(out, GATEWAY_ROW, "bench.gateway"):
+            mode, conc, d50, d99, g50, g99, _added, drps, grps, _ratio = row
+            for name, direct, through in (
+                ("latency p50", d50, g50),
+                ("latency p99", d99, g99),
+                ("requests/s", drps, grps),
+            ):
+                cell = cells.setdefault((mode, conc, name), {"ours": [], "direct": []})
+                cell["ours"].append(float(through))
+                cell["direct"].append(float(direct))
+    return [
+        Figure(
+            "gateway",
+            f"{mode}, concurrency {conc}: {name}",
+            "req/s" if name == "requests/s" else "ms",
+            cell["ours"],
+            "upstream directly",
+            cell["direct"],
+        )
+        for (mode, conc, name), cell in cells.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", nargs="+", default=["engine", "neuron", "gateway"])
+    parser.add_argument("--decode-tokens", type=int, default=16)
+    parser.add_argument("--stream-tokens", type=int, default=32)
+    parser.add_argument("--gateway-requests", type=int, default=200)
+    args = parser.parse_args()
+    suites = {
+        "engine": lambda: run_engine_bench(args.runs, args.decode_tokens),
+        "neuron": lambda: neuron_figures(args.runs, args.stream_tokens),
+        "gateway": lambda: gateway_figures(args.runs, args.gateway_requests),
+    }
+    figures: list[Figure] = []
+    notes: list[str] = []
+    for name in args.only:
+        began = time.monotonic()
+        figures += suites[name]()
+        notes.append(f"{name} suite: {args.runs} runs in {time.monotonic() - began:.0f} s")
+    path = write(figures, notes)
+    print(f"\nwrote {path} and {path.with_suffix('.md')}")
+    print(path.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()

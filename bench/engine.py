@@ -1,0 +1,143 @@
+"""Engine on this CPU: SmolLM2-135M (demo GGUF) batch-1 decode tokens/s and TTFT.
+
+Ours (neuron.models + neuron.engine.Engine) against transformers `generate` on the
+same GGUF, dequantised to fp32 by both, with the same prompts, 2 threads, in one
+process. TTFT is the time from the request to its first sampled token; decode
+tokens/s counts the tokens after the first over the time after the first.
+
+    python -m bench.engine [--runs 3] [--decode-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from bench.report import Figure
+from neuron.demo import demo_gguf_path
+from neuron.engine import Engine, GenerationRequest, SamplingParams
+from neuron.models.loader import LoadedModel, load_model
+
+THREADS = 2
+PROMPT_LENGTHS = (32, 512)
+
+# (prompt ids, new tokens) -> timestamps: request start, then one per sampled token.
+Generate = Callable[[list[int], int], list[float]]
+
+
+def prompt_ids(length: int, vocab: int, seed: int = 0) -> list[int]:
+    """Ordinary (non-special) token ids, the same for both implementations."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(200, vocab - 200, (length,), generator=gen).tolist()
+
+
+def ours(loaded: LoadedModel) -> Generate:
+    engine = Engine(loaded, num_blocks=64, block_size=16, max_prefill_tokens=1024)
+
+    def run(ids: list[int], new_tokens: int) -> list[float]:
+        params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
+        stamps = [time.perf_counter()]
+        engine.add(GenerationRequest(f"b{stamps[0]}", ids, params))
+        while engine.has_work():
+            for out in engine.step():
+                stamps += [time.perf_counter()] * len(out.token_ids)
+        return stamps
+
+    return run
+
+
+def transformers_generate(path: str) -> Generate:
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList
+
+    gguf = Path(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    ).eval()
+
+    class Stamp(LogitsProcessor):
+        """Called once per generated token, right after its forward pass."""
+
+        def __init__(self, stamps: list[float]) -> None:
+            self.stamps = stamps
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            self.stamps.append(time.perf_counter())
+            return scores
+
+    def run(ids: list[int], new_tokens: int) -> list[float]:
+        stamps = [time.perf_counter()]
+        with torch.inference_mode():
+            model.generate(
+                torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                logits_processor=LogitsProcessorList([Stamp(stamps)]),
+                pad_token_id=0,
+            )
+        return stamps
+
+    return run
+
+
+def measure(gen: Generate, vocab: int, runs: int, decode_tokens: int) -> dict[str, list[float]]:
+    """Every figure's runs for one implementation (after one warm-up)."""
+    gen(prompt_ids(8, vocab, seed=99), 2)
+    figures: dict[str, list[float]] = {}
+    for run in range(runs):
+        for length in PROMPT_LENGTHS:
+            stamps = gen(prompt_ids(length, vocab, seed=run), 1)
+            figures.setdefault(f"TTFT, {length}-token prompt", []).append(
+                1000 * (stamps[1] - stamps[0])
+            )
+        stamps = gen(prompt_ids(PROMPT_LENGTHS[0], vocab, seed=run), decode_tokens + 1)
+        rate = decode_tokens / (stamps[-1] - stamps[1])
+        figures.setdefault("decode, batch 1", []).append(rate)
+    return figures
+
+
+def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
+    """Both implementations, measured in this process; prints a table, returns figures."""
+    torch.set_num_threads(THREADS)
+    path = demo_gguf_path()
+    loaded = load_model(str(path), device="cpu", dtype="float32")
+    vocab = loaded.config.vocab_size
+    mine = measure(ours(loaded), vocab, runs, decode_tokens)
+    del loaded
+    theirs = measure(transformers_generate(str(path)), vocab, runs, decode_tokens)
+    figures = [
+        Figure(
+            "engine",
+            f"SmolLM2-135M {name} (fp32, {THREADS} threads)",
+            "tok/s" if name.startswith("decode") else "ms",
+            values,
+            "transformers generate",
+            theirs[name],
+        )
+        for name, values in mine.items()
+    ]
+    print(f"{'figure':<52}{'ours':>12}{'transformers':>14}")
+    for f in figures:
+        print(
+            f"{f.name:<52}{statistics.median(f.ours):>12.1f}{statistics.median(f.baseline):>14.1f}"
+        )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    args = parser.parse_args()
+    run_engine_bench(args.runs, args.decode_tokens)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Placement on GPU topologies the CPU-only test machine cannot run: device counts,
+per-device memory, planned memory, eviction order and busy models."""
+
+from __future__ import annotations
+
+import time
+
+from cortex.catalogue import Catalogue
+from cortex.config import ModelProfile, ModelsConfig
+from cortex.fleet import ModelOnNode, Node
+from cortex.placement import device_ids_for_load, eviction_order, feasible, plan_load
+
+GIB_MB = 1024
+
+
+def gpu_node(name: str, gpus: int, gib: int) -> Node:
+    devices = [
+        {"id": f"cuda-{i}", "kind": "cuda", "memory_total_bytes": gib * 1024**3}
+        for i in range(gpus)
+    ]
+    devices.append({"id": "cpu", "kind": "cpu", "memory_total_bytes": 256 * 1024**3})
+    return Node(name, "http://x", client=None, state="up", health={"devices": devices})
+
+
+def loaded(node: Node, model: str, devices: list[str], used_ago: float) -> None:
+    node.models[model] = ModelOnNode(model, "ready", devices)
+    node.last_used[model] = time.time() - used_ago
+
+
+PROFILES = [
+    ModelProfile("big", vram_mb=40 * GIB_MB, min_devices=2, min_device_vram_mb=20 * GIB_MB),
+    ModelProfile("a", vram_mb=16 * GIB_MB, priority=1),
+    ModelProfile("b", vram_mb=16 * GIB_MB, priority=9),
+    ModelProfile("pinned", vram_mb=4 * GIB_MB, pinned_on=["g"]),
+    ModelProfile("huge-per-gpu", vram_mb=30 * GIB_MB, min_device_vram_mb=48 * GIB_MB),
+]
+CATALOGUE = Catalogue(ModelsConfig(models=PROFILES))
+
+
+def profile(model: str) -> ModelProfile:
+    return CATALOGUE.profile(model)
+
+
+def test_topology_feasibility() -> None:
+    two, one = gpu_node("g", 2, 24), gpu_node("h", 1, 80)
+    assert feasible(profile("big"), two)
+    assert not feasible(profile("big"), one), "needs two devices"
+    assert not feasible(profile("huge-per-gpu"), two), "each device must have 48 GiB"
+    assert feasible(profile("huge-per-gpu"), one)
+    plan = plan_load(profile("big"), two, CATALOGUE, "lru", allow_busy=False)
+    assert sorted(plan.devices) == ["cuda-0", "cuda-1"] and plan.victims == []
+    assert sorted(device_ids_for_load(two, plan.devices)) == ["cuda-0", "cuda-1"]
+
+
+def test_planned_memory_picks_the_emptier_device() -> None:
+    node = gpu_node("g", 2, 24)
+    loaded(node, "a", ["cuda-0"], used_ago=10)
+    plan = plan_load(profile("b"), node, CATALOGUE, "lru", allow_busy=False)
+    assert plan.devices == ["cuda-1"] and plan.victims == []
+
+
+def test_eviction_order_and_pins() -> None:
+    node = gpu_node("g", 1, 40)
+    loaded(node, "pinned", ["cuda-0"], used_ago=500)
+    loaded(node, "a", ["cuda-0"], used_ago=1)  # low priority, recently used
+    loaded(node, "b", ["cuda-0"], used_ago=100)  # high priority, least recently used
+    assert eviction_order(node, CATALOGUE, "lru", target="x") == ["b", "a"]
+    assert eviction_order(node, CATALOGUE, "priority", target="x") == ["a", "b"]
+    new = ModelProfile("c", vram_mb=16 * GIB_MB)
+    catalogue = Catalogue(ModelsConfig(models=[*PROFILES, new]))
+    assert plan_load(new, node, catalogue, "lru", allow_busy=False).victims == ["b"]
+    assert plan_load(new, node, catalogue, "priority", allow_busy=False).victims == ["a"]
+
+
+def test_busy_models_are_never_victims() -> None:
+    node = gpu_node("g", 1, 40)
+    loaded(node, "a", ["cuda-0"], used_ago=1)
+    loaded(node, "b", ["cuda-0"], used_ago=100)
+    node.inflight = {"a": 1}
+    node.models["b"].running = 2
+    new = ModelProfile("c", vram_mb=16 * GIB_MB)
+    catalogue = Catalogue(ModelsConfig(models=[*PROFILES, new]))
+    assert plan_load(new, node, catalogue, "lru", allow_busy=False) is None
+    assert plan_load(new, node, catalogue, "lru", allow_busy=True).victims == ["b"]
