@@ -20,7 +20,7 @@ import time
 from bench.engine import run_engine_bench
 from bench.report import Figure, write
 
-SUITE_TIMEOUT_S = 300
+SUITE_TIMEOUT_S = 900
 NEURON_ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
 GATEWAY_ROW = re.compile(
     r"^(\w+)\s+(\d+)\s+([\d.]+)/([\d.]+)\s+([\d.]+)/([\d.]+)\s+(-?[\d.]+)"
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", nargs="+", default=["engine", "neuron", "gateway"])
     parser.add_argument("--decode-tokens", type=int, default=16)
-    parser.add_argument("--stream-tokens", type=int, default=32)
+    parser.add_argument("--stream-tokens", type=int, default=16)
     parser.add_argument("--gateway-requests", type=int, default=200)
     args = parser.parse_args()
     suites = {

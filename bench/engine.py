@@ -14,6 +14,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -35,6 +36,20 @@ def prompt_ids(length: int, vocab: int, seed: int = 0) -> list[int]:
     return torch.randint(200, vocab - 200, (length,), generator=gen).tolist()
 
 
+class TokenClock:
+    """A transformers logits processor that notes when each token's logits are ready
+    (called once per generated token, right after its forward pass)."""
+
+    def __init__(self) -> None:
+        self.stamps = [time.perf_counter()]  # the request's start
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if scores.is_cuda:
+            torch.cuda.synchronize(scores.device)
+        self.stamps.append(time.perf_counter())
+        return scores
+
+
 def ours(loaded: LoadedModel) -> Generate:
     engine = Engine(loaded, num_blocks=64, block_size=16, max_prefill_tokens=1024)
 
@@ -42,36 +57,24 @@ def ours(loaded: LoadedModel) -> Generate:
         params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
         stamps = [time.perf_counter()]
         engine.add(GenerationRequest(f"b{stamps[0]}", ids, params))
-        while engine.has_work():
-            for out in engine.step():
-                stamps += [time.perf_counter()] * len(out.token_ids)
+        while engine.has_work():  # the prompt fits one step: every step samples one token
+            engine.step()
+            stamps.append(time.perf_counter())
         return stamps
 
     return run
 
 
 def transformers_generate(path: str) -> Generate:
-    from pathlib import Path
-
-    from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList
+    from transformers import AutoModelForCausalLM, LogitsProcessorList
 
     gguf = Path(path)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     ).eval()
 
-    class Stamp(LogitsProcessor):
-        """Called once per generated token, right after its forward pass."""
-
-        def __init__(self, stamps: list[float]) -> None:
-            self.stamps = stamps
-
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            self.stamps.append(time.perf_counter())
-            return scores
-
     def run(ids: list[int], new_tokens: int) -> list[float]:
-        stamps = [time.perf_counter()]
+        clock = TokenClock()
         with torch.inference_mode():
             model.generate(
                 torch.tensor([ids]),
@@ -79,10 +82,10 @@ def transformers_generate(path: str) -> Generate:
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,
                 do_sample=False,
-                logits_processor=LogitsProcessorList([Stamp(stamps)]),
+                logits_processor=LogitsProcessorList([clock]),
                 pad_token_id=0,
             )
-        return stamps
+        return clock.stamps
 
     return run
 

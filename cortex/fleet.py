@@ -32,6 +32,7 @@ class ModelOnNode:
     waiting: int = 0
     last_used: float | None = None
     error: str | None = None
+    seen_at: float = 0.0  # when the poller read running/waiting
 
     @classmethod
     def from_wire(cls, item: dict[str, Any]) -> ModelOnNode:
@@ -90,10 +91,17 @@ class Node:
         return sum(self.inflight.values())
 
     def busy(self, model_id: str) -> bool:
-        """Requests are running on this model here (ours or anyone's)."""
+        """Requests are running on this model here: ours, or others' the neuron reported.
+
+        The neuron's counts are trusted only if read after our last request on the model
+        ended; an older snapshot may still count that finished request.
+        """
+        if self.inflight.get(model_id):
+            return True
         entry = self.models.get(model_id)
-        neuron_busy = entry is not None and (entry.running or entry.waiting)
-        return bool(self.inflight.get(model_id) or neuron_busy)
+        if entry is None or entry.seen_at < self.last_used.get(model_id, 0.0):
+            return False
+        return bool(entry.running or entry.waiting)
 
     def touch(self, model_id: str) -> None:
         self.last_used[model_id] = time.time()

@@ -65,7 +65,7 @@ class Lifecycle:
         nodes = [
             n
             for n in self.fleet.routable()
-            if n.name not in exclude and profile.model_id not in n.models and feasible(profile, n)
+            if n.name not in exclude and not _holds(n, profile.model_id) and feasible(profile, n)
         ]
         if not nodes:
             if any(
@@ -173,6 +173,12 @@ class Lifecycle:
             self.metrics.evictions.labels(model_id, node.name, reason).inc()
         log.info("unloaded %s from %s (%s)", model_id, node.name, reason or "operator")
         self.fleet.notify()
+
+
+def _holds(node: Node, model_id: str) -> bool:
+    """Loaded, loading or being unloaded there (a failed load may be tried again)."""
+    entry = node.models.get(model_id)
+    return entry is not None and entry.status != "failed"
 
 
 def spawn(coro) -> asyncio.Task:

@@ -50,6 +50,7 @@ class Poller:
         timeout = self.config.timeout_seconds
         try:
             health = await node.client.get("/health", timeout)
+            asked = time.time()  # the running counts below are no older than this
             models = await node.client.get("/models", timeout)
             restarted = node.state in ("unknown", "down") or _uptime(health) < node.uptime
             if restarted or not node.discovery:
@@ -64,7 +65,7 @@ class Poller:
         node.failures, node.last_error = 0, None
         node.health, node.uptime = health, _uptime(health)
         node.state = _STATES.get(str(health.get("status")), "starting")
-        self._apply_models(node, models)
+        self._apply_models(node, models, asked)
         self.metrics.node_up.labels(node.name).set(1)
 
     def failed(self, node: Node, reason: str, definite: bool) -> None:
@@ -79,15 +80,16 @@ class Poller:
             self.metrics.node_up.labels(node.name).set(0)
             self.fleet.notify()
 
-    def _apply_models(self, node: Node, payload: dict) -> None:
+    def _apply_models(self, node: Node, payload: dict, now: float) -> None:
         previous = node.models
         fresh = {}
         for item in payload.get("loaded") or []:
             entry = ModelOnNode.from_wire(item)
+            entry.seen_at = now
             if previous.get(entry.id) and previous[entry.id].status == "unloading":
                 entry.status = "unloading"
             fresh[entry.id] = entry
-            node.last_used.setdefault(entry.id, time.time())  # idle counts from first sight
+            node.last_used.setdefault(entry.id, now)  # idle counts from first sight
         for model_id in self.pending(node.name):
             fresh.setdefault(model_id, previous.get(model_id) or ModelOnNode(model_id, "loading"))
         node.models = fresh

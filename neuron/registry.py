@@ -20,7 +20,7 @@ from neuron.config import NeuronConfig
 from neuron.loading import ModelFacts, build_engine
 from neuron.metrics import NeuronMetrics
 from neuron.models.errors import ModelLoadError
-from neuron.worker import DeviceWorker
+from neuron.worker import DeviceWorker, WorkerFailed
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ class Registry:
                 await asyncio.wait_for(entry.idle.wait(), self.config.drain_timeout_seconds)
             except asyncio.TimeoutError:
                 log.warning("draining %s timed out; aborting what is left", model_id)
-        await entry.worker.detach(model_id)
+        with contextlib.suppress(WorkerFailed):  # a failed worker holds nothing any more
+            await entry.worker.detach(model_id)
         if self.entries.get(model_id) is entry:
             del self.entries[model_id]
         log.info("unloaded %s", model_id)

@@ -47,11 +47,14 @@ def _resolve(fut: asyncio.Future, result: Any, error: BaseException | None) -> N
 
 
 def cpu_threads() -> int:
-    """OMP_NUM_THREADS when set, else the physical cores: hyperthreads slow matmuls down."""
+    """OMP_NUM_THREADS when set, else the physical cores this process may run on:
+    hyperthreads slow matmuls down, and a cgroup/affinity limit must be respected."""
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    physical = psutil.cpu_count(logical=False) or allowed or 1
+    return max(1, min(allowed or 1, physical))
 
 
 class DeviceWorker:

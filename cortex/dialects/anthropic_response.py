@@ -46,6 +46,7 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 
 def usage(openai_usage: dict[str, Any] | None) -> dict[str, int]:
+    """Anthropic usage from OpenAI's; there is no prompt cache, so its counts are 0."""
     openai_usage = openai_usage or {}
     return {
         "input_tokens": int(openai_usage.get("prompt_tokens") or 0),

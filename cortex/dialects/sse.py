@@ -9,7 +9,6 @@ from typing import Any
 from aiohttp import web
 
 KEEPALIVE = b": keepalive\n\n"
-DONE = b"data: [DONE]\n\n"
 
 
 class EventSplitter:
@@ -25,10 +24,6 @@ class EventSplitter:
         events = data.split(b"\n\n")
         self._buffer = events.pop()
         return [event + b"\n\n" for event in events if event]
-
-    def rest(self) -> bytes:
-        """Bytes after the last complete event (a stream cut mid-event leaves some)."""
-        return self._buffer
 
 
 def event_data(event: bytes) -> bytes:

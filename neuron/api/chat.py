@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from cortex.wire import ApiError, read_json_object
+from cortex.wire import ApiError
 from neuron.api import shapes
-from neuron.api.generation import Generation, fit_to_context
+from neuron.api.generation import Generation, admit_generation, run_generation
 from neuron.api.requests import GenerationRequest, parse_chat
-from neuron.api.sse import EventStream
-from neuron.api.state import DAEMON
+from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
 from neuron.text.chat_template import ChatTemplateError
 from neuron.text.tool_calls import ContentEvent, ToolCallStreamParser, collect
@@ -33,22 +32,17 @@ def chat_prompt_ids(
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    daemon = request.app[DAEMON]
-    arrived = time.monotonic()
-    daemon.admit()
-    body = await read_json_object(request)
-    entry = daemon.registry.get_ready(body.get("model"))
+    admitted = await admit_generation(request)
+    entry, body = admitted[1], admitted[2]
     req = parse_chat(body, entry.facts.generation_defaults)
     prompt = chat_prompt_ids(entry, req.messages, req.tools, req.tool_choice)
-    req.params.max_tokens = fit_to_context(entry, len(prompt), req.max_tokens)
-    gen = Generation(daemon.registry, daemon.metrics, entry, prompt, req.params, req.n, arrived)
-    try:
-        await gen.start()
+
+    async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
             return await _stream(request, gen, req, len(prompt))
         return await _complete(gen, req, len(prompt))
-    finally:
-        await gen.close()
+
+    return await run_generation(admitted, prompt, req, respond)
 
 
 class _Choice:
@@ -99,40 +93,25 @@ def _delta(event: Any) -> dict[str, Any]:
 async def _stream(
     request: web.Request, gen: Generation, req: GenerationRequest, prompt_len: int
 ) -> web.StreamResponse:
-    stream = EventStream()
-    await stream.open(request)
-    rid = f"chatcmpl-{gen.id}"
-    extra = {"usage": None} if req.include_usage else {}
+    usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    return await relay_chunks(
+        request, "chat.completion.chunk", f"chatcmpl-{gen.id}", req.model, _chunks(gen, req), usage
+    )
 
-    async def send(choice: dict[str, Any]) -> None:
-        await stream.send(
-            {**shapes.envelope("chat.completion.chunk", rid, req.model, [choice]), **extra}
-        )
 
+async def _chunks(gen: Generation, req: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+    """Role first, then content and tool-call deltas, then each choice's finish."""
     for i in range(req.n):
-        await send(shapes.chat_delta(i, {"role": "assistant", "content": ""}))
+        yield shapes.chat_delta(i, {"role": "assistant", "content": ""})
     choices = [_Choice(bool(req.tools)) for _ in range(req.n)]
-    try:
-        async for index, out in gen.outputs():
-            choice = choices[index]
-            events = choice.feed(out.text, out.finished)
-            logprobs = out.logprobs if req.params.logprobs is not None else None
-            for k, event in enumerate(events):
-                await send(
-                    shapes.chat_delta(index, _delta(event), logprobs=logprobs if k == 0 else None)
-                )
-            if logprobs and not events:
-                await send(shapes.chat_delta(index, {}, logprobs=logprobs))
-            if out.finished:
-                reason = "tool_calls" if choice.called else out.finish_reason
-                await send(shapes.chat_delta(index, {}, reason, out.stop_reason))
-    except ApiError as err:
-        await stream.error(err)
-    else:
-        if req.include_usage:
-            usage = shapes.usage(prompt_len, gen.completion_tokens)
-            await stream.send(
-                {**shapes.envelope("chat.completion.chunk", rid, req.model, []), "usage": usage}
-            )
-    await stream.done()
-    return stream.response
+    async for index, out in gen.outputs():
+        choice = choices[index]
+        events = choice.feed(out.text, out.finished)
+        logprobs = out.logprobs if req.params.logprobs is not None else None
+        for k, event in enumerate(events):
+            yield shapes.chat_delta(index, _delta(event), logprobs=logprobs if k == 0 else None)
+        if logprobs and not events:
+            yield shapes.chat_delta(index, {}, logprobs=logprobs)
+        if out.finished:
+            reason = "tool_calls" if choice.called else out.finish_reason
+            yield shapes.chat_delta(index, {}, reason, out.stop_reason)

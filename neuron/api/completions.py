@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from cortex.wire import ApiError, read_json_object
+from cortex.wire import ApiError
 from neuron.api import shapes
-from neuron.api.generation import Generation, fit_to_context
+from neuron.api.generation import Generation, admit_generation, run_generation
 from neuron.api.requests import GenerationRequest, parse_completion
-from neuron.api.sse import EventStream
-from neuron.api.state import DAEMON
+from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
 
 
@@ -33,23 +32,18 @@ def completion_prompt(entry: ModelEntry, prompt: str | list[int]) -> tuple[list[
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    daemon = request.app[DAEMON]
-    arrived = time.monotonic()
-    daemon.admit()
-    body = await read_json_object(request)
-    entry = daemon.registry.get_ready(body.get("model"))
+    admitted = await admit_generation(request)
+    entry, body = admitted[1], admitted[2]
     req = parse_completion(body, entry.facts.generation_defaults)
     prompt_ids, prompt_text = completion_prompt(entry, req.prompt)
-    req.params.max_tokens = fit_to_context(entry, len(prompt_ids), req.max_tokens)
-    gen = Generation(daemon.registry, daemon.metrics, entry, prompt_ids, req.params, req.n, arrived)
     head = prompt_text if req.echo else ""
-    try:
-        await gen.start()
+
+    async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
             return await _stream(request, gen, req, len(prompt_ids), head)
         return await _complete(gen, req, len(prompt_ids), head)
-    finally:
-        await gen.close()
+
+    return await run_generation(admitted, prompt_ids, req, respond)
 
 
 async def _complete(
@@ -79,35 +73,26 @@ async def _complete(
 async def _stream(
     request: web.Request, gen: Generation, req: GenerationRequest, prompt_len: int, head: str
 ) -> web.StreamResponse:
-    stream = EventStream()
-    await stream.open(request)
-    rid = f"cmpl-{gen.id}"
-    extra = {"usage": None} if req.include_usage else {}
+    usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    return await relay_chunks(
+        request, "text_completion", f"cmpl-{gen.id}", req.model, _chunks(gen, req, head), usage
+    )
+
+
+async def _chunks(
+    gen: Generation, req: GenerationRequest, head: str
+) -> AsyncIterator[dict[str, Any]]:
+    """The echoed prompt (if asked), then each output's text, logprobs and finish."""
     offsets = [len(head)] * req.n
-
-    async def send(choice: dict[str, Any]) -> None:
-        await stream.send({**shapes.envelope("text_completion", rid, req.model, [choice]), **extra})
-
     if head:
         for i in range(req.n):
-            await send(shapes.completion_choice(i, head, None, None, None))
-    try:
-        async for index, out in gen.outputs():
-            lp = None
-            if req.params.logprobs is not None:
-                lp = shapes.completion_logprobs(out.logprobs or [], offsets[index])
-            offsets[index] += len(out.text)
-            if out.text or lp or out.finished:
-                reason = out.finish_reason if out.finished else None
-                stop = out.stop_reason if out.finished else None
-                await send(shapes.completion_choice(index, out.text, reason, stop, lp))
-    except ApiError as err:
-        await stream.error(err)
-    else:
-        if req.include_usage:
-            usage = shapes.usage(prompt_len, gen.completion_tokens)
-            await stream.send(
-                {**shapes.envelope("text_completion", rid, req.model, []), "usage": usage}
-            )
-    await stream.done()
-    return stream.response
+            yield shapes.completion_choice(i, head, None, None, None)
+    async for index, out in gen.outputs():
+        lp = None
+        if req.params.logprobs is not None:
+            lp = shapes.completion_logprobs(out.logprobs or [], offsets[index])
+        offsets[index] += len(out.text)
+        if out.text or lp or out.finished:
+            reason = out.finish_reason if out.finished else None
+            stop = out.stop_reason if out.finished else None
+            yield shapes.completion_choice(index, out.text, reason, stop, lp)

@@ -13,9 +13,13 @@ import dataclasses
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from cortex.wire import ApiError
+from aiohttp import web
+
+from cortex.wire import ApiError, read_json_object
+from neuron.api.state import DAEMON, Daemon
 from neuron.engine.outputs import GenerationRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams
 from neuron.metrics import NeuronMetrics
@@ -119,3 +123,33 @@ class Generation:
         self._open.clear()
         self._metrics.tokens.labels(self._entry.id, "prompt").inc(len(self._prompt_ids))
         self._registry.end(self._entry)
+
+
+async def admit_generation(
+    request: web.Request,
+) -> tuple[Daemon, ModelEntry, dict[str, Any], float]:
+    """Daemon, model entry, body and arrival time of a generation request, or its 4xx/503."""
+    daemon = request.app[DAEMON]
+    arrived = time.monotonic()
+    daemon.admit()
+    body = await read_json_object(request)
+    return daemon, daemon.registry.get_ready(body.get("model")), body, arrived
+
+
+async def run_generation(
+    admitted: tuple[Daemon, ModelEntry, dict[str, Any], float],
+    prompt_ids: list[int],
+    request: Any,
+    respond: Callable[[Generation], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Fit max_tokens to the context, start the sequences, respond, always clean up."""
+    daemon, entry, _body, arrived = admitted
+    request.params.max_tokens = fit_to_context(entry, len(prompt_ids), request.max_tokens)
+    gen = Generation(
+        daemon.registry, daemon.metrics, entry, prompt_ids, request.params, request.n, arrived
+    )
+    try:
+        await gen.start()
+        return await respond(gen)
+    finally:
+        await gen.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from cortex.wire import ApiError, openai_error_body
+from neuron.api import shapes
 
 _HEADERS = {
     "Content-Type": "text/event-stream",
@@ -34,3 +36,28 @@ class EventStream:
     async def done(self) -> None:
         await self.response.write(b"data: [DONE]\n\n")
         await self.response.write_eof()
+
+
+async def relay_chunks(
+    request: web.Request,
+    kind: str,
+    rid: str,
+    model: str,
+    choices: AsyncIterator[dict[str, Any]],
+    usage: Callable[[], dict[str, int]] | None,
+) -> web.StreamResponse:
+    """Send each choice as a `kind` chunk, then the usage chunk (when asked for) and
+    [DONE]; a generation that fails midway ends with an error event instead of usage."""
+    stream = EventStream()
+    await stream.open(request)
+    extra = {"usage": None} if usage is not None else {}
+    try:
+        async for choice in choices:
+            await stream.send({**shapes.envelope(kind, rid, model, [choice]), **extra})
+    except ApiError as err:
+        await stream.error(err)
+    else:
+        if usage is not None:
+            await stream.send({**shapes.envelope(kind, rid, model, []), "usage": usage()})
+    await stream.done()
+    return stream.response

@@ -16,6 +16,7 @@ penalties or logprobs samples outside it from the graph's logits instead.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from neuron.engine.sequence import Sequence
 from neuron.models.attention import AttentionMetadata, KVCache
 from neuron.models.llama import LlamaForCausalLM
 
+log = logging.getLogger(__name__)
 MAX_GRAPH_BATCH = 256
 COLUMN_DTYPES = {
     "input_ids": torch.int64,
@@ -170,6 +172,7 @@ class GraphedDecoder:
         self.inputs = StaticDecodeInputs(self.sizes[-1], self.width, device)
         self._graphs: dict[int, _Captured] = {}
         self._pool: tuple | None = None
+        self.failed = False  # a capture failed: decode stays on the eager path from then on
 
     @classmethod
     def for_device(cls, model: LlamaForCausalLM, kv_cache: KVCache) -> GraphedDecoder | None:
@@ -177,15 +180,19 @@ class GraphedDecoder:
         return cls(model, kv_cache) if graphs_enabled(kv_cache.data.device) else None
 
     def supports(self, seqs: list[Sequence]) -> bool:
-        return len(seqs) <= self.sizes[-1] and all(len(s.block_table) <= self.width for s in seqs)
+        return (
+            not self.failed
+            and len(seqs) <= self.sizes[-1]
+            and all(len(s.block_table) <= self.width for s in seqs)
+        )
 
     def decode(self, seqs: list[Sequence]) -> tuple[list[int], list[SampledLogprobs | None]]:
         """Next token of every sequence (and logprobs where asked), like the eager path."""
         bucket = bucket_for(len(seqs), self.sizes)
         assert bucket is not None, "callers check supports() first"
         self.inputs.load(*decode_columns(seqs, self.block_size, bucket, self.width))
-        if self.capture:
-            captured = self._graphs.get(bucket) or self._capture(bucket)
+        captured = self._graphs.get(bucket) or (self._capture(bucket) if self.capture else None)
+        if captured is not None:
             captured.graph.replay()
             logits, tokens = captured.logits, captured.tokens
         else:
@@ -208,12 +215,22 @@ class GraphedDecoder:
             logits = self.model.compute_logits(hidden)
             return logits, kernels.sample(logits, self.inputs.sampling_batch(bucket))
 
-    def _capture(self, bucket: int) -> _Captured:
+    def _capture(self, bucket: int) -> _Captured | None:
         """Capture this bucket's step, using the inputs already loaded for it.
 
         The warm-up runs (which compile the Triton kernels outside the capture)
         compute this very step, so their cache writes are the ones it makes anyway.
+        A capture that fails turns the fast path off (logged) rather than failing
+        the requests: serving goes on eagerly.
         """
+        try:
+            return self._record(bucket)
+        except RuntimeError:
+            log.exception("CUDA graph capture failed; decoding without graphs from now on")
+            self.failed = True
+            return None
+
+    def _record(self, bucket: int) -> _Captured:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):

@@ -22,7 +22,14 @@ from neuron.models.resolve import ModelSource, resolve_model
 from neuron.models.safetensors_io import iter_safetensors
 from neuron.text.tokenizer import Tokenizer
 
-__all__ = ["LoadedModel", "ModelLoadError", "load_model", "parse_dtype"]
+__all__ = ["LoadedModel", "ModelLoadError", "load_model", "parse_dtype", "register_architecture"]
+
+# Builds (config, model) for a Hugging Face folder whose architecture is not the Llama family.
+ArchitectureBuilder = Callable[
+    [Path, dict[str, Any], Tokenizer, torch.device, torch.dtype],
+    tuple[ModelConfig, torch.nn.Module],
+]
+_BUILDERS: dict[str, ArchitectureBuilder] = {}
 
 _DTYPES = {
     "float32": torch.float32,
@@ -56,6 +63,15 @@ class LoadedModel:
     def eos_token_ids(self) -> frozenset[int]:
         """Every id that ends a generation: the configs' and the tokenizer's."""
         return self.tokenizer.eos_token_ids | frozenset(self.config.eos_token_ids)
+
+
+def register_architecture(name: str, builder: ArchitectureBuilder) -> None:
+    """Serve folders whose config.json `architectures[0]` is `name` with `builder`.
+
+    The hook for architectures that live outside this package (an embedding of the
+    daemon registers them before it starts serving).
+    """
+    _BUILDERS[name] = builder
 
 
 def parse_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
@@ -136,7 +152,13 @@ def _read_tokenizer(build: Callable[[], Tokenizer], where: Path) -> Tokenizer:
 
 def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     folder = source.path
-    config = ModelConfig.from_hf_dict(_read_json(folder / "config.json", required=True))
+    raw = _read_json(folder / "config.json", required=True)
+    builder = _BUILDERS.get((raw.get("architectures") or [""])[0])
+    if builder is not None:
+        tokenizer = _read_tokenizer(lambda: Tokenizer.from_hf_folder(folder), folder)
+        config, model = builder(folder, raw, tokenizer, device, dtype)
+        return _loaded(source, config, model, tokenizer, {}, device, dtype)
+    config = ModelConfig.from_hf_dict(raw)
     if not (folder / "tokenizer.json").is_file():
         raise ModelLoadError("invalid", f"model folder {folder} has no tokenizer.json")
     tokenizer = _read_tokenizer(lambda: Tokenizer.from_hf_folder(folder), folder / "tokenizer.json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from neuron.engine.engine import Engine
@@ -14,17 +13,20 @@ from neuron.models.loader import LoadedModel
 from neuron.text.tokenizer import Tokenizer
 from tests.support.scripted_model import build, make_scripted_model
 
-# Repeated tokens (a bigram model could not follow them) and more steps than bf16 counts exactly.
-SCRIPT = 'Ja 🎉 漢字 "x" "x" {"a": [1, 1]}' + " tick" * 270
+# Repeated tokens: a model that looked only at the last token could not follow it.
+SCRIPT = 'Ja 🎉 漢字 "x" "x" {"a": [1, 1]}'
+# More steps than bf16 counts exactly (256).
+LONG_SCRIPT = " tick" * 270
 
 
-def _engine(models_root, dtype: torch.dtype = torch.float32) -> tuple[Engine, Tokenizer]:
-    folder = make_scripted_model(models_root, "scripted-unit", SCRIPT)
+def _engine(models_root, script: str, dtype: torch.dtype) -> tuple[Engine, Tokenizer]:
+    name = f"scripted-unit-{len(script)}"
+    folder = make_scripted_model(models_root, name, script)
     tokenizer = Tokenizer.from_hf_folder(folder)
     raw = json.loads((folder / "config.json").read_text())
     config, model = build(folder, raw, tokenizer, torch.device("cpu"), dtype)
     loaded = LoadedModel(
-        "scripted-unit",
+        name,
         config,
         model,
         tokenizer,
@@ -36,38 +38,40 @@ def _engine(models_root, dtype: torch.dtype = torch.float32) -> tuple[Engine, To
         model.nbytes,
     )
     # Small blocks so that the script crosses block boundaries.
-    return Engine(loaded, num_blocks=256, block_size=4, max_prefill_tokens=8), tokenizer
+    return Engine(loaded, num_blocks=128, block_size=4, max_prefill_tokens=8), tokenizer
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_each_sequence_follows_the_script_then_ends(models_root, dtype: torch.dtype) -> None:
-    engine, tokenizer = _engine(models_root, dtype)
-    prompts = {
-        "short": tokenizer.encode("Hi"),
-        "long": tokenizer.encode("A much longer prompt " * 3),
-    }
+def _run(engine: Engine, prompts: dict[str, list[int]], params: SamplingParams) -> dict:
     for request_id, ids in prompts.items():
-        params = SamplingParams(max_tokens=400, temperature=1.0, seed=7)
         engine.add(GenerationRequest(request_id, ids, params))
-    texts = dict.fromkeys(prompts, "")
-    finish = {}
+    results = {request_id: ["", None, 0] for request_id in prompts}
     while engine.has_work():
         for out in engine.step():
-            texts[out.request_id] += out.text
+            result = results[out.request_id]
+            result[0] += out.text
             if out.finished:
-                finish[out.request_id] = (out.finish_reason, out.completion_tokens)
-    script_tokens = len(tokenizer.encode(SCRIPT, add_bos=False))
-    assert texts == {"short": SCRIPT, "long": SCRIPT}
-    assert finish == {"short": ("stop", script_tokens + 1), "long": ("stop", script_tokens + 1)}
+                result[1:] = [out.finish_reason, out.completion_tokens]
+    return {request_id: tuple(result) for request_id, result in results.items()}
+
+
+def test_each_sequence_of_a_batch_follows_the_script_then_ends(models_root) -> None:
+    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
+    prompts = {"short": tokenizer.encode("Hi"), "long": tokenizer.encode("A longer prompt " * 3)}
+    results = _run(engine, prompts, SamplingParams(max_tokens=64, temperature=1.0, seed=7))
+    tokens = len(tokenizer.encode(SCRIPT, add_bos=False)) + 1  # and EOS
+    assert results == {"short": (SCRIPT, "stop", tokens), "long": (SCRIPT, "stop", tokens)}
+
+
+def test_a_long_script_keeps_its_place_in_a_bf16_cache(models_root) -> None:
+    engine, tokenizer = _engine(models_root, LONG_SCRIPT, torch.bfloat16)
+    results = _run(engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=400, temperature=0.0))
+    assert results["r"][:2] == (LONG_SCRIPT, "stop")
 
 
 def test_max_tokens_cuts_the_script(models_root) -> None:
-    engine, tokenizer = _engine(models_root)
-    engine.add(GenerationRequest("r", tokenizer.encode("Hi"), SamplingParams(max_tokens=3)))
-    text, reason = "", None
-    while engine.has_work():
-        for out in engine.step():
-            text += out.text
-            reason = out.finish_reason
-    assert reason == "length"
+    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
+    text, reason, count = _run(engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=3))[
+        "r"
+    ]
+    assert (reason, count) == ("length", 3)
     assert SCRIPT.startswith(text) and text != SCRIPT

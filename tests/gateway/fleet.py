@@ -108,7 +108,11 @@ def start_neuron(workdir: Path, name: str, models_dir: Path, port: int | None = 
         f"http://127.0.0.1:{port}",
     )
     proc.start()
-    proc.wait_http("/health", timeout=120, ready='"ready"')
+    try:
+        proc.wait_http("/health", timeout=120, ready='"ready"')
+    except BaseException:
+        proc.stop()
+        raise
     return Neuron(name, proc, port)
 
 
@@ -201,7 +205,11 @@ def start_gateway(
         f"http://127.0.0.1:{port}",
     )
     proc.start()
-    proc.wait_http("/health", timeout=60)
     gateway = Gateway(proc, port, metrics_port, config)
-    wait_until(lambda: gateway.get("/health")[1]["nodes_up"] == len(neurons), 30, "nodes up")
+    try:
+        proc.wait_http("/health", timeout=60)
+        wait_until(lambda: gateway.get("/health")[1]["nodes_up"] == len(neurons), 30, "nodes up")
+    except BaseException:
+        proc.stop()
+        raise
     return gateway

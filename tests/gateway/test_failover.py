@@ -4,6 +4,7 @@ traffic moves to the other node, and after a restart the node and its pinned mod
 from __future__ import annotations
 
 import signal
+import time
 
 import openai
 import pytest
@@ -57,3 +58,30 @@ def test_kill_during_stream_then_restart(fleet, procs) -> None:
     wait_until(lambda: gateway.models_on("f1").get(MODEL) == "ready", 30, "gateway sees it")
     status, _, headers = gateway.chat(MODEL)
     assert status == 200 and headers["x-cortex-node"] == "f1"
+
+
+def test_stalled_stream_is_cut_but_a_long_one_is_not(fleet, procs) -> None:
+    _, f2, _ = fleet
+    gateway = procs.gateway(
+        [f2],
+        [{"id": MODEL, "vram_mb": 100}],
+        name="stall",
+        upstream={"stream_idle_timeout_seconds": 1},
+    )
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3000, stream=True
+    )
+    chunks = iter(stream)
+    began = time.monotonic()
+    while time.monotonic() - began < 2.5:  # longer than the idle timeout, tokens flowing
+        assert next(chunks).choices[0].finish_reason is None
+    f2.proc.signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(openai.APIError) as info:
+            for _ in chunks:
+                pass
+        assert "stalled" in info.value.message
+    finally:
+        f2.proc.signal(signal.SIGCONT)
+    wait_until(lambda: gateway.node("f2")["state"] == "up", 30, "f2 answers again")

@@ -77,8 +77,18 @@ def test_busy_models_are_never_victims() -> None:
     loaded(node, "a", ["cuda-0"], used_ago=1)
     loaded(node, "b", ["cuda-0"], used_ago=100)
     node.inflight = {"a": 1}
-    node.models["b"].running = 2
+    node.models["b"].running = 2  # reported by the neuron after our last use of it
+    node.models["b"].seen_at = time.time()
     new = ModelProfile("c", vram_mb=16 * GIB_MB)
     catalogue = Catalogue(ModelsConfig(models=[*PROFILES, new]))
     assert plan_load(new, node, catalogue, "lru", allow_busy=False) is None
     assert plan_load(new, node, catalogue, "lru", allow_busy=True).victims == ["b"]
+
+
+def test_a_running_count_older_than_our_last_request_is_not_trusted() -> None:
+    node = gpu_node("g", 1, 40)
+    loaded(node, "a", ["cuda-0"], used_ago=0)
+    node.models["a"].running, node.models["a"].seen_at = 1, time.time() - 5
+    assert not node.busy("a"), "the snapshot still counted our own finished request"
+    node.models["a"].seen_at = time.time() + 1
+    assert node.busy("a")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ def test_cortex_up_serves_the_demo_and_stops_both(tmp_path, demo_gguf) -> None:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -58,8 +60,12 @@ def test_cortex_up_serves_the_demo_and_stops_both(tmp_path, demo_gguf) -> None:
         )
         assert "Paris" in reply.choices[0].message.content
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     assert code == 0, (tmp_path / "up.log").read_text()
     for dead in (port, neuron_port):
         try:

@@ -15,8 +15,6 @@ import pytest
 from neuron.demo import DEMO_MODEL_ID, fetch_demo
 from tests.support.procs import Proc, free_port
 
-SCRIPT = 'Sure! <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
-
 
 def _toml(value: Any) -> str:
     return json.dumps(str(value)) if isinstance(value, Path) else json.dumps(value)
@@ -36,15 +34,16 @@ def start_neuron(
     defaults: list[str],
     env: dict[str, str] | None = None,
     timeout: float = 180.0,
+    module: str = "neuron.cli",
     **settings: Any,
 ) -> Proc:
-    """Start `neuron serve` (with the scripted test architecture known) and wait for ready."""
+    """Start `python -m <module> serve` and wait until it is ready."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     base = {"port": port, "listen": "127.0.0.1", "models_dir": models_dir, "cpu_kv_cache_mb": 64}
     config = write_config(workdir / "neuron.toml", {**base, **settings}, defaults)
     proc = Proc(
-        ["neuron.cli", "serve", "-c", str(config)],
+        [module, "serve", "-c", str(config)],
         log=workdir / "neuron.log",
         url=f"http://127.0.0.1:{port}",
         env=env or {},
@@ -105,19 +104,16 @@ def loaded(proc: Proc, model_id: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def neuron_models(models_root: Path, tiny_model_factory) -> Path:
-    """models_dir with the tiny llama, a second tiny model, the scripted one and the demo."""
-    from tests.support.scripted_model import make_scripted_model
-
+    """models_dir with the tiny llama, a second tiny model and the demo GGUF."""
     tiny_model_factory("llama")
     tiny_model_factory("qwen2")
-    make_scripted_model(models_root, "scripted", SCRIPT)
     fetch_demo(models_root)
     return models_root
 
 
 @pytest.fixture(scope="session")
 def shared_neuron(neuron_models: Path, tmp_path_factory) -> Iterator[Proc]:
-    """One daemon for most API tests: tiny llama, the scripted model and the demo GGUF."""
+    """One daemon for most API tests: the tiny llama and the demo GGUF."""
     proc = start_neuron(
         tmp_path_factory.mktemp("shared-neuron"),
         neuron_models,

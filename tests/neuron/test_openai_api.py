@@ -11,7 +11,7 @@ import pytest
 from neuron.demo import DEMO_MODEL_ID, demo_gguf_path
 from neuron.text.chat_template import ChatTemplate
 from neuron.text.tokenizer import Tokenizer
-from tests.neuron.conftest import SCRIPT, get_json, post
+from tests.neuron.conftest import get_json, post
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -158,44 +158,6 @@ def test_logprobs(client):
         assert len(item.top_logprobs) == 3
         # Greedy picks the most likely token, so it heads its own top list.
         assert item.logprob == pytest.approx(item.top_logprobs[0].logprob, abs=1e-4)
-
-
-def test_tool_calls_non_streaming_and_streaming(client):
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            },
-        }
-    ]
-    messages = [{"role": "user", "content": "Weather in Paris?"}]
-    reply = client.chat.completions.create(
-        model="scripted", messages=messages, tools=tools, max_tokens=64
-    )
-    choice = reply.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    assert choice.message.content == "Sure!"
-    (call,) = choice.message.tool_calls
-    assert call.function.name == "get_weather"
-    assert call.function.arguments == '{"city": "Paris"}' and call.id.startswith("call_")
-    chunks = list(
-        client.chat.completions.create(
-            model="scripted", messages=messages, tools=tools, max_tokens=64, stream=True
-        )
-    )
-    deltas = [c.choices[0].delta for c in chunks]
-    calls = [tc for d in deltas for tc in d.tool_calls or []]
-    assert [(tc.index, tc.function.name, tc.function.arguments) for tc in calls] == [
-        (0, "get_weather", '{"city": "Paris"}')
-    ]
-    assert "".join(d.content or "" for d in deltas) == "Sure!"
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
-    # Without tools the same output is plain text.
-    plain = client.chat.completions.create(model="scripted", messages=messages, max_tokens=64)
-    assert plain.choices[0].message.content == SCRIPT
-    assert plain.choices[0].message.tool_calls is None
 
 
 def test_tokenize_counts_the_rendered_prompt(shared_neuron, tokenizers):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.gpu_e2e import SHAPES, TOY, random_model
 from neuron.engine import Engine, GenerationRequest, SamplingParams
 from neuron.engine.cuda_graphs import (
     GraphedDecoder,
@@ -22,7 +23,7 @@ from neuron.engine.cuda_graphs import (
     decode_columns,
     graphs_enabled,
 )
-from neuron.models.loader import LoadedModel, load_model
+from neuron.models.loader import LoadedModel
 from tests.engine.drive import prompt, run_to_end
 
 
@@ -124,10 +125,13 @@ def test_padded_static_step_samples_what_the_eager_path_samples(
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
-def test_cuda_graphs_change_no_greedy_token(tiny_llama) -> None:
-    """fp32, so that the graphs' fixed block-table width (another split count in the
-    decode attention, another summation order) stays far below a token flip."""
-    loaded = load_model(str(tiny_llama), device="cuda", dtype="float32")
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_cuda_graphs_change_no_greedy_token(shape: str) -> None:
+    """Toy-sized random models of each benchmark shape (made on the GPU: the GPU host
+    has no model files). fp32, so that the graphs' fixed block-table width (another
+    split count in the decode attention, another summation order) stays far below a
+    token flip; 5 sequences pad to a bucket of 8."""
+    loaded = random_model({**SHAPES[shape], **TOY}, torch.float32, torch.device("cuda"))
     greedy = [
         GenerationRequest(
             f"g{i}",
@@ -143,4 +147,5 @@ def test_cuda_graphs_change_no_greedy_token(tiny_llama) -> None:
         graphed.add(request)
     got = {rid: r.token_ids for rid, r in run_to_end(graphed).items()}
     assert got == eager
-    assert graphed.runner.graphs._graphs  # decode steps really replayed captured graphs
+    assert all(len(tokens) == 24 for tokens in got.values())
+    assert graphed.runner.graphs._graphs and not graphed.runner.graphs.failed  # really replayed
