@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# Tests are CPU-only and share two cores: keep torch from oversubscribing.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Tests run the test process and daemon processes side by side on few cores; one
+# torch thread each avoids OpenMP spin-waiting against each other (10x slower steps).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
