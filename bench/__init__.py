@@ -1,0 +1,1 @@
+"""Reproducible benchmarks that print figures (`python -m bench`, `bench/gpu_check.sh`)."""

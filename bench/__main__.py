@@ -12,6 +12,7 @@ every figure here has all its runs and hence a spread. Sized to finish in under
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def neuron_figures(runs: int, tokens: int) -> list[Figure]:
         figures.append(
             Figure(
                 "neuron",
-                f"SmolLM2 over HTTP, {streams} streams: {name}",
+                f"SmolLM2 over HTTP, {streams} concurrent stream(s): {name}",
                 "tok/s" if name.startswith("decode") else "ms",
                 values,
                 "same, 1 stream" if base else None,
@@ -103,9 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", nargs="+", default=["engine", "neuron", "gateway"])
-    parser.add_argument("--decode-tokens", type=int, default=16)
-    parser.add_argument("--stream-tokens", type=int, default=16)
-    parser.add_argument("--gateway-requests", type=int, default=200)
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--stream-tokens", type=int, default=32)
+    parser.add_argument("--gateway-requests", type=int, default=400)
     args = parser.parse_args()
     suites = {
         "engine": lambda: run_engine_bench(args.runs, args.decode_tokens),
@@ -115,9 +116,13 @@ def main() -> None:
     figures: list[Figure] = []
     notes: list[str] = []
     for name in args.only:
-        began = time.monotonic()
+        began, load = time.monotonic(), os.getloadavg()[0]
         figures += suites[name]()
-        notes.append(f"{name} suite: {args.runs} runs in {time.monotonic() - began:.0f} s")
+        notes.append(
+            f"{name} suite: {args.runs} runs in {time.monotonic() - began:.0f} s; 1-minute load "
+            f"average {load:.1f} before it, {os.getloadavg()[0]:.1f} after (other work on "
+            "the cores shows as spread)"
+        )
     path = write(figures, notes)
     print(f"\nwrote {path} and {path.with_suffix('.md')}")
     print(path.with_suffix(".md").read_text())

@@ -2,8 +2,10 @@
 
 Ours (neuron.models + neuron.engine.Engine) against transformers `generate` on the
 same GGUF, dequantised to fp32 by both, with the same prompts, 2 threads, in one
-process. TTFT is the time from the request to its first sampled token; decode
-tokens/s counts the tokens after the first over the time after the first.
+process. Ours also runs in bf16 and with weight-only int8 linears (bf16 compute),
+each as its own rows against the same transformers runs. TTFT is the time from the
+request to its first sampled token; decode tokens/s counts the tokens after the
+first over the time after the first.
 
     python -m bench.engine [--runs 3] [--decode-tokens 32]
 """
@@ -25,6 +27,12 @@ from neuron.models.loader import LoadedModel, load_model
 
 THREADS = 2
 PROMPT_LENGTHS = (32, 512)
+# Our variants: row label → load_model (dtype, quantization).
+VARIANTS = {
+    "fp32": ("float32", "none"),
+    "bf16": ("bfloat16", "none"),
+    "int8 weights, bf16": ("float32", "int8"),
+}
 
 # (prompt ids, new tokens) -> timestamps: request start, then one per sampled token.
 Generate = Callable[[list[int], int], list[float]]
@@ -90,47 +98,51 @@ def transformers_generate(path: str) -> Generate:
     return run
 
 
-def measure(gen: Generate, vocab: int, runs: int, decode_tokens: int) -> dict[str, list[float]]:
-    """Every figure's runs for one implementation (after one warm-up)."""
-    gen(prompt_ids(8, vocab, seed=99), 2)
-    figures: dict[str, list[float]] = {}
-    for run in range(runs):
-        for length in PROMPT_LENGTHS:
-            stamps = gen(prompt_ids(length, vocab, seed=run), 1)
-            figures.setdefault(f"TTFT, {length}-token prompt", []).append(
-                1000 * (stamps[1] - stamps[0])
-            )
-        stamps = gen(prompt_ids(PROMPT_LENGTHS[0], vocab, seed=run), decode_tokens + 1)
-        rate = decode_tokens / (stamps[-1] - stamps[1])
-        figures.setdefault("decode, batch 1", []).append(rate)
+def one_run(gen: Generate, vocab: int, seed: int, decode_tokens: int) -> dict[str, float]:
+    """Every figure once for one implementation."""
+    figures = {}
+    for length in PROMPT_LENGTHS:
+        stamps = gen(prompt_ids(length, vocab, seed=seed), 1)
+        figures[f"TTFT, {length}-token prompt"] = 1000 * (stamps[1] - stamps[0])
+    stamps = gen(prompt_ids(PROMPT_LENGTHS[0], vocab, seed=seed), decode_tokens + 1)
+    figures["decode, batch 1"] = decode_tokens / (stamps[-1] - stamps[1])
     return figures
 
 
 def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
-    """Both implementations, measured in this process; prints a table, returns figures."""
+    """Both implementations in this process, their runs interleaved so that both see the
+    same machine load; prints a table, returns the figures."""
     torch.set_num_threads(THREADS)
     path = demo_gguf_path()
-    loaded = load_model(str(path), device="cpu", dtype="float32")
+    impls: dict[str, Generate] = {}
+    for label, (dtype, quantization) in VARIANTS.items():
+        loaded = load_model(str(path), device="cpu", dtype=dtype, quantization=quantization)
+        impls[label] = ours(loaded)
     vocab = loaded.config.vocab_size
-    mine = measure(ours(loaded), vocab, runs, decode_tokens)
-    del loaded
-    theirs = measure(transformers_generate(str(path)), vocab, runs, decode_tokens)
+    impls["transformers"] = transformers_generate(str(path))
+    runs_of: dict[str, dict[str, list[float]]] = {name: {} for name in impls}
+    for gen in impls.values():  # warm-up
+        gen(prompt_ids(8, vocab, seed=99), 2)
+    for run in range(runs):
+        for name, gen in impls.items():
+            for figure, value in one_run(gen, vocab, run, decode_tokens).items():
+                runs_of[name].setdefault(figure, []).append(value)
     figures = [
         Figure(
             "engine",
-            f"SmolLM2-135M {name} (fp32, {THREADS} threads)",
+            f"SmolLM2-135M {name} ({label}, {THREADS} threads)",
             "tok/s" if name.startswith("decode") else "ms",
             values,
             "transformers generate",
-            theirs[name],
+            runs_of["transformers"][name],
         )
-        for name, values in mine.items()
+        for label in VARIANTS
+        for name, values in runs_of[label].items()
     ]
-    print(f"{'figure':<52}{'ours':>12}{'transformers':>14}")
+    print(f"{'figure':<64}{'ours':>10}{'transformers':>14}")
     for f in figures:
-        print(
-            f"{f.name:<52}{statistics.median(f.ours):>12.1f}{statistics.median(f.baseline):>14.1f}"
-        )
+        ours_median, theirs = statistics.median(f.ours), statistics.median(f.baseline)
+        print(f"{f.name:<64}{ours_median:>10.1f}{theirs:>14.1f}")
     return figures
 
 

@@ -98,7 +98,7 @@ def markdown(facts: dict[str, object], vers: dict[str, str], figures: list[Figur
         "",
         "Each cell: median (min–max) over the runs; the baseline ran in the same run.",
         "",
-        "| suite | figure | unit | ours | baseline | baseline | ours ÷ baseline |",
+        "| suite | figure | unit | ours | baseline | baseline figure | ours ÷ baseline |",
         "|---|---|---|---|---|---|---|",
     ]
     for f in figures:

@@ -2,12 +2,14 @@
 
 Each app owns a registry so several gateways (tests, `cortex up`) can live in one
 process. Labels are low-cardinality: model ids from the catalogue, node names from
-the config, the dialect, a status code, a token kind, an eviction reason.
+the config, the dialect, a status code, a token kind, an eviction reason, which is
+also why `Metrics.child` may keep every labelled child it hands out.
 """
 
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -107,6 +109,16 @@ class Metrics:
             "cortex_build_info", "Gateway build", ["version", "python"], registry=registry
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: prometheus_client validates the labels
+        and takes a lock on every `labels()` call, which the request path pays per request."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def export(self) -> bytes:
         return generate_latest(self.registry)

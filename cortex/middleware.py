@@ -36,7 +36,8 @@ def error_response(request: web.Request, err: ApiError) -> web.Response:
     anthropic = wants_anthropic(request)
     if request.path.startswith(_MODEL_ROUTES) and not request.get(COUNTED):
         dialect = "anthropic" if anthropic else "openai"
-        state_of(request).metrics.requests.labels("none", "none", dialect, str(err.status)).inc()
+        metrics = state_of(request).metrics
+        metrics.child(metrics.requests, "none", "none", dialect, str(err.status)).inc()
     return anthropic_error_response(err) if anthropic else openai_error_response(err)
 
 

@@ -8,10 +8,14 @@ Stable interface (used by cortex.dialects.openai and cortex.dialects.anthropic_r
         ...  # read upstream.response (an aiohttp.ClientResponse with status 200)
         upstream.record(usage, first_token_at)
 
+    answer = await read_whole(request, body, path=..., dialect=..., use=make_answer)
+
 `open_upstream` resolves aliases (rewriting `body["model"]`), routes (waiting for or
 cold-loading the model, calling `keepalive()` every `routing.keepalive_seconds`
 while it waits), sends the body, and retries once on another node when the first
 fails before answering (`exclude` names nodes not to use, for a caller's own retry).
+`raw`, the client's own bytes of `body`, is sent as is when aliasing leaves the
+model unchanged, which saves serialising the body again.
 It raises `cortex.wire.ApiError` for routing and upstream
 errors (an upstream error body is mapped with `openai_error_from_upstream`).
 Leaving `async with upstream` releases the connection and the in-flight slot and
@@ -20,15 +24,20 @@ client went away), and a caller that ends the response with an error itself sets
 `upstream.code`. `upstream.record(usage, first_token_at)` reports the OpenAI usage
 object and the `time.monotonic()` of the first token (TTFT is measured from the
 arrival of the request).
+`read_whole` is that for a non-streamed answer: it reads the whole body, retries
+once on another node when the first breaks off while answering, and calls
+`use(upstream, body_bytes)` inside the `async with` so what it records counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -38,8 +47,9 @@ from cortex.neuron_client import describe_exc
 from cortex.state import COUNTED, STARTED, State, state_of
 from cortex.wire import ApiError, openai_error_from_upstream
 
-__all__ = ["Upstream", "open_upstream", "record_failure"]
+__all__ = ["Upstream", "open_upstream", "read_whole", "record_failure"]
 log = logging.getLogger("cortex.proxy")
+T = TypeVar("T")
 
 
 class Upstream:
@@ -78,21 +88,22 @@ class Upstream:
         self._observe()
 
     def _observe(self) -> None:
-        m, node, model = self.state.metrics, self.node.name, self.model
+        m, node, model, dialect = self.state.metrics, self.node.name, self.model, self.dialect
         end = time.monotonic()
-        m.requests.labels(model, node, self.dialect, str(self.code)).inc()
-        m.duration.labels(model, node, self.dialect).observe(end - self.started)
+        m.child(m.requests, model, node, dialect, str(self.code)).inc()
+        m.child(m.duration, model, node, dialect).observe(end - self.started)
         first = self._first_token_at
         if first is not None:
-            m.ttft.labels(model, node, self.dialect).observe(max(0.0, first - self.started))
+            m.child(m.ttft, model, node, dialect).observe(max(0.0, first - self.started))
         usage = self._usage or {}
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if isinstance(prompt, int):
-            m.tokens.labels(model, node, "prompt").inc(prompt)
+            m.child(m.tokens, model, node, "prompt").inc(prompt)
         if isinstance(completion, int):
-            m.tokens.labels(model, node, "completion").inc(completion)
+            m.child(m.tokens, model, node, "completion").inc(completion)
             if first is not None and completion > 1 and end > first:
-                m.tokens_per_second.labels(model, node).observe((completion - 1) / (end - first))
+                rate = (completion - 1) / (end - first)
+                m.child(m.tokens_per_second, model, node).observe(rate)
 
 
 async def open_upstream(
@@ -103,6 +114,7 @@ async def open_upstream(
     dialect: str,
     keepalive: Callable[[], Awaitable[None]] | None = None,
     exclude: frozenset[str] = frozenset(),
+    raw: bytes | None = None,
 ) -> Upstream:
     state = state_of(request)
     started = request.get(STARTED, time.monotonic())
@@ -113,7 +125,9 @@ async def open_upstream(
             state, "none", dialect, ApiError(400, "`model` must be a non-empty string", "model")
         )
     model = state.catalogue.resolve(name)
-    body["model"] = model
+    if model != name or raw is None:
+        body["model"] = model
+        raw = json.dumps(body).encode()
     label = model if state.router.known(model) else "unknown"
     stream = bool(body.get("stream"))
     excluded = exclude
@@ -121,7 +135,7 @@ async def open_upstream(
         for attempt in (1, 2):
             node = await state.router.acquire(model, keepalive, excluded)
             try:
-                response = await _send(state, node, path, body, stream)
+                response = await _send(state, node, path, raw, stream)
             except _Retryable as failure:
                 state.router.release(node, model)
                 if attempt == 2 or failure.final:
@@ -143,18 +157,64 @@ class _Retryable(Exception):
         self.error, self.final = error, final
 
 
+async def read_whole(
+    request: web.Request,
+    body: dict,
+    *,
+    path: str,
+    dialect: str,
+    use: Callable[[Upstream, bytes], T],
+    raw: bytes | None = None,
+) -> T:
+    """A non-streamed answer: nothing reaches the client before the whole body, so a
+    node that breaks off while answering is retried once on another."""
+    excluded: frozenset[str] = frozenset()
+    for attempt in (1, 2):
+        upstream = await open_upstream(
+            request, body, path=path, dialect=dialect, exclude=excluded, raw=raw
+        )
+        async with upstream:
+            try:
+                answer = await upstream.response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                record_failure(upstream.state, upstream.node, exc, definite=False)
+                upstream.code = 502
+                if attempt == 2:
+                    status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
+                    reason = describe_exc(exc)
+                    message = f"node '{upstream.node.name}' failed while answering: {reason}"
+                    raise ApiError(status, message) from exc
+                excluded = excluded | {upstream.node.name}
+                raw = None  # `body` now names the resolved model, `raw` perhaps an alias
+                continue
+            return use(upstream, answer)
+    raise AssertionError("unreachable")
+
+
+@functools.lru_cache(maxsize=8)
+def _timeout(
+    stream: bool, total: float, connect: float, idle: float | None
+) -> aiohttp.ClientTimeout:
+    """One timeout object per setting, not one per request."""
+    return aiohttp.ClientTimeout(
+        total=None if stream else total, sock_connect=connect, sock_read=idle if stream else None
+    )
+
+
 async def _send(
-    state: State, node: Node, path: str, body: dict, stream: bool
+    state: State, node: Node, path: str, body: bytes, stream: bool
 ) -> aiohttp.ClientResponse:
     cfg = state.config.upstream
-    timeout = aiohttp.ClientTimeout(
-        total=None if stream else cfg.request_timeout_seconds,
-        sock_connect=cfg.connect_timeout_seconds,
-        sock_read=cfg.stream_idle_timeout_seconds if stream else None,
+    timeout = _timeout(
+        stream,
+        cfg.request_timeout_seconds,
+        cfg.connect_timeout_seconds,
+        cfg.stream_idle_timeout_seconds,
     )
+    headers = {**node.client.headers, "Content-Type": "application/json"}
     try:
         response = await state.session.post(
-            node.client.url(path), json=body, headers=node.client.headers, timeout=timeout
+            node.client.url(path), data=body, headers=headers, timeout=timeout
         )
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         definite = isinstance(exc, aiohttp.ClientConnectorError)
@@ -181,5 +241,6 @@ def record_failure(state: State, node: Node, exc: BaseException, definite: bool)
 
 
 def _count(state: State, model: str, dialect: str, err: ApiError) -> ApiError:
-    state.metrics.requests.labels(model, "none", dialect, str(err.status)).inc()
+    metrics = state.metrics
+    metrics.child(metrics.requests, model, "none", dialect, str(err.status)).inc()
     return err

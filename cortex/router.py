@@ -45,13 +45,13 @@ class Router:
     def take(self, node: Node, model_id: str) -> Node:
         """Count a request in flight on the node (before any await, so no eviction races)."""
         node.inflight[model_id] = node.inflight.get(model_id, 0) + 1
-        self.metrics.inflight.labels(model_id, node.name).inc()
+        self.metrics.child(self.metrics.inflight, model_id, node.name).inc()
         return node
 
     def release(self, node: Node, model_id: str) -> None:
         node.inflight[model_id] = max(0, node.inflight.get(model_id, 0) - 1)
         node.touch(model_id)
-        self.metrics.inflight.labels(model_id, node.name).dec()
+        self.metrics.child(self.metrics.inflight, model_id, node.name).dec()
         if not node.inflight[model_id]:
             self.fleet.notify()  # an eviction or a drain may be waiting for this
 

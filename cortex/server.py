@@ -20,6 +20,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+try:  # a faster event loop where it is installed (it is optional: not on every platform)
+    import uvloop
+except ImportError:  # pragma: no cover - depends on the environment
+    uvloop = None
+
 from cortex import routes
 from cortex.config import Settings, parse_listen
 from cortex.dialects import openai
@@ -105,7 +110,10 @@ def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_gateway(settings, stop)
 
-    asyncio.run(main())
+    if uvloop is not None:
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def notify_systemd(message: str) -> None:

@@ -28,6 +28,7 @@ from cortex.server import run_gateway
 
 log = logging.getLogger("cortex.up")
 NODE = "local"
+DEMO_ALIAS = "smollm2"
 
 
 def fetch_demo(models_dir: Path) -> str:
@@ -46,7 +47,10 @@ def demo_settings(model_id: str, port: int, metrics_port: int, neuron_port: int)
         neurons=[NeuronEntry(NODE, f"http://127.0.0.1:{neuron_port}")],
     )
     # Pinned: kept loaded (and reloaded should the neuron restart), never evicted.
-    models = ModelsConfig(models=[ModelProfile(id=model_id, vram_mb=512, pinned_on=[NODE])])
+    models = ModelsConfig(
+        models=[ModelProfile(id=model_id, vram_mb=512, pinned_on=[NODE])],
+        aliases={DEMO_ALIAS: model_id},
+    )
     return Settings(cortex, models, "<cortex up>")
 
 
@@ -88,7 +92,9 @@ async def _run(settings: Settings, neuron: subprocess.Popen, model_id: str) -> i
     watcher = asyncio.create_task(watch())
     base = f"http://{settings.cortex.gateway.listen}"
     print(
-        f"cortex up: {model_id} through {base}/v1 (OpenAI and Anthropic); Ctrl-C stops", flush=True
+        f"cortex up: {model_id} (alias {DEMO_ALIAS!r}) through {base}/v1 "
+        "(OpenAI and Anthropic); Ctrl-C stops",
+        flush=True,
     )
     try:
         await run_gateway(settings, stop)

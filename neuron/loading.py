@@ -58,6 +58,7 @@ def build_engine(
         models_dir=config.models_dir,
         hf_cache=config.hf_cache,
         allow_download=config.allow_download,
+        quantization=config.cpu_quantization if device.kind == "cpu" else "none",
     )
     context = loaded.config.max_position_embeddings
     if max_context is not None:
@@ -66,7 +67,7 @@ def build_engine(
     useful = config.max_batch_size * math.ceil(context / config.block_size)
     budget = kv_budget_bytes(config, device)
     blocks = min(
-        useful, Engine.blocks_for_bytes(loaded.config, torch_dtype, budget, config.block_size)
+        useful, Engine.blocks_for_bytes(loaded.config, loaded.dtype, budget, config.block_size)
     )
     if blocks < 1:
         raise ModelLoadError(

@@ -1,9 +1,11 @@
 """The Anthropic dialect's HTTP surface: `POST /v1/messages` and `/v1/messages/count_tokens`.
 
-Requests are translated to the neuron's OpenAI dialect and routed through
-`cortex.proxy.open_upstream` like any other. An ApiError raised here reaches the
-client as Anthropic's error envelope (the gateway middleware picks the dialect
-by path); once a stream has begun it becomes an `error` event instead.
+Requests are translated to the neuron's OpenAI dialect and routed like any other:
+non-streamed ones through `cortex.proxy.read_whole` (a node that breaks off while
+answering is retried once elsewhere), streams through `cortex.dialects.sse.relay_stream`.
+An ApiError raised here reaches the client as Anthropic's error envelope (the gateway
+middleware picks the dialect by path); once a stream has begun it becomes an `error`
+event instead.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from aiohttp import web
 from cortex.dialects.anthropic import to_openai_request, to_tokenize_request
 from cortex.dialects.anthropic_response import from_openai_response
 from cortex.dialects.anthropic_stream import PING, AnthropicStream, error_event
-from cortex.dialects.sse import EventSplitter, event_data, open_stream
-from cortex.proxy import Upstream, open_upstream, record_failure
-from cortex.state import state_of
+from cortex.dialects.sse import EventSplitter, event_data, relay_stream
+from cortex.proxy import Upstream, read_whole, record_failure
 from cortex.wire import ApiError, read_json_object
 
 CHAT_PATH = "/v1/chat/completions"
@@ -41,37 +42,39 @@ async def messages(request: web.Request) -> web.StreamResponse:
     stops: list[str] = upstream_body.get("stop", [])
     if upstream_body.get("stream"):
         return await _stream(request, upstream_body, stops)
-    upstream = await open_upstream(request, upstream_body, path=CHAT_PATH, dialect="anthropic")
-    async with upstream:
-        data = await _read_json(request, upstream)
+
+    def answer(upstream: Upstream, raw: bytes) -> web.Response:
+        data = _json_object(upstream, raw)
         upstream.record(data.get("usage"), None)
-        message = from_openai_response(data, upstream.model, stops)
-    return web.json_response(message)
+        return web.json_response(from_openai_response(data, upstream.model, stops))
+
+    return await read_whole(request, upstream_body, path=CHAT_PATH, dialect="anthropic", use=answer)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
     tokenize_body = to_tokenize_request(await read_json_object(request))
-    upstream = await open_upstream(request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic")
-    async with upstream:
-        count = (await _read_json(request, upstream)).get("count")
+    data = await read_whole(
+        request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=_json_object
+    )
+    count = data.get("count")
     if not isinstance(count, int) or isinstance(count, bool):
         raise ApiError(502, f"upstream returned a token count that is not an integer: {count!r}")
     return web.json_response({"input_tokens": count})
 
 
-async def _read_json(request: web.Request, upstream: Upstream) -> dict[str, Any]:
+def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
     try:
-        data = await upstream.response.json()
-    except _UPSTREAM_FAULTS as exc:
-        raise _upstream_fault(request, upstream, exc) from exc
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise _upstream_fault(upstream, exc) from exc
     if not isinstance(data, dict):
         raise ApiError(502, "upstream answered with something other than a JSON object")
     return data
 
 
-def _upstream_fault(request: web.Request, upstream: Upstream, exc: BaseException) -> ApiError:
+def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
     """A node that broke off while answering: count it against the node, tell the client."""
-    record_failure(state_of(request), upstream.node, exc, definite=False)
+    record_failure(upstream.state, upstream.node, exc, definite=False)
     status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
     return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
 
@@ -79,29 +82,11 @@ def _upstream_fault(request: web.Request, upstream: Upstream, exc: BaseException
 async def _stream(
     request: web.Request, upstream_body: dict[str, Any], stops: list[str]
 ) -> web.StreamResponse:
-    response: web.StreamResponse | None = None
-
-    async def keepalive() -> None:
-        # Pings while a cold load runs keep proxies and clients from timing out.
-        nonlocal response
-        response = response or await open_stream(request)
-        await response.write(PING)
-
-    try:
-        upstream = await open_upstream(
-            request, upstream_body, path=CHAT_PATH, dialect="anthropic", keepalive=keepalive
-        )
-    except ApiError as err:
-        if response is None:
-            raise
-        await response.write(error_event(err))
-        return response
-    async with upstream:
-        response = response or await open_stream(request)
+    async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
         translator = AnthropicStream(upstream.model, stops)
         first_token_at = None
         try:
-            async for chunk in _chunks(request, upstream):
+            async for chunk in _chunks(upstream):
                 events = translator.feed(chunk)
                 if first_token_at is None and translator.has_content:
                     first_token_at = time.monotonic()
@@ -112,10 +97,20 @@ async def _stream(
             await response.write(error_event(err))
         finally:
             upstream.record(translator.openai_usage, first_token_at)
-    return response
+
+    # Pings while a cold load runs keep proxies and clients from timing out.
+    return await relay_stream(
+        request,
+        upstream_body,
+        path=CHAT_PATH,
+        dialect="anthropic",
+        ping=PING,
+        error_event=error_event,
+        pump=pump,
+    )
 
 
-async def _chunks(request: web.Request, upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
     """The JSON chunks of an OpenAI SSE body; ApiError if it breaks off before `[DONE]`."""
     splitter = EventSplitter()
     try:
@@ -127,5 +122,5 @@ async def _chunks(request: web.Request, upstream: Upstream) -> AsyncIterator[dic
                 if data:
                     yield json.loads(data)
     except _UPSTREAM_FAULTS as exc:
-        raise _upstream_fault(request, upstream, exc) from exc
+        raise _upstream_fault(upstream, exc) from exc
     raise ApiError(502, f"node '{upstream.node.name}' ended the stream before it was complete")

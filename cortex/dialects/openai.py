@@ -1,7 +1,9 @@
 """OpenAI dialect: `/v1/chat/completions` and `/v1/completions`, relayed to a neuron as is.
 
 The neuron speaks OpenAI too, so answers go back byte-for-byte: a non-streaming body
-untouched, a stream event by event as it arrives. The one edit: the gateway always
+untouched (the client's request body too, unless an alias renames its model), a
+stream event by event as it arrives. A node that breaks off a non-streamed answer
+is retried once elsewhere (`cortex.proxy.read_whole`). The one edit: the gateway always
 asks for usage on streams (for its metrics) and drops the usage-only chunk when the
 client did not ask for it.
 """
@@ -9,6 +11,7 @@ client did not ask for it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from typing import Any
@@ -16,9 +19,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from cortex.dialects.sse import KEEPALIVE, EventSplitter, encode, event_data, open_stream
-from cortex.proxy import Upstream, open_upstream, record_failure
-from cortex.state import state_of
+from cortex.dialects.sse import KEEPALIVE, EventSplitter, encode, event_data, relay_stream
+from cortex.proxy import Upstream, read_whole, record_failure
 from cortex.wire import ApiError, openai_error_body, read_json_object
 
 # Which node answered (absent on a stream that began with keep-alives while waiting).
@@ -58,59 +60,38 @@ async def _relay(request: web.Request, body: dict[str, Any], path: str) -> web.S
 
 
 async def _relay_whole(request: web.Request, body: dict[str, Any], path: str) -> web.Response:
-    """Non-streaming: nothing reaches the client before the whole body, so a node that
-    fails while answering is retried once elsewhere."""
-    excluded: frozenset[str] = frozenset()
-    for attempt in (1, 2):
-        upstream = await open_upstream(request, body, path=path, dialect="openai", exclude=excluded)
-        async with upstream:
-            try:
-                raw = await upstream.response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                record_failure(state_of(request), upstream.node, exc, definite=False)
-                upstream.code = 502
-                if attempt == 2:
-                    raise ApiError(
-                        502, f"node '{upstream.node.name}' failed while answering"
-                    ) from exc
-                excluded = excluded | {upstream.node.name}
-                continue
-            upstream.record(_usage(raw), None)
-        return web.Response(
-            body=raw, content_type="application/json", headers={NODE_HEADER: upstream.node.name}
-        )
-    raise AssertionError("unreachable")
+    raw = await request.read()  # aiohttp keeps the bytes `read_json_object` parsed
+    return await read_whole(request, body, path=path, dialect="openai", use=_answer, raw=raw)
+
+
+def _answer(upstream: Upstream, raw: bytes) -> web.Response:
+    upstream.record(_usage(raw), None)
+    return web.Response(
+        body=raw, content_type="application/json", headers={NODE_HEADER: upstream.node.name}
+    )
 
 
 async def _relay_stream(
     request: web.Request, body: dict[str, Any], path: str, wants_usage: bool
 ) -> web.StreamResponse:
     body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    response: web.StreamResponse | None = None
-
-    async def keepalive() -> None:
-        nonlocal response
-        response = response or await open_stream(request)
-        await response.write(KEEPALIVE)
-
-    try:
-        upstream = await open_upstream(
-            request, body, path=path, dialect="openai", keepalive=keepalive
-        )
-    except ApiError as err:
-        if response is None:
-            raise
-        await response.write(encode(openai_error_body(err)))
-        return response
-    async with upstream:
-        response = response or await open_stream(request, {NODE_HEADER: upstream.node.name})
-        await _pump(request, upstream, response, wants_usage)
-    return response
+    return await relay_stream(
+        request,
+        body,
+        path=path,
+        dialect="openai",
+        ping=KEEPALIVE,
+        error_event=_error_event,
+        pump=functools.partial(_pump, wants_usage=wants_usage),
+        node_header=NODE_HEADER,
+    )
 
 
-async def _pump(
-    request: web.Request, upstream: Upstream, response: web.StreamResponse, wants_usage: bool
-) -> None:
+def _error_event(err: ApiError) -> bytes:
+    return encode(openai_error_body(err))
+
+
+async def _pump(upstream: Upstream, response: web.StreamResponse, *, wants_usage: bool) -> None:
     splitter = EventSplitter()
     first_token_at: float | None = None
     usage: dict[str, Any] | None = None
@@ -118,24 +99,26 @@ async def _pump(
         async for chunk in upstream.response.content.iter_any():
             out = []
             for event in splitter.feed(chunk):
-                data = event_data(event)
-                if first_token_at is None and _has_token(data):
-                    first_token_at = time.monotonic()
-                if b'"usage"' in data:
-                    found, usage_only = _usage_chunk(data)
-                    usage = found or usage
-                    if usage_only and not wants_usage:
-                        continue
+                # Only the events before the first token, and those with usage, are parsed.
+                if first_token_at is None or b'"usage"' in event:
+                    data = event_data(event)
+                    if first_token_at is None and _has_token(data):
+                        first_token_at = time.monotonic()
+                    if b'"usage"' in data:
+                        found, usage_only = _usage_chunk(data)
+                        usage = found or usage
+                        if usage_only and not wants_usage:
+                            continue
                 out.append(event)
             if out:
                 await response.write(b"".join(out))
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        record_failure(state_of(request), upstream.node, exc, definite=False)
+        record_failure(upstream.state, upstream.node, exc, definite=False)
         timed_out = isinstance(exc, asyncio.TimeoutError)
         upstream.code = 504 if timed_out else 502
         reason = "stalled" if timed_out else "failed"
         err = ApiError(upstream.code, f"node '{upstream.node.name}' {reason} during the stream")
-        await response.write(encode(openai_error_body(err)))
+        await response.write(_error_event(err))
     finally:
         upstream.record(usage, first_token_at)
 

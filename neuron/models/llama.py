@@ -20,6 +20,10 @@ from torch import nn
 from neuron.models.attention import AttentionMetadata, KVCache, paged_attention
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
+from neuron.models.quant_linear import linear, quantize_linears
+
+# Parameters that are matmul weights (what `quantize_int8` swaps for int8 ones).
+LINEAR_WEIGHTS = frozenset({"qkv_weight", "o_weight", "gate_up_weight", "down_weight", "lm_head"})
 
 
 def _weight(*shape: int, dtype: torch.dtype, device: torch.device) -> nn.Parameter:
@@ -78,12 +82,20 @@ class Rotary(nn.Module):
         self.cos = freqs.cos().to(self.dtype)
         self.sin = freqs.sin().to(self.dtype)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Rotate x [T, H, D] by its positions (the half-split layout transformers uses)."""
-        cos = self.cos[positions].unsqueeze(1)
-        sin = self.sin[positions].unsqueeze(1)
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    def to_dtype(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self.cos, self.sin = self.cos.to(dtype), self.sin.to(dtype)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [T, 1, D/2] of the pass's positions: looked up once, used by every layer."""
+        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+
+
+def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate x [T, H, D] (the half-split layout transformers uses)."""
+    cos, sin = rope
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 class Attention(nn.Module):
@@ -106,22 +118,25 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
-        rotary: Rotary,
+        rope: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
     ) -> torch.Tensor:
-        qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = q.view(-1, self.num_heads, self.head_dim)
-        k = k.view(-1, self.num_kv_heads, self.head_dim)
-        v = v.view(-1, self.num_kv_heads, self.head_dim)
+        qkv = linear(x, self.qkv_weight, self.qkv_bias)
+        heads, qk_size = (self.num_heads, self.num_kv_heads), self.q_size + self.kv_size
+        v = qkv[:, qk_size:].view(-1, self.num_kv_heads, self.head_dim)
         if self.q_norm is not None and self.k_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = rotary(q, positions), rotary(k, positions)
+            q, k = qkv[:, :qk_size].split([self.q_size, self.kv_size], dim=-1)
+            q = self.q_norm(q.view(-1, self.num_heads, self.head_dim))
+            k = self.k_norm(k.view(-1, self.num_kv_heads, self.head_dim))
+            qk = torch.cat((q, k), dim=1)
+        else:
+            qk = qkv[:, :qk_size].view(-1, sum(heads), self.head_dim)
+        # Queries and keys rotate as one tensor: half the small ops of rotating each.
+        q, k = apply_rope(qk, rope).split(heads, dim=1)
         out = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
-        return F.linear(out.reshape(-1, self.q_size), self.o_weight, self.o_bias)
+        return linear(out.reshape(-1, self.q_size), self.o_weight, self.o_bias)
 
     def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
         q, kv = self.q_size, self.kv_size
@@ -153,8 +168,8 @@ class MLP(nn.Module):
         self.down_weight = _weight(config.hidden_size, self.inter, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
-        return F.linear(F.silu(gate) * up, self.down_weight)
+        gate, up = linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        return linear(F.silu(gate) * up, self.down_weight)
 
     def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
         return {
@@ -172,8 +187,8 @@ class DecoderLayer(nn.Module):
         self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
         self.mlp = MLP(config, dtype, device)
 
-    def forward(self, x, positions, rotary, meta, k_cache, v_cache) -> torch.Tensor:
-        h = x + self.attn(self.input_norm(x), positions, rotary, meta, k_cache, v_cache)
+    def forward(self, x, rope, meta, k_cache, v_cache) -> torch.Tensor:
+        h = x + self.attn(self.input_norm(x), rope, meta, k_cache, v_cache)
         return h + self.mlp(self.post_attn_norm(h))
 
     def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
@@ -213,15 +228,16 @@ class LlamaForCausalLM(nn.Module):
     ) -> torch.Tensor:
         """Hidden states [T, H] after the final norm, for every input token."""
         x = F.embedding(input_ids, self.embed_tokens)
+        rope = self.rotary(positions)
         for index, layer in enumerate(self.layers):
             k_cache, v_cache = kv.layer(index)
-            x = layer(x, positions, self.rotary, meta, k_cache, v_cache)
+            x = layer(x, rope, meta, k_cache, v_cache)
         return self.norm(x)
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits [N, V] in fp32 for the rows that need sampling."""
-        return F.linear(hidden, self.lm_head).float()
+        return linear(hidden, self.lm_head).float()
 
     def weight_slots(self) -> dict[str, torch.Tensor]:
         """Every checkpoint tensor name (transformers naming) → the tensor it fills."""
@@ -266,7 +282,19 @@ class LlamaForCausalLM(nn.Module):
                 "invalid", f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[0]!r}"
             )
 
+    @torch.inference_mode()
+    def quantize_int8(self) -> None:
+        """Weight-only int8 for every projection and the lm_head, the rest in bf16.
+
+        Quantised from the loaded weights (load them in fp32 for the best scales); a
+        tied lm_head gets its own int8 copy while the embedding stays bf16.
+        """
+        quantize_linears(self, LINEAR_WEIGHTS)
+        self.to(torch.bfloat16)  # floating tensors only: the int8 weights stay as they are
+        self.rotary.to_dtype(torch.bfloat16)
+
     @property
     def nbytes(self) -> int:
-        """Bytes of weights held (a tied embedding counted once)."""
-        return sum(p.numel() * p.element_size() for p in self.parameters())
+        """Bytes of weights held (a tied embedding counted once, int8 copies included)."""
+        tensors = [*self.parameters(), *self.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)

@@ -18,6 +18,7 @@ from neuron.models import gguf_io
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.llama import LlamaForCausalLM
+from neuron.models.quant_linear import QUANTIZATIONS
 from neuron.models.resolve import ModelSource, resolve_model
 from neuron.models.safetensors_io import iter_safetensors
 from neuron.text.tokenizer import Tokenizer
@@ -94,13 +95,30 @@ def load_model(
     models_dir: Path | None = None,
     hf_cache: Path | None = None,
     allow_download: bool = False,
+    quantization: str = "none",
 ) -> LoadedModel:
-    """Resolve, read and place a model; every failure is a ModelLoadError."""
+    """Resolve, read and place a model; every failure is a ModelLoadError.
+
+    quantization "int8" (CPU only) holds the linears as weight-only int8 and runs the
+    rest in bf16, whatever `dtype` says: the fast CPU decode path.
+    """
     device = torch.device(device)
     dtype = parse_dtype(dtype, device)
+    if quantization not in QUANTIZATIONS:
+        raise ModelLoadError(
+            "unsupported", f"unsupported quantization {quantization!r}; use one of {QUANTIZATIONS}"
+        )
+    if quantization == "int8" and device.type != "cpu":
+        raise ModelLoadError("unsupported", f"int8 weights are a CPU path, not for {device}")
     source = resolve_model(model_id_or_path, models_dir, hf_cache, allow_download)
     loader = _load_gguf if source.format == "gguf" else _load_hf
     try:
+        if quantization == "int8":
+            # Quantise from fp32 weights; the int8 model then computes in bf16.
+            loaded = loader(source, device, torch.float32)
+            loaded.model.quantize_int8()
+            loaded.dtype, loaded.nbytes = torch.bfloat16, loaded.model.nbytes
+            return loaded
         return loader(source, device, dtype)
     except torch.cuda.OutOfMemoryError as exc:
         raise ModelLoadError("out_of_memory", f"not enough memory on {device}: {exc}") from exc

@@ -43,7 +43,7 @@ def test_cortex_up_serves_the_demo_and_stops_both(tmp_path, demo_gguf) -> None:
                 return [
                     m
                     for m in http("GET", base + "/v1/models", timeout=5)[1]["data"]
-                    if m["loaded_on"] == ["local"]
+                    if m["loaded_on"] == ["local"] and m["id"] != "smollm2"
                 ]
             except OSError:
                 return None
@@ -53,7 +53,7 @@ def test_cortex_up_serves_the_demo_and_stops_both(tmp_path, demo_gguf) -> None:
         assert (tmp_path / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct").is_dir()
         client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0)
         reply = client.chat.completions.create(
-            model=model["id"],
+            model="smollm2",  # the alias `cortex up` documents
             messages=[{"role": "user", "content": "What is the capital of France?"}],
             max_tokens=12,
             temperature=0,
