@@ -64,7 +64,9 @@ def test_each_sequence_of_a_batch_follows_the_script_then_ends(models_root) -> N
 
 def test_a_long_script_keeps_its_place_in_a_bf16_cache(models_root) -> None:
     engine, tokenizer = _engine(models_root, LONG_SCRIPT, torch.bfloat16)
-    results = _run(engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=400, temperature=0.0))
+    results = _run(
+        engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=400, temperature=0.0)
+    )
     assert results["r"][:2] == (LONG_SCRIPT, "stop")
 
 

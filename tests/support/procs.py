@@ -40,8 +40,9 @@ class Proc:
         handle.close()
         return self
 
-    def wait_http(self, path: str = "/health", timeout: float = 120.0,
-                  ready: str | None = None) -> None:
+    def wait_http(
+        self, path: str = "/health", timeout: float = 120.0, ready: str | None = None
+    ) -> None:
         """Poll url+path until it answers 200 (and its body contains `ready`, if given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

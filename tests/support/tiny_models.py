@@ -67,8 +67,9 @@ def _config(arch: str, vocab_size: int, **overrides):
     raise ValueError(f"unknown tiny architecture {arch!r}")
 
 
-def make_tiny_model(root: Path, arch: str = "llama", seed: int = 0, name: str | None = None,
-                    **overrides) -> Path:
+def make_tiny_model(
+    root: Path, arch: str = "llama", seed: int = 0, name: str | None = None, **overrides
+) -> Path:
     """Write a tiny random `arch` model folder under root and return its path."""
     import transformers
 

@@ -1,0 +1,58 @@
+"""Whole-tree rules: the dependency direction of DESIGN.md §2, and lint."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imported_roots(package: str) -> dict[str, set[str]]:
+    """Top-level modules each file of `package` imports (absolute imports only)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        roots: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                roots.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = roots
+    return found
+
+
+def test_kernels_import_only_torch_triton_and_the_standard_library() -> None:
+    allowed = {"torch", "triton", "kernels", *sys.stdlib_module_names}
+    offenders = {
+        path: sorted(roots - allowed)
+        for path, roots in _imported_roots("kernels").items()
+        if roots - allowed
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("package", ["cortex", "kernels"])
+def test_light_parts_never_import_the_neuron(package: str) -> None:
+    offenders = [path for path, roots in _imported_roots(package).items() if "neuron" in roots]
+    assert offenders == []
+
+
+def test_gateway_source_never_imports_torch_or_kernels() -> None:
+    offenders = {
+        path: sorted(roots & {"torch", "triton", "kernels"})
+        for path, roots in _imported_roots("cortex").items()
+        if roots & {"torch", "triton", "kernels"}
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
+def test_ruff_is_clean(args: list[str]) -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), *args], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
