@@ -15,32 +15,52 @@ from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
 from neuron.text.chat_template import ChatTemplateError
 from neuron.text.tool_calls import ContentEvent, ToolCallStreamParser, collect
+from neuron.text.tool_prompt import TOOL_CALL_OPEN, forced_call_prefix
+
+
+def chat_prompt(
+    entry: ModelEntry, messages: list[dict[str, Any]], tools: Any = None, tool_choice: Any = None
+) -> tuple[list[int], str]:
+    """The prompt ids (the model's own template, plus any forced call opening) and that
+    opening, which the reply's parser reads before the model's output."""
+    prefix = _call_prefix(entry, tools, tool_choice)
+    text = _render(entry, messages, tools, tool_choice) + prefix
+    return entry.facts.tokenizer.encode(text), prefix
 
 
 def chat_prompt_ids(
     entry: ModelEntry, messages: list[dict[str, Any]], tools: Any = None, tool_choice: Any = None
 ) -> list[int]:
-    """Render the conversation with the model's own template and tokenize it."""
+    return chat_prompt(entry, messages, tools, tool_choice)[0]
+
+
+def _render(entry: ModelEntry, messages: list[dict[str, Any]], tools: Any, tool_choice: Any) -> str:
     template = entry.facts.chat_template
     if template is None:
         raise ApiError(400, f"model {entry.id!r} has no chat template; use /v1/completions")
     try:
-        text = template.render(messages, tools=tools, tool_choice=tool_choice)
+        return template.render(messages, tools=tools, tool_choice=tool_choice)
     except ChatTemplateError as exc:
         raise ApiError(400, str(exc), param="messages") from None
-    return entry.facts.tokenizer.encode(text)
+
+
+def _call_prefix(entry: ModelEntry, tools: Any, tool_choice: Any) -> str:
+    """The forced start of the reply for tool_choice "required" or a named function."""
+    template = entry.facts.chat_template
+    hermes = template is None or not template.native_tools or TOOL_CALL_OPEN in template.source
+    return forced_call_prefix(tools, tool_choice, hermes)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
     entry, body = admitted[1], admitted[2]
     req = parse_chat(body, entry.facts.generation_defaults)
-    prompt = chat_prompt_ids(entry, req.messages, req.tools, req.tool_choice)
+    prompt, prefix = chat_prompt(entry, req.messages, req.tools, req.tool_choice)
 
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
-            return await _stream(request, gen, req, len(prompt))
-        return await _complete(gen, req, len(prompt))
+            return await _stream(request, gen, req, len(prompt), prefix)
+        return await _complete(gen, req, len(prompt), prefix)
 
     return await run_generation(admitted, prompt, req, respond)
 
@@ -48,14 +68,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 class _Choice:
     """One choice's text, calls and logprobs as they arrive."""
 
-    def __init__(self, tools: bool) -> None:
+    def __init__(self, tools: bool, prefix: str = "") -> None:
         self.parser = ToolCallStreamParser() if tools else None
         self.events: list[Any] = []
         self.logprobs: list[Any] = []
         self.finish: tuple[str | None, str | int | None] = (None, None)
         self.called = False
+        self.pending = prefix  # a forced call opening, parsed with the first output
 
     def feed(self, text: str, finished: bool) -> list[Any]:
+        text, self.pending = self.pending + text, ""
+        return self._feed(text, finished)
+
+    def _feed(self, text: str, finished: bool) -> list[Any]:
         if self.parser is None:
             events = [ContentEvent(text)] if text else []
         else:
@@ -65,8 +90,10 @@ class _Choice:
         return events
 
 
-async def _complete(gen: Generation, req: GenerationRequest, prompt_len: int) -> web.Response:
-    choices = [_Choice(bool(req.tools)) for _ in range(req.n)]
+async def _complete(
+    gen: Generation, req: GenerationRequest, prompt_len: int, prefix: str
+) -> web.Response:
+    choices = [_Choice(bool(req.tools), prefix) for _ in range(req.n)]
     async for index, out in gen.outputs():
         choice = choices[index]
         choice.feed(out.text, out.finished)
@@ -91,19 +118,22 @@ def _delta(event: Any) -> dict[str, Any]:
 
 
 async def _stream(
-    request: web.Request, gen: Generation, req: GenerationRequest, prompt_len: int
+    request: web.Request, gen: Generation, req: GenerationRequest, prompt_len: int, prefix: str
 ) -> web.StreamResponse:
     usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    chunks = _chunks(gen, req, prefix)
     return await relay_chunks(
-        request, "chat.completion.chunk", f"chatcmpl-{gen.id}", req.model, _chunks(gen, req), usage
+        request, "chat.completion.chunk", f"chatcmpl-{gen.id}", req.model, chunks, usage
     )
 
 
-async def _chunks(gen: Generation, req: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(
+    gen: Generation, req: GenerationRequest, prefix: str
+) -> AsyncIterator[dict[str, Any]]:
     """Role first, then content and tool-call deltas, then each choice's finish."""
     for i in range(req.n):
         yield shapes.chat_delta(i, {"role": "assistant", "content": ""})
-    choices = [_Choice(bool(req.tools)) for _ in range(req.n)]
+    choices = [_Choice(bool(req.tools), prefix) for _ in range(req.n)]
     async for index, out in gen.outputs():
         choice = choices[index]
         events = choice.feed(out.text, out.finished)

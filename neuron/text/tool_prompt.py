@@ -66,6 +66,27 @@ def tool_prompt(tools: list[dict[str, Any]], tool_choice: Any = None) -> str:
     return text
 
 
+def forced_call_prefix(
+    tools: list[dict[str, Any]] | None, tool_choice: Any, hermes: bool = True
+) -> str:
+    """The text a reply is made to begin with when `tool_choice` demands a call.
+
+    Without constrained decoding, an instruction alone does not hold a small model
+    to "required" or a named function; starting the assistant turn with the opening
+    of a call does (the parser reads the prefix and the model's continuation as one
+    text). `hermes` picks `<tool_call>` tags, otherwise Llama 3's bare JSON object.
+    """
+    offered = select_tools(tools, tool_choice)
+    if not offered or tool_choice in (None, "auto", "none"):
+        return ""
+    opening = f"{TOOL_CALL_OPEN}\n" if hermes else ""
+    # "required" with a single tool is that tool: the model then only writes arguments.
+    chosen = _function(offered[0]).get("name") if len(offered) == 1 else None
+    if not isinstance(chosen, str):
+        return opening + '{"name": "'
+    return opening + '{"name": ' + json.dumps(chosen, ensure_ascii=False) + ', "arguments": '
+
+
 def _arguments_object(arguments: Any) -> Any:
     """OpenAI sends arguments as a JSON string; templates and prompts want the object."""
     if isinstance(arguments, str):
