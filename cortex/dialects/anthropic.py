@@ -140,7 +140,8 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     stream = expect(body.get("stream", False), bool, "stream", "a boolean")
     if stream:
         out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
+        # Usage in every chunk: message_start then carries the real input_tokens.
+        out["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
     stops = stop_sequences(body)
     if stops:
         out["stop"] = stops

@@ -123,7 +123,13 @@ async def _stream(
     usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
     chunks = _chunks(gen, req, prefix)
     return await relay_chunks(
-        request, "chat.completion.chunk", f"chatcmpl-{gen.id}", req.model, chunks, usage
+        request,
+        "chat.completion.chunk",
+        f"chatcmpl-{gen.id}",
+        req.model,
+        chunks,
+        usage,
+        req.continuous_usage,
     )
 
 

@@ -74,8 +74,9 @@ async def _stream(
     request: web.Request, gen: Generation, req: GenerationRequest, prompt_len: int, head: str
 ) -> web.StreamResponse:
     usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    chunks = _chunks(gen, req, head)
     return await relay_chunks(
-        request, "text_completion", f"cmpl-{gen.id}", req.model, _chunks(gen, req, head), usage
+        request, "text_completion", f"cmpl-{gen.id}", req.model, chunks, usage, req.continuous_usage
     )
 
 

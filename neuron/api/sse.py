@@ -45,14 +45,18 @@ async def relay_chunks(
     model: str,
     choices: AsyncIterator[dict[str, Any]],
     usage: Callable[[], dict[str, int]] | None,
+    continuous: bool = False,
 ) -> web.StreamResponse:
     """Send each choice as a `kind` chunk, then the usage chunk (when asked for) and
-    [DONE]; a generation that fails midway ends with an error event instead of usage."""
+    [DONE]; a generation that fails midway ends with an error event instead of usage.
+
+    `continuous` puts the usage so far in every chunk, so a client learns the prompt's
+    token count from the first one (the gateway's Anthropic `message_start` needs it)."""
     stream = EventStream()
     await stream.open(request)
-    extra = {"usage": None} if usage is not None else {}
     try:
         async for choice in choices:
+            extra = {} if usage is None else {"usage": usage() if continuous else None}
             await stream.send({**shapes.envelope(kind, rid, model, [choice]), **extra})
     except ApiError as err:
         await stream.error(err)

@@ -197,3 +197,22 @@ def test_models_discovery_and_metrics(client, shared_neuron):
     assert ttft and float(ttft.group(1)) >= 1
     assert 'neuron_kv_cache_usage_ratio{model="tiny-llama"}' in text
     assert 'neuron_device_memory_total_bytes{device="cpu-0"}' in text
+
+
+def test_continuous_usage_stats_put_usage_in_every_chunk(client: openai.OpenAI) -> None:
+    """vLLM's extension: the first chunk already tells the prompt's token count."""
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny-llama",
+            messages=[{"role": "user", "content": "Count with me"}],
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True, "continuous_usage_stats": True},
+        )
+    )
+    final = chunks[-1].usage
+    assert all(c.usage is not None for c in chunks)
+    assert {c.usage.prompt_tokens for c in chunks} == {final.prompt_tokens}
+    completions = [c.usage.completion_tokens for c in chunks]
+    assert completions == sorted(completions) and completions[-1] == final.completion_tokens == 6
