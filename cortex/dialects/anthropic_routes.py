@@ -73,7 +73,7 @@ def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
 
 
 def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
-    """A node that broke off while answering: count it against the node, tell the client."""
+    """A node that broke off or garbled its answer: count it against the node, tell the client."""
     record_failure(upstream.state, upstream.node, exc, definite=False)
     status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
     return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
