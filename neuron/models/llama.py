@@ -10,7 +10,6 @@ number of small ops per layer, the main cost of a small model's decode step.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -21,6 +20,7 @@ from neuron.models.attention import AttentionMetadata, KVCache, paged_attention
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.quant_linear import linear, quantize_linears
+from neuron.models.rope import Rotary, apply_rope, rope_inv_freq
 
 # Parameters that are matmul weights (what `quantize_int8` swaps for int8 ones).
 LINEAR_WEIGHTS = frozenset({"qkv_weight", "o_weight", "gate_up_weight", "down_weight", "lm_head"})
@@ -42,60 +42,6 @@ class RMSNorm(nn.Module):
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
-
-
-def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
-    """Rotary frequencies, with linear or llama3 scaling applied."""
-    dim = config.head_dim
-    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
-    inv_freq = 1.0 / (config.rope_theta**exponents)
-    scaling = config.rope_scaling or {}
-    kind = scaling.get("rope_type")
-    if kind == "linear":
-        return inv_freq / float(scaling["factor"])
-    if kind == "llama3":
-        factor = float(scaling["factor"])
-        low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
-        old_len = float(scaling["original_max_position_embeddings"])
-        wavelen = 2 * math.pi / inv_freq
-        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
-        smooth = (old_len / wavelen - low) / (high - low)
-        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
-        return torch.where(medium, smoothed, scaled)
-    return inv_freq
-
-
-class Rotary(nn.Module):
-    """cos/sin tables for every position up to the context length, indexed per token."""
-
-    def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
-        super().__init__()
-        self.config = config
-        self.dtype = dtype
-        self.rebuild(rope_inv_freq(config).to(device))
-
-    def rebuild(self, inv_freq: torch.Tensor) -> None:
-        """Recompute the tables (also used when a GGUF carries its own frequency factors)."""
-        positions = torch.arange(self.config.max_position_embeddings, device=inv_freq.device)
-        freqs = positions.float()[:, None] * inv_freq.float()[None, :]
-        self.cos = freqs.cos().to(self.dtype)
-        self.sin = freqs.sin().to(self.dtype)
-
-    def to_dtype(self, dtype: torch.dtype) -> None:
-        self.dtype = dtype
-        self.cos, self.sin = self.cos.to(dtype), self.sin.to(dtype)
-
-    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [T, 1, D/2] of the pass's positions: looked up once, used by every layer."""
-        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
-
-
-def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate x [T, H, D] (the half-split layout transformers uses)."""
-    cos, sin = rope
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 class Attention(nn.Module):
@@ -126,13 +72,10 @@ class Attention(nn.Module):
         qkv = linear(x, self.qkv_weight, self.qkv_bias)
         heads, qk_size = (self.num_heads, self.num_kv_heads), self.q_size + self.kv_size
         v = qkv[:, qk_size:].view(-1, self.num_kv_heads, self.head_dim)
+        qk = qkv[:, :qk_size].view(-1, sum(heads), self.head_dim)
         if self.q_norm is not None and self.k_norm is not None:
-            q, k = qkv[:, :qk_size].split([self.q_size, self.kv_size], dim=-1)
-            q = self.q_norm(q.view(-1, self.num_heads, self.head_dim))
-            k = self.k_norm(k.view(-1, self.num_kv_heads, self.head_dim))
-            qk = torch.cat((q, k), dim=1)
-        else:
-            qk = qkv[:, :qk_size].view(-1, sum(heads), self.head_dim)
+            q, k = qk.split(heads, dim=1)
+            qk = torch.cat((self.q_norm(q), self.k_norm(k)), dim=1)
         # Queries and keys rotate as one tensor: half the small ops of rotating each.
         q, k = apply_rope(qk, rope).split(heads, dim=1)
         out = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
@@ -282,13 +225,9 @@ class LlamaForCausalLM(nn.Module):
                 "invalid", f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[0]!r}"
             )
 
-    @torch.inference_mode()
+    @torch.no_grad()  # plain tensors, not inference ones: the model stays usable anywhere
     def quantize_int8(self) -> None:
-        """Weight-only int8 for every projection and the lm_head, the rest in bf16.
-
-        Quantised from the loaded weights (load them in fp32 for the best scales); a
-        tied lm_head gets its own int8 copy while the embedding stays bf16.
-        """
+        """Weight-only int8 projections and lm_head (best from fp32 weights), the rest bf16."""
         quantize_linears(self, LINEAR_WEIGHTS)
         self.to(torch.bfloat16)  # floating tensors only: the int8 weights stay as they are
         self.rotary.to_dtype(torch.bfloat16)

@@ -57,8 +57,8 @@ class Int8Linear(nn.Module):
 def quantize_linears(model: nn.Module, names: frozenset[str]) -> None:
     """Swap every parameter called one of `names`, in any submodule, for an Int8Linear.
 
-    Duplicates are visited too, so a tied weight gets an int8 copy under each name
-    while its other names keep the dense tensor.
+    Tied names are visited one by one: a tied lm_head gets its int8 copy while the
+    embedding, under its own name, keeps the dense tensor.
     """
     for module in list(model.modules()):
         params = module.named_parameters(recurse=False, remove_duplicate=False)

@@ -43,10 +43,11 @@ def test_plain_text_request_carries_sampling_and_stops() -> None:
     assert "u-123" not in json.dumps(out)
 
 
-def test_stream_asks_for_usage() -> None:
+def test_stream_asks_for_usage_in_every_chunk() -> None:
+    """message_start needs input_tokens before the final usage chunk arrives."""
     out = to_openai_request(base_request(stream=True))
     assert out["stream"] is True
-    assert out["stream_options"] == {"include_usage": True}
+    assert out["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
 
 
 def test_system_blocks_join_and_multipart_user_content_stays_multipart() -> None:

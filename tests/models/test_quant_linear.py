@@ -7,8 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neuron.config import ConfigError
+from neuron.config import ConfigError, NeuronConfig
 from neuron.config import load as load_neuron_config
+from neuron.devices import cpu_device
+from neuron.engine import GenerationRequest, SamplingParams
+from neuron.loading import build_engine
 from neuron.models.errors import ModelLoadError
 from neuron.models.loader import load_model
 from neuron.models.quant_linear import PACKED_MAX_ROWS, Int8Linear, quantize_per_channel
@@ -107,3 +110,17 @@ def test_int8_tiny_qwen2_with_biases(tiny_model_factory):
     got = PagedRunner(int8.model).prefill({"s": ids})
     cosine = F.cosine_similarity(ref, got, dim=-1)
     assert cosine.min().item() > 0.99, cosine
+
+
+def test_cpu_quantization_reaches_the_engine(tiny_llama):
+    """neuron.toml's key → build_engine → an int8 model with a bf16 KV cache that serves."""
+    config = NeuronConfig(cpu_quantization="int8", cpu_kv_cache_mb=4)
+    engine, _ = build_engine(config, str(tiny_llama), cpu_device(), "float32", 64)
+    assert isinstance(engine.runner.model.lm_head, Int8Linear)
+    assert engine.kv_cache.data.dtype == torch.bfloat16
+    params = SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)
+    engine.add(GenerationRequest("q", [1, 2, 3, 4], params))
+    outputs = []
+    while engine.has_work():
+        outputs += engine.step()
+    assert outputs[-1].finished and outputs[-1].completion_tokens == 3
