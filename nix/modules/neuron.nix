@@ -33,6 +33,7 @@ in
           allow_download = option types.bool false "Download missing models from the hub.";
           kv_cache_memory_fraction = option types.float 0.9 "Fraction of free GPU memory used.";
           cpu_kv_cache_mb = option types.ints.positive 512 "KV cache size on the CPU device.";
+          cpu_quantization = option (types.enum [ "none" "int8" ]) "none" "Weight-only int8 on the CPU device.";
           max_batch_size = option types.ints.positive 32 "Sequences decoded together per model.";
           max_waiting = option types.ints.unsigned 256 "Requests queued per model before 429.";
           default_models = option (types.listOf (types.submodule {
