@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 MODELS_DIR ?= models
 
-.PHONY: install demo test lint bench fetch-demo system-deps clean
+.PHONY: install demo test lint bench bench-llamacpp fetch-demo system-deps clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bench: install
+	$(BIN)/python -m bench
+
+# llama.cpp as an extra engine baseline (llama-cpp-python compiles llama.cpp: ~10 min).
+bench-llamacpp: install
+	$(BIN)/python -m pip install --quiet llama-cpp-python
 	$(BIN)/python -m bench
 
 clean:

@@ -27,6 +27,9 @@ GATEWAY_ROW = re.compile(
     r"^(\w+)\s+(\d+)\s+([\d.]+)/([\d.]+)\s+([\d.]+)/([\d.]+)\s+(-?[\d.]+)"
     r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$"
 )
+NGINX_ROW = re.compile(
+    r"^nginx\s+(\w+)\s+(\d+)\s+([\d.]+)/([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$"
+)
 
 
 def run_script(module: str, *args: str) -> str:
@@ -75,8 +78,15 @@ def gateway_figures(runs: int, requests: int) -> list[Figure]:
     """Latency p50/p99 and requests/s through the gateway, beside calling the upstream
     directly, non-streaming and streaming, at concurrency 1 and 64."""
     cells: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    nginx: dict[tuple[str, str], dict[str, list[float]]] = {}
     for _ in range(runs):
         out = run_script("bench.gateway", "--runs", "1", "--requests", str(requests))
+        for mode, conc, _p50, _p99, nrps, grps, _ratio in (
+            m.groups() for m in map(NGINX_ROW.match, out.splitlines()) if m
+        ):
+            cell = nginx.setdefault((mode, conc), {"ours": [], "nginx": []})
+            cell["ours"].append(float(grps))
+            cell["nginx"].append(float(nrps))
         for row in parse_rows(out, GATEWAY_ROW, "bench.gateway"):
             mode, conc, d50, d99, g50, g99, _added, drps, grps, _ratio = row
             for name, direct, through in (
@@ -87,7 +97,7 @@ def gateway_figures(runs: int, requests: int) -> list[Figure]:
                 cell = cells.setdefault((mode, conc, name), {"ours": [], "direct": []})
                 cell["ours"].append(float(through))
                 cell["direct"].append(float(direct))
-    return [
+    figures = [
         Figure(
             "gateway",
             f"{mode}, concurrency {conc}: {name}",
@@ -97,6 +107,17 @@ def gateway_figures(runs: int, requests: int) -> list[Figure]:
             cell["direct"],
         )
         for (mode, conc, name), cell in cells.items()
+    ]
+    return figures + [
+        Figure(
+            "gateway",
+            f"{mode}, concurrency {conc}: requests/s vs nginx",
+            "req/s",
+            cell["ours"],
+            "nginx reverse proxy (1 worker)",
+            cell["nginx"],
+        )
+        for (mode, conc), cell in nginx.items()
     ]
 
 

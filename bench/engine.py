@@ -3,9 +3,11 @@
 Ours (neuron.models + neuron.engine.Engine) against transformers `generate` on the
 same GGUF, dequantised to fp32 by both, with the same prompts, 2 threads, in one
 process. Ours also runs in bf16 and with weight-only int8 linears (bf16 compute),
-each as its own rows against the same transformers runs. TTFT is the time from the
-request to its first sampled token; decode tokens/s counts the tokens after the
-first over the time after the first.
+each as its own rows against the same transformers runs. When `llama_cpp`
+(llama-cpp-python, `make bench-llamacpp` builds it) is importable, llama.cpp on the
+same GGUF file, in its own Q4_1 format and the same threads, is a second baseline
+for every variant. TTFT is the time from the request to its first sampled token;
+decode tokens/s counts the tokens after the first over the time after the first.
 
     python -m bench.engine [--runs 3] [--decode-tokens 32]
 """
@@ -98,6 +100,35 @@ def transformers_generate(path: str) -> Generate:
     return run
 
 
+def llama_cpp_generate(path: str) -> Generate | None:
+    """llama.cpp through llama-cpp-python, greedy by argmax over its logits (so neither
+    side pays for a sampler the other skips); None when it is not installed."""
+    try:
+        import numpy as np
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(
+        model_path=path, n_threads=THREADS, n_threads_batch=THREADS, n_ctx=2048, verbose=False
+    )
+
+    def next_token() -> int:
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+        return int(np.argmax(logits))
+
+    def run(ids: list[int], new_tokens: int) -> list[float]:
+        stamps = [time.perf_counter()]
+        llm.reset()
+        llm.eval(ids)
+        for _ in range(new_tokens):
+            token = next_token()
+            stamps.append(time.perf_counter())
+            llm.eval([token])
+        return stamps
+
+    return run
+
+
 def one_run(gen: Generate, vocab: int, seed: int, decode_tokens: int) -> dict[str, float]:
     """Every figure once for one implementation."""
     figures = {}
@@ -120,6 +151,9 @@ def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
         impls[label] = ours(loaded)
     vocab = loaded.config.vocab_size
     impls["transformers"] = transformers_generate(str(path))
+    llama_cpp = llama_cpp_generate(str(path))
+    if llama_cpp is not None:
+        impls["llama.cpp"] = llama_cpp
     runs_of: dict[str, dict[str, list[float]]] = {name: {} for name in impls}
     for gen in impls.values():  # warm-up
         gen(prompt_ids(8, vocab, seed=99), 2)
@@ -139,10 +173,23 @@ def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
         for label in VARIANTS
         for name, values in runs_of[label].items()
     ]
-    print(f"{'figure':<64}{'ours':>10}{'transformers':>14}")
+    if llama_cpp is not None:
+        figures += [
+            Figure(
+                "engine",
+                f"SmolLM2-135M {name} ({label}, {THREADS} threads) vs llama.cpp",
+                "tok/s" if name.startswith("decode") else "ms",
+                values,
+                "llama.cpp, same GGUF (Q4_1)",
+                runs_of["llama.cpp"][name],
+            )
+            for label in VARIANTS
+            for name, values in runs_of[label].items()
+        ]
+    print(f"{'figure':<84}{'ours':>10}{'baseline':>10}  baseline")
     for f in figures:
         ours_median, theirs = statistics.median(f.ours), statistics.median(f.baseline)
-        print(f"{f.name:<64}{ours_median:>10.1f}{theirs:>14.1f}")
+        print(f"{f.name:<84}{ours_median:>10.1f}{theirs:>10.1f}  {f.baseline_name}")
     return figures
 
 

@@ -4,6 +4,8 @@ Starts the instant upstream and a `cortex serve` in front of it as separate proc
 then drives both directly and through the gateway from this process: non-streaming
 and streaming (100 chunks), at concurrency 1 and 64. Each cell is the median of
 `--runs` runs. Prints p50/p99 latency, the p50 the gateway adds, and requests/s.
+Where `nginx` is installed, a bare nginx reverse proxy (one worker, keep-alive to the
+upstream, no buffering) in front of the same upstream is a second baseline.
 
     python -m bench.gateway [--runs 3] [--requests 400]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,6 +98,53 @@ def _wait(url: str, timeout: float = 30) -> None:
     raise TimeoutError(url)
 
 
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  upstream instant {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://instant;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+def _start_nginx(workdir: Path, upstream_url: str) -> tuple[subprocess.Popen, str] | None:
+    """A bare nginx reverse proxy in front of the upstream, if nginx is installed."""
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if binary is None:
+        return None
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    upstream_port = upstream_url.rsplit(":", 1)[1]
+    conf.write_text(NGINX_CONF.format(work=workdir, upstream=upstream_port, port=port))
+    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(workdir)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    return None
+
+
 def _start(workdir: Path) -> tuple[list[subprocess.Popen], str, str]:
     up_port, gw_port = free_port(), free_port()
     config = workdir / "cortex.toml"
@@ -124,19 +174,22 @@ def _start(workdir: Path) -> tuple[list[subprocess.Popen], str, str]:
     return procs, direct, gateway
 
 
-async def _bench(direct: str, gateway: str, runs: int, requests: int) -> None:
+async def _bench(direct: str, gateway: str, nginx: str | None, runs: int, requests: int) -> None:
     path = "/v1/chat/completions"
     await _drive(gateway + path, False, 1, 5)  # cold-load the model on the upstream
-    rows = []
+    targets = {"direct": direct, "gateway": gateway, **({"nginx": nginx} if nginx else {})}
+    rows, nginx_rows = [], []
     for stream in (False, True):
         for concurrency in (1, 64):
             total = requests if concurrency == 1 else requests * 4
             cells = {}
-            for name, base in (("direct", direct), ("gateway", gateway)):
+            for name, base in targets.items():
                 cells[name] = _median(
                     [await _drive(base + path, stream, concurrency, total) for _ in range(runs)]
                 )
             rows.append((stream, concurrency, cells["direct"], cells["gateway"]))
+            if nginx:
+                nginx_rows.append((stream, concurrency, cells["nginx"], cells["gateway"]))
     header = (
         f"{'mode':<10}{'conc':>5}  {'direct p50/p99 ms':>18}  {'gateway p50/p99 ms':>19}"
         f"  {'added p50 ms':>12}  {'direct rps':>10}  {'gateway rps':>11}  {'ratio':>6}"
@@ -150,6 +203,18 @@ async def _bench(direct: str, gateway: str, runs: int, requests: int) -> None:
             f"{g.p50_ms:>8.2f}/{g.p99_ms:<10.2f}  {g.p50_ms - d.p50_ms:>12.2f}  "
             f"{d.rps:>10.0f}  {g.rps:>11.0f}  {g.rps / d.rps:>6.2f}"
         )
+    if nginx_rows:
+        print("\nagainst a bare nginx reverse proxy (1 worker) in front of the same upstream:")
+        print(
+            f"{'':<6}{'mode':<10}{'conc':>5}  {'nginx p50/p99 ms':>17}  {'nginx rps':>9}"
+            f"  {'gateway rps':>11}  {'ratio':>6}"
+        )
+        for stream, concurrency, n, g in nginx_rows:
+            mode = "stream100" if stream else "whole"
+            print(
+                f"{'nginx':<6}{mode:<10}{concurrency:>5}  {n.p50_ms:>8.2f}/{n.p99_ms:<8.2f}"
+                f"  {n.rps:>9.0f}  {g.rps:>11.0f}  {g.rps / n.rps:>6.2f}"
+            )
 
 
 def main() -> None:
@@ -159,8 +224,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cortex-bench-") as tmp:
         procs, direct, gateway = _start(Path(tmp))
+        nginx = _start_nginx(Path(tmp), direct)
+        if nginx is not None:
+            procs.append(nginx[0])
         try:
-            asyncio.run(_bench(direct, gateway, args.runs, args.requests))
+            url = nginx[1] if nginx else None
+            asyncio.run(_bench(direct, gateway, url, args.runs, args.requests))
         finally:
             for proc in procs:
                 proc.terminate()
