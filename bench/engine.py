@@ -161,31 +161,23 @@ def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
         for name, gen in impls.items():
             for figure, value in one_run(gen, vocab, run, decode_tokens).items():
                 runs_of[name].setdefault(figure, []).append(value)
+    # Each baseline: (its implementation, how the report names it, the suffix of our rows).
+    baselines = [("transformers", "transformers generate", "")]
+    if llama_cpp is not None:
+        baselines.append(("llama.cpp", "llama.cpp, same GGUF (Q4_1)", " vs llama.cpp"))
     figures = [
         Figure(
             "engine",
-            f"SmolLM2-135M {name} ({label}, {THREADS} threads)",
+            f"SmolLM2-135M {name} ({label}, {THREADS} threads){suffix}",
             "tok/s" if name.startswith("decode") else "ms",
             values,
-            "transformers generate",
-            runs_of["transformers"][name],
+            baseline_name,
+            runs_of[baseline][name],
         )
+        for baseline, baseline_name, suffix in baselines
         for label in VARIANTS
         for name, values in runs_of[label].items()
     ]
-    if llama_cpp is not None:
-        figures += [
-            Figure(
-                "engine",
-                f"SmolLM2-135M {name} ({label}, {THREADS} threads) vs llama.cpp",
-                "tok/s" if name.startswith("decode") else "ms",
-                values,
-                "llama.cpp, same GGUF (Q4_1)",
-                runs_of["llama.cpp"][name],
-            )
-            for label in VARIANTS
-            for name, values in runs_of[label].items()
-        ]
     print(f"{'figure':<84}{'ours':>10}{'baseline':>10}  baseline")
     for f in figures:
         ours_median, theirs = statistics.median(f.ours), statistics.median(f.baseline)
