@@ -167,12 +167,17 @@ def test_defrag_restarts_the_node_after_cycles(gateway_for, neuron) -> None:
 def test_bounded_waiting_when_nothing_can_be_evicted(gateway_for, neuron) -> None:
     """Both evictable models busy: one waiter is allowed (503 after the wait), more get 429,
     and a waiter whose client hangs up leaves the queue at once."""
-    gateway = gateway_for(strategy="lru", routing={"max_wait_seconds": 6, "max_waiting": 1})
+    gateway = gateway_for(strategy="lru", routing={"max_wait_seconds": 3, "max_waiting": 1})
     use(gateway, LOW, HIGH)
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+    # Streams that outlast the test: no early EOS, as many tokens as the context allows.
     streams = [
         client.chat.completions.create(
-            model=m, messages=[{"role": "user", "content": "hi"}], max_tokens=3000, stream=True
+            model=m,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=4000,
+            stream=True,
+            extra_body={"ignore_eos": True},
         )
         for m in (LOW, HIGH)
     ]

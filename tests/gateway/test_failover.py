@@ -30,7 +30,11 @@ def test_kill_during_stream_then_restart(fleet, procs) -> None:
     f1, _f2, gateway = fleet
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
     stream = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3000, stream=True
+        model=MODEL,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3000,
+        stream=True,
+        extra_body={"ignore_eos": True},  # a random tiny model must not end it early
     )
     assert stream.response.headers["x-cortex-node"] == "f1"
     received = 0
@@ -70,7 +74,11 @@ def test_stalled_stream_is_cut_but_a_long_one_is_not(fleet, procs) -> None:
     )
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
     stream = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3000, stream=True
+        model=MODEL,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3000,
+        stream=True,
+        extra_body={"ignore_eos": True},  # a random tiny model must not end it early
     )
     chunks = iter(stream)
     began = time.monotonic()
