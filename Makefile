@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 MODELS_DIR ?= models
 
-.PHONY: install demo test lint bench bench-llamacpp fetch-demo system-deps clean
+.PHONY: install demo test lint bench bench-llamacpp fetch-demo system-deps clients clean
 
 install: $(VENV)/.installed
 
@@ -27,7 +27,15 @@ demo: fetch-demo
 system-deps:
 	bash .ci/system-deps.sh
 
-test: install system-deps
+# The real Claude Code and Codex CLIs at the versions tests/clients/package.json pins.
+CLIENTS := tests/clients/node_modules/.installed
+clients: $(CLIENTS)
+
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install system-deps clients
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install
@@ -43,4 +51,4 @@ bench-llamacpp: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info tests/clients/node_modules

@@ -160,7 +160,7 @@ def _start(workdir: Path) -> tuple[list[subprocess.Popen], str, str]:
             [
                 sys.executable,
                 "-m",
-                "cortex.cli",
+                "cortex.cli.main",
                 "serve",
                 "-c",
                 str(config),

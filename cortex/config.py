@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cortex.configfile import ConfigError, build, load_config, load_document
+from cortex.common.configfile import ConfigError, build, load_config, load_document
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """neuron.toml: the daemon's settings, typed, with NEURON_<KEY> environment overrides.
 
 Parsing, overrides and error messages come from the shared loader
-(cortex.configfile), so a bad neuron.toml reads exactly like a bad cortex.toml:
+(cortex.common.configfile), so a bad neuron.toml reads exactly like a bad cortex.toml:
 one line naming the file, the key and what was expected.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cortex.configfile import ConfigError, load_config
+from cortex.common.configfile import ConfigError, load_config
 
 __all__ = ["ConfigError", "DefaultModel", "NeuronConfig", "load"]
 

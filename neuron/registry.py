@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cortex.wire import ApiError
+from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
 from neuron.loading import ModelFacts, build_engine
 from neuron.metrics import NeuronMetrics

@@ -1,4 +1,5 @@
-"""Whole-tree rules: the dependency direction of DESIGN.md §2, and lint."""
+"""Whole-tree rules: the dependency direction between the three packages, the layout of
+the gateway, and lint."""
 
 from __future__ import annotations
 
@@ -40,6 +41,51 @@ def test_kernels_import_only_torch_triton_and_the_standard_library() -> None:
 def test_light_parts_never_import_the_neuron(package: str) -> None:
     offenders = [path for path, roots in _imported_roots(package).items() if "neuron" in roots]
     assert offenders == []
+
+
+def _imported_modules(package: str) -> dict[str, set[str]]:
+    """Full dotted names each file of `package` imports (absolute imports only)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_the_neuron_imports_only_the_shared_part_of_cortex() -> None:
+    offenders = {
+        path: sorted(
+            name
+            for name in names
+            if name.split(".")[0] == "cortex" and not name.startswith("cortex.common")
+        )
+        for path, names in _imported_modules("neuron").items()
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_the_shared_part_imports_nothing_else_of_cortex() -> None:
+    offenders = {
+        path: sorted(
+            n for n in names if n.startswith("cortex") and not n.startswith("cortex.common")
+        )
+        for path, names in _imported_modules("cortex/common").items()
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_cortex_modules_live_in_subpackages() -> None:
+    """The gateway's top level holds only its config and metrics; every other part has a
+    subpackage that names it (common, fleet, routing, app, cli, dialects)."""
+    top = sorted(p.name for p in (ROOT / "cortex").glob("*.py"))
+    assert top == ["__init__.py", "config.py", "metrics.py"]
+    for dialect in ("openai", "anthropic"):
+        assert (ROOT / "cortex" / "dialects" / dialect / "__init__.py").exists()
 
 
 def test_gateway_source_never_imports_torch_or_kernels() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from cortex.wire import ApiError, openai_error_response
+from cortex.common.wire import ApiError, openai_error_response
 from neuron.api import lifecycle_routes, openai_routes
 from neuron.api.state import DAEMON, Daemon
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cortex.wire import ApiError
+from cortex.common.wire import ApiError
 from neuron.api import shapes
 from neuron.api.generation import Generation, admit_generation, run_generation
 from neuron.api.requests import GenerationRequest, parse_completion

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cortex.wire import ApiError, read_json_object
+from cortex.common.wire import ApiError, read_json_object
 from neuron.api.state import DAEMON, Daemon
 from neuron.engine.outputs import GenerationRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cortex.wire import ApiError, read_json_object
+from cortex.common.wire import ApiError, read_json_object
 from neuron import devices as device_info
 from neuron.api.state import DAEMON
 from neuron.metrics import CONTENT_TYPE

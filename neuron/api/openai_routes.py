@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cortex.wire import ApiError, read_json_object
+from cortex.common.wire import ApiError, read_json_object
 from neuron.api.chat import chat_completions, chat_prompt_ids
 from neuron.api.completions import completion_prompt, completions
 from neuron.api.requests import parse_chat

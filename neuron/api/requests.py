@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cortex.wire import ApiError
+from cortex.common.wire import ApiError
 from neuron.engine.sampling_params import SamplingParams
 
 MAX_N = 16

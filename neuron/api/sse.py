@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cortex.wire import ApiError, openai_error_body
+from cortex.common.wire import ApiError, openai_error_body
 from neuron.api import shapes
 
 _HEADERS = {

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cortex.wire import ApiError
+from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
 from neuron.devices import Device
 from neuron.metrics import NeuronMetrics

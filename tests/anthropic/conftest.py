@@ -137,7 +137,7 @@ def start_gateway(workdir: Path, neuron: Proc, loaded: tuple[str, ...]) -> Proc:
     lines += ["[[neurons]]", 'name = "n1"', f'endpoint = "{neuron.url}"']
     config = workdir / "cortex.toml"
     config.write_text("\n".join(lines) + "\n")
-    proc = Proc(["cortex.cli", "serve", "-c", str(config)], log=workdir / "cortex.log",
+    proc = Proc(["cortex.cli.main", "serve", "-c", str(config)], log=workdir / "cortex.log",
                 url=f"http://127.0.0.1:{port}").start()  # fmt: skip
     try:
         proc.wait_http("/health", timeout=60, ready='"nodes_up": 1')

@@ -9,9 +9,9 @@ from anthropic._models import construct_type
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 
-from cortex.dialects.anthropic_response import from_openai_response
-from cortex.dialects.anthropic_stream import AnthropicStream, error_event
-from cortex.wire import ApiError
+from cortex.common.wire import ApiError
+from cortex.dialects.anthropic.response import from_openai_response
+from cortex.dialects.anthropic.stream import AnthropicStream, error_event
 from tests.anthropic.sse import parse_sse
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cortex.dialects.anthropic import to_openai_request
+from cortex.dialects.anthropic.request import to_openai_request
 from neuron.text.chat_template import ChatTemplate
 from neuron.text.tokenizer import Tokenizer
 

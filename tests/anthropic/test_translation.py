@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cortex.dialects.anthropic import to_openai_request, to_tokenize_request
-from cortex.wire import ApiError, anthropic_error_body
+from cortex.common.wire import ApiError, anthropic_error_body
+from cortex.dialects.anthropic.request import to_openai_request, to_tokenize_request
 from tests.anthropic.bad_requests import BAD_REQUESTS, base_request
 
 WEATHER_TOOL = {

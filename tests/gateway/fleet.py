@@ -200,7 +200,7 @@ def start_gateway(
     model_lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in (aliases or {}).items()]
     (workdir / f"{name}-models.toml").write_text("\n".join(model_lines) + "\n")
     proc = Proc(
-        ["cortex.cli", "serve", "-c", str(config)],
+        ["cortex.cli.main", "serve", "-c", str(config)],
         workdir / f"{name}.log",
         f"http://127.0.0.1:{port}",
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cortex.common.configfile import ConfigError
 from cortex.config import load_settings
-from cortex.configfile import ConfigError
 from tests.support.procs import free_port
 
 TOML = """
@@ -100,7 +100,7 @@ def test_bad_config_stops_serve_before_start(
         load_settings(tmp_path / "cortex.toml", environ={})
     assert str(info.value).replace(f"{tmp_path}/", "") == message
     done = subprocess.run(
-        [sys.executable, "-m", "cortex.cli", "serve", "-c", "cortex.toml"],
+        [sys.executable, "-m", "cortex.cli.main", "serve", "-c", "cortex.toml"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -116,7 +116,7 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
         f'[gateway]\nlisten = "127.0.0.1:{port}"\nmetrics_listen = "127.0.0.1:{free_port()}"\n'
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cortex.cli", "serve", "-c", "cortex.toml"],
+        [sys.executable, "-m", "cortex.cli.main", "serve", "-c", "cortex.toml"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,7 +8,13 @@ from typing import Literal
 
 import pytest
 
-from cortex.configfile import ConfigError, apply_env_overrides, build, load_config, load_document
+from cortex.common.configfile import (
+    ConfigError,
+    apply_env_overrides,
+    build,
+    load_config,
+    load_document,
+)
 
 
 @dataclass

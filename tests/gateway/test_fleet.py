@@ -78,7 +78,10 @@ def test_cold_load_is_single_flight(fleet) -> None:
 
 def cortex(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cortex.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cortex.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from cortex.catalogue import Catalogue
 from cortex.config import ModelProfile, ModelsConfig
-from cortex.fleet import ModelOnNode, Node
-from cortex.placement import device_ids_for_load, eviction_order, feasible, plan_load
+from cortex.fleet.nodes import ModelOnNode, Node
+from cortex.routing.catalogue import Catalogue
+from cortex.routing.placement import device_ids_for_load, eviction_order, feasible, plan_load
 
 GIB_MB = 1024
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cortex.dialects.sse import EventSplitter, event_data
+from cortex.common.sse import EventSplitter, event_data
 
 STREAM = b'data: {"a":1}\n\n: keepalive\n\ndata: {"b":"x\xc3\xa9"}\n\ndata: [DONE]\n\n'
 

@@ -20,7 +20,7 @@ def test_cortex_up_serves_the_demo_and_stops_both(tmp_path, demo_gguf) -> None:
         [
             sys.executable,
             "-m",
-            "cortex.cli",
+            "cortex.cli.main",
             "up",
             "--models-dir",
             str(tmp_path / "models"),

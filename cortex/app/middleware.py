@@ -1,0 +1,92 @@
+"""Request stamping, API/admin keys, body size and errors in the client's dialect.
+
+Keys: when `gateway.api_keys` is set, `/v1/*` and `/fleet` need one of them (or an
+admin key) as `Authorization: Bearer KEY` or `x-api-key: KEY`. `/admin/*` needs an
+admin key when `gateway.admin_keys` is set, otherwise whatever `/v1/*` needs.
+`/health` is always open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from aiohttp import web
+
+from cortex.app.state import COUNTED, STARTED, state_of
+from cortex.common.wire import ApiError, anthropic_error_response, openai_error_response
+
+log = logging.getLogger("cortex.app.server")
+
+
+def wants_anthropic(request: web.Request) -> bool:
+    """Errors go out in the Anthropic envelope on its routes and to its clients."""
+    path = request.path
+    return path.startswith("/v1/messages") or (
+        path.startswith("/v1/models") and "anthropic-version" in request.headers
+    )
+
+
+# Model routes whose rejected requests (bad body, auth, size) are counted as requests too.
+_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages")
+
+
+def error_response(request: web.Request, err: ApiError) -> web.Response:
+    anthropic = wants_anthropic(request)
+    if request.path.startswith(_MODEL_ROUTES) and not request.get(COUNTED):
+        dialect = "anthropic" if anthropic else "openai"
+        metrics = state_of(request).metrics
+        metrics.child(metrics.requests, "none", "none", dialect, str(err.status)).inc()
+    return anthropic_error_response(err) if anthropic else openai_error_response(err)
+
+
+def _presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _matches(key: str | None, allowed: list[str]) -> bool:
+    return key is not None and any(hmac.compare_digest(key, a) for a in allowed)
+
+
+def check_keys(request: web.Request) -> None:
+    gateway = state_of(request).config.gateway
+    path = request.path
+    if path == "/health":
+        return
+    key = _presented_key(request)
+    if path.startswith("/admin/") and gateway.admin_keys:
+        if not _matches(key, gateway.admin_keys):
+            raise ApiError(401 if key is None else 403, "an admin key is required")
+        return
+    if gateway.api_keys and not _matches(key, gateway.api_keys + gateway.admin_keys):
+        message = "missing API key" if key is None else "invalid API key"
+        raise ApiError(401, message, code="invalid_api_key")
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler) -> web.StreamResponse:
+    request[STARTED] = time.monotonic()
+    try:
+        check_keys(request)
+        limit = state_of(request).config.gateway.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, f"request body is larger than {limit} bytes")
+        return await handler(request)
+    except ApiError as err:
+        return error_response(request, err)
+    except web.HTTPRequestEntityTooLarge:
+        limit = state_of(request).config.gateway.max_body_bytes
+        return error_response(request, ApiError(413, f"request body is larger than {limit} bytes"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(request, ApiError(exc.status, exc.reason))
+    except ConnectionResetError:
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(request, ApiError(500, "internal gateway error"))

@@ -1,0 +1,124 @@
+"""The gateway app: factory, lifecycle of shared state, and the serve loop.
+
+`create_app(settings)` builds an aiohttp app whose cleanup contexts open the upstream
+HTTP session and state, poll the fleet once before serving (so the first request
+already sees it), run the poller and evictor, and serve metrics on their own port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+try:  # a faster event loop where it is installed (it is optional: not on every platform)
+    import uvloop
+except ImportError:  # pragma: no cover - depends on the environment
+    uvloop = None
+
+from cortex.app import routes
+from cortex.app.middleware import gateway_middleware
+from cortex.app.state import STATE, State
+from cortex.config import Settings, parse_listen
+from cortex.dialects.anthropic import routes as anthropic_routes
+from cortex.dialects.openai import routes as openai_routes
+from cortex.metrics import metrics_app
+
+log = logging.getLogger("cortex.app.server")
+SETTINGS = web.AppKey("cortex.settings", Settings)
+
+
+def create_app(settings: Settings, serve_metrics: bool = True) -> web.Application:
+    app = web.Application(
+        middlewares=[gateway_middleware], client_max_size=settings.cortex.gateway.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_state_ctx)
+    app.cleanup_ctx.append(_poller_ctx)
+    if serve_metrics:
+        app.cleanup_ctx.append(_metrics_ctx)
+    routes.add_routes(app)
+    openai_routes.add_routes(app)
+    anthropic_routes.add_routes(app)
+    return app
+
+
+async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        app[STATE] = State.build(app[SETTINGS], session)
+        yield
+
+
+async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    timeout = state.config.poller.timeout_seconds * 3 + 1
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(state.poller.poll_all(), timeout)
+    task = asyncio.create_task(state.poller.run(state.evictor.round))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    host, port = parse_listen(app[SETTINGS].cortex.gateway.metrics_listen)
+    runner = web.AppRunner(metrics_app(app[STATE].metrics), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    yield
+    await runner.cleanup()
+
+
+async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set; then drain and close everything."""
+    host, port = parse_listen(settings.cortex.gateway.listen)
+    runner = web.AppRunner(create_app(settings), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info(
+            "cortex listening on %s (metrics on %s)",
+            settings.cortex.gateway.listen,
+            settings.cortex.gateway.metrics_listen,
+        )
+        notify_systemd("READY=1")
+        await stop.wait()
+        notify_systemd("STOPPING=1")
+    finally:
+        await runner.cleanup()
+
+
+def serve(settings: Settings) -> None:
+    """`cortex serve`: run until SIGINT or SIGTERM."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_gateway(settings, stop)
+
+    if uvloop is not None:
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+def notify_systemd(message: str) -> None:
+    """sd_notify without a dependency: a datagram to $NOTIFY_SOCKET when it is set."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)

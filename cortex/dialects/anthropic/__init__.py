@@ -1,0 +1,1 @@
+"""Anthropic Messages, translated onto the neuron's OpenAI chat completions and back."""

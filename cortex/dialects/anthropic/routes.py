@@ -1,0 +1,127 @@
+"""The Anthropic dialect's HTTP surface: `POST /v1/messages` and `/v1/messages/count_tokens`.
+
+Requests are translated to the neuron's OpenAI dialect and routed like any other:
+non-streamed ones through `cortex.app.proxy.read_whole` (a node that breaks off while
+answering is retried once elsewhere), streams through `cortex.app.relay.relay_stream`.
+An ApiError raised here reaches the client as Anthropic's error envelope (the gateway
+middleware picks the dialect by path); once a stream has begun it becomes an `error`
+event instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from cortex.app.proxy import Upstream, read_whole, record_failure
+from cortex.app.relay import relay_stream
+from cortex.common.sse import EventSplitter, event_data
+from cortex.common.wire import ApiError, read_json_object
+from cortex.dialects.anthropic.request import to_openai_request, to_tokenize_request
+from cortex.dialects.anthropic.response import from_openai_response
+from cortex.dialects.anthropic.stream import PING, AnthropicStream, error_event
+
+CHAT_PATH = "/v1/chat/completions"
+TOKENIZE_PATH = "/tokenize"
+# What a broken upstream connection raises while its body is read.
+_UPSTREAM_FAULTS = (aiohttp.ClientError, asyncio.TimeoutError, ValueError)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    upstream_body = to_openai_request(await read_json_object(request))
+    stops: list[str] = upstream_body.get("stop", [])
+    if upstream_body.get("stream"):
+        return await _stream(request, upstream_body, stops)
+
+    def answer(upstream: Upstream, raw: bytes) -> web.Response:
+        data = _json_object(upstream, raw)
+        upstream.record(data.get("usage"), None)
+        return web.json_response(from_openai_response(data, upstream.model, stops))
+
+    return await read_whole(request, upstream_body, path=CHAT_PATH, dialect="anthropic", use=answer)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    tokenize_body = to_tokenize_request(await read_json_object(request))
+    data = await read_whole(
+        request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=_json_object
+    )
+    count = data.get("count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise ApiError(502, f"upstream returned a token count that is not an integer: {count!r}")
+    return web.json_response({"input_tokens": count})
+
+
+def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise _upstream_fault(upstream, exc) from exc
+    if not isinstance(data, dict):
+        raise ApiError(502, "upstream answered with something other than a JSON object")
+    return data
+
+
+def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
+    """A node that broke off or garbled its answer: count it against the node, tell the client."""
+    record_failure(upstream.state, upstream.node, exc, definite=False)
+    status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
+    return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
+
+
+async def _stream(
+    request: web.Request, upstream_body: dict[str, Any], stops: list[str]
+) -> web.StreamResponse:
+    async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
+        translator = AnthropicStream(upstream.model, stops)
+        first_token_at = None
+        try:
+            async for chunk in _chunks(upstream):
+                events = translator.feed(chunk)
+                if first_token_at is None and translator.has_content:
+                    first_token_at = time.monotonic()
+                await response.write(events)
+            await response.write(translator.finish())
+        except ApiError as err:
+            upstream.code = err.status
+            await response.write(error_event(err))
+        finally:
+            upstream.record(translator.openai_usage, first_token_at)
+
+    # Pings while a cold load runs keep proxies and clients from timing out.
+    return await relay_stream(
+        request,
+        upstream_body,
+        path=CHAT_PATH,
+        dialect="anthropic",
+        ping=PING,
+        error_event=error_event,
+        pump=pump,
+    )
+
+
+async def _chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of an OpenAI SSE body; ApiError if it breaks off before `[DONE]`."""
+    splitter = EventSplitter()
+    try:
+        async for raw in upstream.response.content.iter_any():
+            for event in splitter.feed(raw):
+                data = event_data(event)
+                if data == b"[DONE]":
+                    return
+                if data:
+                    yield json.loads(data)
+    except _UPSTREAM_FAULTS as exc:
+        raise _upstream_fault(upstream, exc) from exc
+    raise ApiError(502, f"node '{upstream.node.name}' ended the stream before it was complete")

@@ -1,0 +1,167 @@
+"""OpenAI chat completion chunks → Anthropic Messages stream events.
+
+Anthropic clients rebuild the message from a strict sequence (message_start,
+content_block_start, ping, content_block_delta…, content_block_stop,
+message_delta, message_stop) with one open block at a time, so text and each
+tool call become their own numbered block and a block is closed before the next
+one opens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cortex.common import sse as _sse
+from cortex.common.wire import ApiError, anthropic_error_body
+from cortex.dialects.anthropic.response import new_id, stop_reason, usage
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One event; Anthropic streams name every event with an `event:` line."""
+    return _sse.encode(data, event)
+
+
+PING = sse("ping", {"type": "ping"})
+
+
+def error_event(err: ApiError) -> bytes:
+    return sse("error", anthropic_error_body(err))
+
+
+class AnthropicStream:
+    """Stateful translator for one streamed response; each method returns bytes to send."""
+
+    def __init__(self, model: str, stops: list[str]) -> None:
+        self.message_id = new_id("msg_")
+        self._model = model
+        self._stops = stops
+        self._started = False
+        self._pinged = False
+        self._index = -1  # index of the newest block
+        self._open = False
+        self._text_block = False  # whether the newest block is text
+        self._tool_blocks: dict[int, int] = {}  # OpenAI tool_call index → block index
+        self._finish: str | None = None
+        self._matched: Any = None
+        self._usage: dict[str, Any] | None = None
+
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        """Events for one OpenAI `chat.completion.chunk`."""
+        if isinstance(chunk.get("error"), dict):
+            raise ApiError(502, str(chunk["error"].get("message") or "upstream error"))
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        out = [self._start()]
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                out.append(self._text(delta["content"]))
+            for call in delta.get("tool_calls") or []:
+                out.append(self._tool_call(call))
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+                self._matched = choice.get("stop_reason")
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """Closing events once the upstream stream ended cleanly."""
+        reason, sequence = stop_reason(self._finish, self._matched, self._stops)
+        counts = usage(self._usage)
+        delta_usage = {
+            "input_tokens": counts["input_tokens"],
+            "output_tokens": counts["output_tokens"],
+        }
+        return b"".join(
+            [
+                self._start(),
+                self._close(),
+                b"" if self._pinged else PING,
+                sse(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                        "usage": delta_usage,
+                    },
+                ),
+                sse("message_stop", {"type": "message_stop"}),
+            ]
+        )
+
+    @property
+    def has_content(self) -> bool:
+        """Whether a content block has begun (the first token has arrived)."""
+        return self._index >= 0
+
+    @property
+    def openai_usage(self) -> dict[str, Any] | None:
+        """The upstream's OpenAI usage, once it has been seen."""
+        return self._usage
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        message = {
+            "id": self.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage(self._usage), "output_tokens": 0},
+        }
+        return sse("message_start", {"type": "message_start", "message": message})
+
+    def _open_block(self, block: dict[str, Any]) -> bytes:
+        closing = self._close()
+        self._index += 1
+        self._open = True
+        self._text_block = block["type"] == "text"
+        start = sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": self._index, "content_block": block},
+        )
+        ping = b"" if self._pinged else PING
+        self._pinged = True
+        return closing + start + ping
+
+    def _close(self) -> bytes:
+        if not self._open:
+            return b""
+        self._open = False
+        return sse("content_block_stop", {"type": "content_block_stop", "index": self._index})
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        return sse(
+            "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+        )
+
+    def _text(self, text: str) -> bytes:
+        opening = b""
+        if not (self._open and self._text_block):
+            opening = self._open_block({"type": "text", "text": ""})
+        return opening + self._delta(self._index, {"type": "text_delta", "text": text})
+
+    def _tool_call(self, call: dict[str, Any]) -> bytes:
+        position = call.get("index", 0)
+        function = call.get("function") or {}
+        opening = b""
+        if position not in self._tool_blocks:
+            block = {
+                "type": "tool_use",
+                "id": new_id("toolu_"),
+                "name": function.get("name") or "",
+                "input": {},
+            }
+            opening = self._open_block(block)
+            self._tool_blocks[position] = self._index
+        elif self._tool_blocks[position] != self._index or not self._open:
+            raise ApiError(502, "upstream interleaved tool call deltas after the call had ended")
+        arguments = function.get("arguments") or ""
+        if not arguments:
+            return opening
+        return opening + self._delta(
+            self._tool_blocks[position], {"type": "input_json_delta", "partial_json": arguments}
+        )

@@ -1,0 +1,1 @@
+"""OpenAI chat and legacy completions: relayed to the neuron as they are."""

@@ -1,0 +1,2 @@
+"""Where a request goes: the catalogue of models and aliases, placement of cold loads,
+the router, the load/unload lifecycle and the evictor."""

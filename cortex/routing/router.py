@@ -1,0 +1,146 @@
+"""Pick the node for a request: loaded → least in-flight; loading → wait; else cold-load.
+
+Waiting is bounded twice: at most `routing.max_waiting` requests wait per model (the
+rest get 429), and none waits longer than `routing.max_wait_seconds` (503). Both
+carry Retry-After. A streaming client gets `keepalive()` calls while it waits. A
+waiter whose client goes away is cancelled by aiohttp and leaves the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+
+from cortex.common.wire import ApiError
+from cortex.config import RoutingSection
+from cortex.fleet.nodes import Fleet, Node
+from cortex.metrics import Metrics
+from cortex.routing.catalogue import Catalogue
+from cortex.routing.lifecycle import Lifecycle
+
+Keepalive = Callable[[], Awaitable[None]]
+
+
+class Router:
+    def __init__(
+        self,
+        fleet: Fleet,
+        catalogue: Catalogue,
+        lifecycle: Lifecycle,
+        metrics: Metrics,
+        config: RoutingSection,
+    ) -> None:
+        self.fleet, self.catalogue, self.lifecycle = fleet, catalogue, lifecycle
+        self.metrics, self.config = metrics, config
+        self.waiting: dict[str, int] = {}
+
+    def known(self, model_id: str) -> bool:
+        """In the catalogue, or held by some node (even one that is down now)."""
+        return self.catalogue.profile(model_id) is not None or any(
+            model_id in node.models for node in self.fleet
+        )
+
+    def take(self, node: Node, model_id: str) -> Node:
+        """Count a request in flight on the node (before any await, so no eviction races)."""
+        node.inflight[model_id] = node.inflight.get(model_id, 0) + 1
+        self.metrics.child(self.metrics.inflight, model_id, node.name).inc()
+        return node
+
+    def release(self, node: Node, model_id: str) -> None:
+        node.inflight[model_id] = max(0, node.inflight.get(model_id, 0) - 1)
+        node.touch(model_id)
+        self.metrics.child(self.metrics.inflight, model_id, node.name).dec()
+        if not node.inflight[model_id]:
+            self.fleet.notify()  # an eviction or a drain may be waiting for this
+
+    async def acquire(
+        self,
+        model_id: str,
+        keepalive: Keepalive | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Node:
+        """A node serving the model, already counted in flight; raises ApiError."""
+        node = self._pick(model_id, exclude)
+        if node is not None:
+            return self.take(node, model_id)
+        if not self.known(model_id):
+            raise ApiError(
+                404, f"The model '{model_id}' does not exist", "model", "model_not_found"
+            )
+        if self.waiting.get(model_id, 0) >= self.config.max_waiting:
+            raise ApiError(429, f"too many requests waiting for model '{model_id}'", retry_after=5)
+        self.waiting[model_id] = self.waiting.get(model_id, 0) + 1
+        started = time.monotonic()
+        try:
+            return await self._wait(model_id, keepalive, exclude, started)
+        finally:
+            self.waiting[model_id] -= 1
+            self.metrics.queue_wait.labels(model_id).observe(time.monotonic() - started)
+
+    def _pick(self, model_id: str, exclude: frozenset[str]) -> Node | None:
+        holders = [n for n in self.fleet.holders(model_id) if n.name not in exclude]
+        return holders[0] if holders else None
+
+    async def _wait(
+        self, model_id: str, keepalive: Keepalive | None, exclude: frozenset[str], started: float
+    ) -> Node:
+        deadline = started + self.config.max_wait_seconds
+        next_ping = started + self.config.keepalive_seconds
+        profile = self.catalogue.profile(model_id)
+        blocked = False  # the last cold load found no room until requests finish
+        while True:
+            node = self._pick(model_id, exclude)
+            if node is not None:
+                return self.take(node, model_id)
+            tasks = self.lifecycle.loading(model_id)
+            if not tasks and profile is not None and not blocked:
+                tasks = [self.lifecycle.ensure_loaded(profile, exclude)]
+            if not tasks and profile is None and not self._coming(model_id, exclude):
+                raise ApiError(
+                    503, f"model '{model_id}' is not loaded on any healthy node", retry_after=10
+                )
+            now = time.monotonic()
+            if now >= deadline:
+                raise ApiError(
+                    503,
+                    f"model '{model_id}' is not available yet (waited {now - started:.0f}s)",
+                    retry_after=max(5.0, self.config.max_wait_seconds / 4),
+                )
+            await self._sleep(tasks, min(deadline, next_ping) - now)
+            blocked = any(_outcome(task) is None for task in tasks if task.done())
+            if time.monotonic() >= next_ping:
+                if keepalive is not None:
+                    await keepalive()
+                next_ping = time.monotonic() + self.config.keepalive_seconds
+
+    def _coming(self, model_id: str, exclude: frozenset[str]) -> bool:
+        """A model outside the catalogue can only be waited for while some node loads it."""
+        return any(
+            node.state in ("up", "starting")
+            and node.name not in exclude
+            and node.models.get(model_id) is not None
+            and node.models[model_id].status in ("loading", "ready")
+            for node in self.fleet
+        )
+
+    async def _sleep(self, tasks: list[asyncio.Task], timeout: float) -> None:
+        """Until a load finishes, the fleet changes, or the timeout passes."""
+        change = asyncio.ensure_future(self.fleet.wait_change(timeout))
+        try:
+            await asyncio.wait([change, *tasks], timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            change.cancel()
+
+
+def _outcome(task: asyncio.Task) -> str | None:
+    """A finished load's node name (None: wait for room); its failure, raised afresh."""
+    if task.cancelled():
+        raise ApiError(503, "the model load was cancelled", retry_after=5)
+    exc = task.exception()
+    if isinstance(exc, ApiError):
+        raise dataclasses.replace(exc)
+    if exc is not None:
+        raise ApiError(502, f"model load failed: {exc}")
+    return task.result()
