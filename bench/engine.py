@@ -24,7 +24,7 @@ import torch
 
 from bench.report import Figure
 from neuron.demo import demo_gguf_path
-from neuron.engine import Engine, GenerationRequest, SamplingParams
+from neuron.engine import Engine, EngineRequest, SamplingParams
 from neuron.models.loader import LoadedModel, load_model
 
 THREADS = 2
@@ -66,7 +66,7 @@ def ours(loaded: LoadedModel) -> Generate:
     def run(ids: list[int], new_tokens: int) -> list[float]:
         params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
         stamps = [time.perf_counter()]
-        engine.add(GenerationRequest(f"b{stamps[0]}", ids, params))
+        engine.add(EngineRequest(f"b{stamps[0]}", ids, params))
         while engine.has_work():  # the prompt fits one step: every step samples one token
             engine.step()
             stamps.append(time.perf_counter())

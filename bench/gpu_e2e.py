@@ -18,7 +18,7 @@ from tokenizers.models import WordLevel
 
 from bench.engine import TokenClock
 from bench.gpu_common import Setup, summary
-from neuron.engine import Engine, GenerationRequest, SamplingParams
+from neuron.engine import Engine, EngineRequest, SamplingParams
 from neuron.models.config import ModelConfig
 from neuron.models.llama import LlamaForCausalLM
 from neuron.models.loader import LoadedModel
@@ -105,7 +105,7 @@ def ours_rate(engine: Engine, ids: torch.Tensor, new_tokens: int) -> float:
     """Decode tokens/s of the batch once every prompt is in (prefill excluded)."""
     params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     for i, row in enumerate(ids.tolist()):
-        engine.add(GenerationRequest(f"e{time.perf_counter()}-{i}", row, params))
+        engine.add(EngineRequest(f"e{time.perf_counter()}-{i}", row, params))
     while engine.scheduler.waiting or any(s.num_uncomputed > 1 for s in engine.scheduler.running):
         engine.step()
     began = time.perf_counter()

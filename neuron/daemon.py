@@ -20,7 +20,7 @@ from aiohttp import web
 
 from neuron import devices, notify
 from neuron.api.app import make_app
-from neuron.api.state import Daemon
+from neuron.api.state import DaemonState
 from neuron.config import NeuronConfig
 from neuron.metrics import NeuronMetrics
 from neuron.registry import Registry
@@ -29,7 +29,7 @@ from neuron.worker import DeviceWorker
 log = logging.getLogger("neuron")
 
 
-async def _activate(daemon: Daemon) -> None:
+async def _activate(daemon: DaemonState) -> None:
     """Load default_models one at a time, recording progress for /health."""
     for model in daemon.config.default_models:
         state = daemon.activation[model.model_id]
@@ -49,7 +49,7 @@ async def _activate(daemon: Daemon) -> None:
     notify.notify(f"STATUS=ready: {loaded}")
 
 
-async def _drain(daemon: Daemon, site: web.TCPSite) -> None:
+async def _drain(daemon: DaemonState, site: web.TCPSite) -> None:
     daemon.status = "draining"
     notify.notify("STOPPING=1")
     notify.notify("STATUS=draining")
@@ -67,7 +67,7 @@ async def serve(config: NeuronConfig) -> int:
     for worker in workers:
         worker.start()
     metrics = NeuronMetrics()
-    daemon = Daemon(config, found, workers, Registry(config, workers, metrics), metrics)
+    daemon = DaemonState(config, found, workers, Registry(config, workers, metrics), metrics)
     daemon.activation = {m.model_id: {"status": "pending"} for m in config.default_models}
     runner = web.AppRunner(make_app(daemon), handler_cancellation=True, access_log=None)
     await runner.setup()

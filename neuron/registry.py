@@ -17,7 +17,7 @@ from typing import Any
 
 from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
-from neuron.loading import ModelFacts, build_engine
+from neuron.engine.factory import ModelFacts, build_engine
 from neuron.metrics import NeuronMetrics
 from neuron.models.errors import ModelLoadError
 from neuron.worker import DeviceWorker, WorkerFailed

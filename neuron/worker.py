@@ -119,7 +119,7 @@ class DeviceWorker:
         return self.call(job)
 
     def submit(self, model_id: str, request: Any, sink: Sink) -> asyncio.Future[None]:
-        """Queue a GenerationRequest; the future fails (ValueError) if the engine refuses it."""
+        """Queue a EngineRequest; the future fails (ValueError) if the engine refuses it."""
 
         def job() -> None:
             engine = self._engines.get(model_id)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from cortex.common.wire import ApiError, openai_error_response
 from neuron.api import lifecycle_routes, openai_routes
-from neuron.api.state import DAEMON, Daemon
+from neuron.api.state import DAEMON, DaemonState
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-def make_app(daemon: Daemon) -> web.Application:
+def make_app(daemon: DaemonState) -> web.Application:
     app = web.Application(
         middlewares=[_errors, _auth], client_max_size=daemon.config.max_body_bytes
     )

@@ -10,7 +10,7 @@ from aiohttp import web
 from cortex.common.wire import ApiError
 from neuron.api import shapes
 from neuron.api.generation import Generation, admit_generation, run_generation
-from neuron.api.requests import GenerationRequest, parse_chat
+from neuron.api.requests import ParsedRequest, parse_chat
 from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
 from neuron.text.chat_template import ChatTemplateError
@@ -91,7 +91,7 @@ class _Choice:
 
 
 async def _complete(
-    gen: Generation, req: GenerationRequest, prompt_len: int, prefix: str
+    gen: Generation, req: ParsedRequest, prompt_len: int, prefix: str
 ) -> web.Response:
     choices = [_Choice(bool(req.tools), prefix) for _ in range(req.n)]
     async for index, out in gen.outputs():
@@ -118,7 +118,7 @@ def _delta(event: Any) -> dict[str, Any]:
 
 
 async def _stream(
-    request: web.Request, gen: Generation, req: GenerationRequest, prompt_len: int, prefix: str
+    request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, prefix: str
 ) -> web.StreamResponse:
     usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
     chunks = _chunks(gen, req, prefix)
@@ -134,7 +134,7 @@ async def _stream(
 
 
 async def _chunks(
-    gen: Generation, req: GenerationRequest, prefix: str
+    gen: Generation, req: ParsedRequest, prefix: str
 ) -> AsyncIterator[dict[str, Any]]:
     """Role first, then content and tool-call deltas, then each choice's finish."""
     for i in range(req.n):

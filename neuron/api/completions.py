@@ -10,7 +10,7 @@ from aiohttp import web
 from cortex.common.wire import ApiError
 from neuron.api import shapes
 from neuron.api.generation import Generation, admit_generation, run_generation
-from neuron.api.requests import GenerationRequest, parse_completion
+from neuron.api.requests import ParsedRequest, parse_completion
 from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
 
@@ -47,7 +47,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _complete(
-    gen: Generation, req: GenerationRequest, prompt_len: int, head: str
+    gen: Generation, req: ParsedRequest, prompt_len: int, head: str
 ) -> web.Response:
     texts = [head] * req.n
     logprobs: list[list[Any]] = [[] for _ in range(req.n)]
@@ -71,7 +71,7 @@ async def _complete(
 
 
 async def _stream(
-    request: web.Request, gen: Generation, req: GenerationRequest, prompt_len: int, head: str
+    request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, head: str
 ) -> web.StreamResponse:
     usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
     chunks = _chunks(gen, req, head)
@@ -80,9 +80,7 @@ async def _stream(
     )
 
 
-async def _chunks(
-    gen: Generation, req: GenerationRequest, head: str
-) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(gen: Generation, req: ParsedRequest, head: str) -> AsyncIterator[dict[str, Any]]:
     """The echoed prompt (if asked), then each output's text, logprobs and finish."""
     offsets = [len(head)] * req.n
     if head:

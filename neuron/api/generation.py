@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
-from neuron.api.state import DAEMON, Daemon
-from neuron.engine.outputs import GenerationRequest, RequestOutput
+from neuron.api.state import DAEMON, DaemonState
+from neuron.engine.records import EngineRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams
 from neuron.metrics import NeuronMetrics
 from neuron.registry import ModelEntry, Registry
@@ -83,7 +83,7 @@ class Generation:
             self._open.add(rid)
             try:
                 await worker.submit(
-                    model, GenerationRequest(rid, self._prompt_ids, params), self._queue.put_nowait
+                    model, EngineRequest(rid, self._prompt_ids, params), self._queue.put_nowait
                 )
             except ValueError as exc:
                 self._open.discard(rid)
@@ -127,8 +127,8 @@ class Generation:
 
 async def admit_generation(
     request: web.Request,
-) -> tuple[Daemon, ModelEntry, dict[str, Any], float]:
-    """Daemon, model entry, body and arrival time of a generation request, or its 4xx/503."""
+) -> tuple[DaemonState, ModelEntry, dict[str, Any], float]:
+    """DaemonState, model entry, body and arrival time of a generation request, or its 4xx/503."""
     daemon = request.app[DAEMON]
     arrived = time.monotonic()
     daemon.admit()
@@ -137,7 +137,7 @@ async def admit_generation(
 
 
 async def run_generation(
-    admitted: tuple[Daemon, ModelEntry, dict[str, Any], float],
+    admitted: tuple[DaemonState, ModelEntry, dict[str, Any], float],
     prompt_ids: list[int],
     request: Any,
     respond: Callable[[Generation], Awaitable[web.StreamResponse]],

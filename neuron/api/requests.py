@@ -28,7 +28,7 @@ _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 @dataclass
-class GenerationRequest:
+class ParsedRequest:
     """What the chat and legacy endpoints share once parsed."""
 
     model: str
@@ -104,9 +104,7 @@ def _params(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
     )
 
 
-def _common(
-    body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
-) -> GenerationRequest:
+def _common(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None) -> ParsedRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "`model` must be a non-empty string", param="model")
@@ -140,7 +138,7 @@ def _common(
     except ValueError as exc:
         word = str(exc).split()[0]
         raise ApiError(400, str(exc), param=word if word in body else None) from None
-    return GenerationRequest(
+    return ParsedRequest(
         model=model,
         params=params,
         max_tokens=max_tokens,
@@ -214,7 +212,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
     return (tools if choice != "none" else None), choice
 
 
-def parse_chat(body: dict[str, Any], defaults: dict[str, Any]) -> GenerationRequest:
+def parse_chat(body: dict[str, Any], defaults: dict[str, Any]) -> ParsedRequest:
     logprobs = None
     if _get(body, "logprobs", bool, False):
         logprobs = _get(body, "top_logprobs", int, 0)
@@ -227,7 +225,7 @@ def parse_chat(body: dict[str, Any], defaults: dict[str, Any]) -> GenerationRequ
     return request
 
 
-def parse_completion(body: dict[str, Any], defaults: dict[str, Any]) -> GenerationRequest:
+def parse_completion(body: dict[str, Any], defaults: dict[str, Any]) -> ParsedRequest:
     logprobs = _get(body, "logprobs", int, None)
     request = _common(body, defaults, logprobs)
     if request.max_tokens is None:

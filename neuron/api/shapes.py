@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from neuron.engine.outputs import TokenLogprob
+from neuron.engine.records import TokenLogprob
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

@@ -18,7 +18,7 @@ from neuron.worker import DeviceWorker
 
 
 @dataclass
-class Daemon:
+class DaemonState:
     config: NeuronConfig
     devices: list[Device]
     workers: list[DeviceWorker]
@@ -41,4 +41,4 @@ class Daemon:
         self.stop.set()
 
 
-DAEMON = web.AppKey("daemon", Daemon)
+DAEMON = web.AppKey("daemon", DaemonState)

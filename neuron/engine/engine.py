@@ -16,7 +16,7 @@ import torch
 
 from neuron.engine.block_manager import BlockManager
 from neuron.engine.model_runner import ModelRunner, Sampled
-from neuron.engine.outputs import EngineStats, GenerationRequest, RequestOutput, TokenLogprob
+from neuron.engine.records import EngineRequest, EngineStats, RequestOutput, TokenLogprob
 from neuron.engine.sampler import SampledLogprobs
 from neuron.engine.scheduler import Scheduler
 from neuron.engine.sequence import Sequence
@@ -88,7 +88,7 @@ class Engine:
         )
         return max(0, budget_bytes // per_block)
 
-    def add(self, request: GenerationRequest) -> None:
+    def add(self, request: EngineRequest) -> None:
         """Queue a request; ValueError (with the numbers) if it can never be served."""
         params = request.params
         params.validate(self.config.vocab_size)

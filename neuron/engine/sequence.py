@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-from neuron.engine.outputs import GenerationRequest, RequestOutput, TokenLogprob
+from neuron.engine.records import EngineRequest, RequestOutput, TokenLogprob
 
 if TYPE_CHECKING:
     from neuron.text.detokenizer import StreamDetokenizer
@@ -27,7 +27,7 @@ class Sequence:
     def __init__(
         self,
         seq_id: int,
-        request: GenerationRequest,
+        request: EngineRequest,
         seed: int,
         detokenizer: StreamDetokenizer,
         stop_matcher: StopMatcher,

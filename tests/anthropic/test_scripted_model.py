@@ -7,7 +7,7 @@ import json
 import torch
 
 from neuron.engine.engine import Engine
-from neuron.engine.outputs import GenerationRequest
+from neuron.engine.records import EngineRequest
 from neuron.engine.sampling_params import SamplingParams
 from neuron.models.loader import LoadedModel
 from neuron.text.tokenizer import Tokenizer
@@ -43,7 +43,7 @@ def _engine(models_root, script: str, dtype: torch.dtype) -> tuple[Engine, Token
 
 def _run(engine: Engine, prompts: dict[str, list[int]], params: SamplingParams) -> dict:
     for request_id, ids in prompts.items():
-        engine.add(GenerationRequest(request_id, ids, params))
+        engine.add(EngineRequest(request_id, ids, params))
     results = {request_id: ["", None, 0] for request_id in prompts}
     while engine.has_work():
         for out in engine.step():

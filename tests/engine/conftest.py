@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from neuron.engine import GenerationRequest
+from neuron.engine import EngineRequest
 from neuron.engine.sequence import Sequence
 from neuron.models.loader import LoadedModel, load_model
 from neuron.text.detokenizer import StreamDetokenizer
@@ -26,7 +26,7 @@ def make_seq(loaded: LoadedModel):
 
     def make(prompt_len: int, max_tokens: int = 8) -> Sequence:
         seq_id = next(counter)
-        request = GenerationRequest(f"s{seq_id}", prompt(prompt_len), greedy(max_tokens))
+        request = EngineRequest(f"s{seq_id}", prompt(prompt_len), greedy(max_tokens))
         return Sequence(
             seq_id,
             request,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from neuron.engine import Engine, GenerationRequest, RequestOutput, SamplingParams
+from neuron.engine import Engine, EngineRequest, RequestOutput, SamplingParams
 from neuron.models.loader import LoadedModel
 
 
@@ -50,7 +50,7 @@ def prompt(length: int, start: int = 100) -> list[int]:
 
 
 def one_at_a_time(
-    loaded: LoadedModel, requests: list[GenerationRequest], **engine_kwargs
+    loaded: LoadedModel, requests: list[EngineRequest], **engine_kwargs
 ) -> dict[str, Result]:
     engine = Engine(loaded, **{"num_blocks": 256, "block_size": 8, **engine_kwargs})
     results: dict[str, Result] = {}

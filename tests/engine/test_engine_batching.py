@@ -7,17 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuron.engine import Engine, EngineStats, GenerationRequest
+from neuron.engine import Engine, EngineRequest, EngineStats
 from tests.engine.drive import greedy, one_at_a_time, prompt, run_to_end
 
 LENGTHS = [1, 3, 5, 8, 9, 12, 16, 17, 20, 24, 31, 33, 40, 47, 50, 64]
 
 
-def requests(max_tokens: int = 8) -> list[GenerationRequest]:
+def requests(max_tokens: int = 8) -> list[EngineRequest]:
     return [
-        GenerationRequest(
-            f"r{i}", prompt(n, start=200 + 13 * i), greedy(max_tokens, ignore_eos=True)
-        )
+        EngineRequest(f"r{i}", prompt(n, start=200 + 13 * i), greedy(max_tokens, ignore_eos=True))
         for i, n in enumerate(LENGTHS)
     ]
 

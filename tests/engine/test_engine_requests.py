@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from neuron.engine import Engine, GenerationRequest, SamplingParams
+from neuron.engine import Engine, EngineRequest, SamplingParams
 from tests.engine.drive import greedy, prompt, run_to_end
 
 
@@ -23,7 +23,7 @@ def sampled(seed: int | None, max_tokens: int = 10) -> SamplingParams:
 
 
 def run_one(engine: Engine, params: SamplingParams, length: int = 12, request_id: str = "x"):
-    engine.add(GenerationRequest(request_id, prompt(length), params))
+    engine.add(EngineRequest(request_id, prompt(length), params))
     return run_to_end(engine)[request_id]
 
 
@@ -31,10 +31,10 @@ def test_seed_reproduces_tokens_whatever_the_batch(engine) -> None:
     alone = run_one(engine, sampled(seed=1234)).token_ids
     for i in range(5):  # different neighbours, joining at different times
         params = sampled(seed=i, max_tokens=3 + 2 * i)
-        engine.add(GenerationRequest(f"n{i}", prompt(5 + 9 * i, start=300), params))
+        engine.add(EngineRequest(f"n{i}", prompt(5 + 9 * i, start=300), params))
     engine.step()
-    engine.add(GenerationRequest("x", prompt(12), sampled(seed=1234)))
-    engine.add(GenerationRequest("y", prompt(12), sampled(seed=99)))
+    engine.add(EngineRequest("x", prompt(12), sampled(seed=1234)))
+    engine.add(EngineRequest("y", prompt(12), sampled(seed=99)))
     results = run_to_end(engine)
     assert results["x"].token_ids == alone
     assert results["y"].token_ids != alone  # another seed, another draw
@@ -48,7 +48,7 @@ def test_seeded_sampling_survives_preemption(engine, loaded) -> None:
     }
     small = Engine(loaded, num_blocks=10, block_size=4)  # 40 slots for 6 × 22 tokens
     for seed in seeds:
-        small.add(GenerationRequest(f"s{seed}", prompt(12), sampled(seed)))
+        small.add(EngineRequest(f"s{seed}", prompt(12), sampled(seed)))
     results = run_to_end(small)
     assert small.scheduler.num_preemptions > 0
     assert {seed: results[f"s{seed}"].token_ids for seed in seeds} == alone
@@ -56,8 +56,8 @@ def test_seeded_sampling_survives_preemption(engine, loaded) -> None:
 
 
 def test_unseeded_requests_get_their_own_random_seed(engine) -> None:
-    engine.add(GenerationRequest("a", prompt(12), sampled(seed=None)))
-    engine.add(GenerationRequest("b", prompt(12), sampled(seed=None)))
+    engine.add(EngineRequest("a", prompt(12), sampled(seed=None)))
+    engine.add(EngineRequest("b", prompt(12), sampled(seed=None)))
     results = run_to_end(engine)
     assert results["a"].token_ids != results["b"].token_ids
 
@@ -110,9 +110,9 @@ def test_model_eos_stops_unless_ignored(loaded) -> None:
 
 
 def test_abort_frees_blocks_at_once(engine) -> None:
-    engine.add(GenerationRequest("keep", prompt(20), greedy(12, ignore_eos=True)))
-    engine.add(GenerationRequest("drop", prompt(30), greedy(12, ignore_eos=True)))
-    engine.add(GenerationRequest("queued", prompt(10), greedy(12, ignore_eos=True)))
+    engine.add(EngineRequest("keep", prompt(20), greedy(12, ignore_eos=True)))
+    engine.add(EngineRequest("drop", prompt(30), greedy(12, ignore_eos=True)))
+    engine.add(EngineRequest("queued", prompt(10), greedy(12, ignore_eos=True)))
     for _ in range(4):
         engine.step()
     before = engine.stats()
@@ -129,7 +129,7 @@ def test_abort_frees_blocks_at_once(engine) -> None:
 
 
 def test_abort_of_a_waiting_request(engine) -> None:
-    engine.add(GenerationRequest("w", prompt(10), greedy(4)))
+    engine.add(EngineRequest("w", prompt(10), greedy(4)))
     assert engine.stats().waiting == 1
     out = engine.abort("w")
     assert out.finish_reason == "abort" and out.token_ids == [] and out.completion_tokens == 0
@@ -152,24 +152,24 @@ def test_logprobs_of_chosen_and_top_tokens(engine) -> None:
 
 def test_too_long_is_refused_with_the_numbers(engine, loaded) -> None:
     with pytest.raises(ValueError, match=r"250 prompt tokens \+ 16 max_tokens = 266.*256"):
-        engine.add(GenerationRequest("a", prompt(250), SamplingParams(max_tokens=16)))
+        engine.add(EngineRequest("a", prompt(250), SamplingParams(max_tokens=16)))
     small = Engine(loaded, num_blocks=4, block_size=8)
     with pytest.raises(ValueError, match=r"40 prompt tokens .* KV cache holds 32 tokens"):
-        small.add(GenerationRequest("b", prompt(40), SamplingParams(max_tokens=1)))
+        small.add(EngineRequest("b", prompt(40), SamplingParams(max_tokens=1)))
     assert not engine.has_work() and not small.has_work()
 
 
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (GenerationRequest("a", [], SamplingParams()), "at least one token"),
-        (GenerationRequest("a", [1, 10**7], SamplingParams()), "outside the vocabulary"),
-        (GenerationRequest("a", [1], SamplingParams(max_tokens=0)), "max_tokens"),
-        (GenerationRequest("a", [1], SamplingParams(temperature=-1)), "temperature"),
-        (GenerationRequest("a", [1], SamplingParams(top_p=0.0)), "top_p"),
-        (GenerationRequest("a", [1], SamplingParams(logprobs=21)), "logprobs"),
-        (GenerationRequest("a", [1], SamplingParams(stop=[""])), "stop strings"),
-        (GenerationRequest("a", [1], SamplingParams(stop_token_ids=[-1])), "stop_token_ids"),
+        (EngineRequest("a", [], SamplingParams()), "at least one token"),
+        (EngineRequest("a", [1, 10**7], SamplingParams()), "outside the vocabulary"),
+        (EngineRequest("a", [1], SamplingParams(max_tokens=0)), "max_tokens"),
+        (EngineRequest("a", [1], SamplingParams(temperature=-1)), "temperature"),
+        (EngineRequest("a", [1], SamplingParams(top_p=0.0)), "top_p"),
+        (EngineRequest("a", [1], SamplingParams(logprobs=21)), "logprobs"),
+        (EngineRequest("a", [1], SamplingParams(stop=[""])), "stop strings"),
+        (EngineRequest("a", [1], SamplingParams(stop_token_ids=[-1])), "stop_token_ids"),
     ],
 )
 def test_bad_requests_are_refused(engine, request_, message) -> None:
@@ -179,9 +179,9 @@ def test_bad_requests_are_refused(engine, request_, message) -> None:
 
 
 def test_duplicate_request_id_is_refused(engine) -> None:
-    engine.add(GenerationRequest("same", [1, 2], SamplingParams()))
+    engine.add(EngineRequest("same", [1, 2], SamplingParams()))
     with pytest.raises(ValueError, match="already in use"):
-        engine.add(GenerationRequest("same", [1, 2], SamplingParams()))
+        engine.add(EngineRequest("same", [1, 2], SamplingParams()))
 
 
 def test_penalties_see_prompt_and_output(engine) -> None:

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from neuron.config import ConfigError, NeuronConfig
 from neuron.config import load as load_neuron_config
 from neuron.devices import cpu_device
-from neuron.engine import GenerationRequest, SamplingParams
-from neuron.loading import build_engine
+from neuron.engine import EngineRequest, SamplingParams
+from neuron.engine.factory import build_engine
 from neuron.models.errors import ModelLoadError
 from neuron.models.loader import load_model
 from neuron.models.quant_linear import PACKED_MAX_ROWS, Int8Linear, quantize_per_channel
@@ -119,7 +119,7 @@ def test_cpu_quantization_reaches_the_engine(tiny_llama):
     assert isinstance(engine.runner.model.lm_head, Int8Linear)
     assert engine.kv_cache.data.dtype == torch.bfloat16
     params = SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)
-    engine.add(GenerationRequest("q", [1, 2, 3, 4], params))
+    engine.add(EngineRequest("q", [1, 2, 3, 4], params))
     outputs = []
     while engine.has_work():
         outputs += engine.step()

@@ -9,9 +9,9 @@ import pytest
 
 from neuron.config import NeuronConfig
 from neuron.devices import cpu_device
-from neuron.engine.outputs import GenerationRequest
+from neuron.engine.factory import build_engine
+from neuron.engine.records import EngineRequest
 from neuron.engine.sampling_params import SamplingParams
-from neuron.loading import build_engine
 from neuron.worker import DeviceWorker, WorkerFailed
 
 
@@ -38,7 +38,7 @@ def _attach(worker: DeviceWorker, models_dir) -> asyncio.Future:
 async def _generate(worker: DeviceWorker, rid: str) -> list:
     queue: asyncio.Queue = asyncio.Queue()
     params = SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
-    await worker.submit("tiny-llama", GenerationRequest(rid, [1, 2, 3], params), queue.put_nowait)
+    await worker.submit("tiny-llama", EngineRequest(rid, [1, 2, 3], params), queue.put_nowait)
     outputs = []
     while not outputs or not getattr(outputs[-1], "finished", True):
         outputs.append(await queue.get())

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench.gpu_e2e import SHAPES, TOY, random_model
-from neuron.engine import Engine, GenerationRequest, SamplingParams
+from neuron.engine import Engine, EngineRequest, SamplingParams
 from neuron.engine.cuda_graphs import (
     GraphedDecoder,
     StaticDecodeInputs,
@@ -27,7 +27,7 @@ from neuron.models.loader import LoadedModel
 from tests.engine.drive import prompt, run_to_end
 
 
-def requests(count: int, max_tokens: int = 6) -> list[GenerationRequest]:
+def requests(count: int, max_tokens: int = 6) -> list[EngineRequest]:
     """Prompts of different lengths, greedy and sampled, some with penalties or logprobs."""
     kinds = [
         SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True),
@@ -37,12 +37,12 @@ def requests(count: int, max_tokens: int = 6) -> list[GenerationRequest]:
         SamplingParams(max_tokens=max_tokens, repetition_penalty=1.3, seed=1, ignore_eos=True),
     ]
     return [
-        GenerationRequest(f"r{i}", prompt(3 + 11 * i, start=150 + i), kinds[i % len(kinds)])
+        EngineRequest(f"r{i}", prompt(3 + 11 * i, start=150 + i), kinds[i % len(kinds)])
         for i in range(count)
     ]
 
 
-def generate(loaded: LoadedModel, reqs: list[GenerationRequest], graphs) -> dict:
+def generate(loaded: LoadedModel, reqs: list[EngineRequest], graphs) -> dict:
     engine = Engine(loaded, num_blocks=64, block_size=4)
     if graphs is not None:
         engine.runner.graphs = graphs(engine)
@@ -133,7 +133,7 @@ def test_cuda_graphs_change_no_greedy_token(shape: str) -> None:
     token flip; 5 sequences pad to a bucket of 8."""
     loaded = random_model({**SHAPES[shape], **TOY}, torch.float32, torch.device("cuda"))
     greedy = [
-        GenerationRequest(
+        EngineRequest(
             f"g{i}",
             [(start + 7 * j) % TOY["vocab_size"] for j in range(3 + 11 * i)],
             SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True),

@@ -12,7 +12,7 @@ from neuron.engine.sampling_params import SamplingParams
 
 
 @dataclass
-class GenerationRequest:
+class EngineRequest:
     request_id: str
     prompt_ids: list[int]
     params: SamplingParams
