@@ -62,6 +62,14 @@ class RequestRecord:
     model: str = "none"  # the resolved model ("unknown" when no node or profile knows it)
     node: str = "none"  # the node that answered
     code: int | None = None  # the outcome when it differs from the HTTP status (a stream)
+    retried: bool = False  # the request's one move to another node is spent
+
+    def take_retry(self) -> bool:
+        """Whether this request may still move to another node: once, whatever failed."""
+        if self.retried:
+            return False
+        self.retried = True
+        return True
 
 
 GATEWAY = web.AppKey("cortex.app.gateway", Gateway)

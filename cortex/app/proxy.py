@@ -12,16 +12,21 @@ Stable interface (used by cortex.app.relay and the dialects' routes)::
 
 `open_upstream` resolves aliases (rewriting `body["model"]`), routes (waiting for or
 cold-loading the model, calling `keepalive()` every `routing.keepalive_seconds`
-while it waits), sends the body, and retries once on another node when the first
-fails before answering (`exclude` names nodes not to use, for a caller's own retry).
+while it waits), sends the body, and retries on another node when the first fails
+before answering for a fault of its own: a connection error, a 502/503/504, or no
+response head within `upstream.first_byte_timeout_seconds` of the node being chosen
+(that node is then marked suspect until the poller hears from it). A 4xx or a 500 is
+relayed, never retried. A request moves at most once in all
+(`RequestRecord.take_retry`), whichever of these steps spends it (`exclude` names
+nodes not to use, for a caller's own retry).
 `raw`, the client's own bytes of `body`, is sent as is when aliasing leaves the
 model unchanged, which saves serialising the body again.
 It raises `cortex.common.wire.ApiError` for routing and upstream
 errors (an upstream error body is mapped with `openai_error_from_upstream`); the
 request's record (`cortex.app.gateway.RequestRecord`) gets the model and the outcome.
 `read_whole` is that for a non-streamed answer: it reads the whole body, retries
-once on another node when the first breaks off while answering, and calls
-`use(upstream, body_bytes)` inside the `async with` so what it records counts.
+on another node when the first breaks off while answering (if the one move is left),
+and calls `use(upstream, body_bytes)` inside the `async with` so what it records counts.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ from cortex.fleet.nodes import Node
 __all__ = ["open_upstream", "read_whole"]
 log = logging.getLogger("cortex.app.proxy")
 T = TypeVar("T")
+# Answers that say the node cannot serve now (overloaded, draining, failed device, its
+# own upstream): another replica may. A 4xx or a 500 may be the input's fault: never moved.
+_NODE_FAULTS = frozenset({502, 503, 504})
 
 
 async def open_upstream(
@@ -70,13 +78,13 @@ async def open_upstream(
     stream = bool(body.get("stream"))
     excluded = exclude
     try:
-        for attempt in (1, 2):
+        while True:
             node = await gateway.router.acquire(model, keepalive, excluded)
             try:
                 response = await _send(gateway, node, path, raw, stream)
-            except _Retryable as failure:
+            except _NodeFault as failure:
                 node.release(model)
-                if attempt == 2 or failure.final:
+                if not record.take_retry():
                     raise failure.error from None
                 log.warning("retrying on another node: %s", failure.error.message)
                 excluded = excluded | {node.name}
@@ -88,12 +96,13 @@ async def open_upstream(
     except ApiError as err:
         record.code = err.status
         raise
-    raise AssertionError("unreachable")
 
 
-class _Retryable(Exception):
-    def __init__(self, error: ApiError, final: bool = False) -> None:
-        self.error, self.final = error, final
+class _NodeFault(Exception):
+    """The node failed (not the request): the one retry elsewhere may be spent on it."""
+
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
 
 
 async def read_whole(
@@ -108,7 +117,7 @@ async def read_whole(
     """A non-streamed answer: nothing reaches the client before the whole body, so a
     node that breaks off while answering is retried once on another."""
     excluded: frozenset[str] = frozenset()
-    for attempt in (1, 2):
+    while True:
         upstream = await open_upstream(
             request, body, path=path, dialect=dialect, exclude=excluded, raw=raw
         )
@@ -118,7 +127,7 @@ async def read_whole(
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 upstream.node_failed(exc)
                 upstream.code = 502
-                if attempt == 2:
+                if not upstream.record.take_retry():
                     status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
                     reason = describe_exc(exc)
                     message = f"node '{upstream.node.name}' failed while answering: {reason}"
@@ -127,7 +136,6 @@ async def read_whole(
                 raw = None  # `body` now names the resolved model, `raw` perhaps an alias
                 continue
             return use(upstream, answer)
-    raise AssertionError("unreachable")
 
 
 @functools.lru_cache(maxsize=8)
@@ -151,24 +159,31 @@ async def _send(
         cfg.stream_idle_timeout_seconds,
     )
     headers = {**node.client.headers, "Content-Type": "application/json"}
+    deadline = cfg.first_byte_timeout_seconds
     try:
-        response = await gateway.session.post(
-            node.client.url(path), data=body, headers=headers, timeout=timeout
+        response = await asyncio.wait_for(
+            gateway.session.post(
+                node.client.url(path), data=body, headers=headers, timeout=timeout
+            ),
+            deadline,
         )
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        definite = isinstance(exc, aiohttp.ClientConnectorError)
-        node_failed(gateway, node, exc, definite)
+    except (aiohttp.ClientError, OSError) as exc:  # aiohttp's own timeouts included
+        node_failed(gateway, node, exc, isinstance(exc, aiohttp.ClientConnectorError))
         status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
-        raise _Retryable(
+        raise _NodeFault(
             ApiError(status, f"node '{node.name}' failed: {describe_exc(exc)}")
         ) from exc
+    except asyncio.TimeoutError as exc:  # the first-byte deadline
+        reason = f"no response within first_byte_timeout_seconds ({deadline:g} s)"
+        node.mark_suspect(reason)
+        raise _NodeFault(ApiError(504, f"node '{node.name}' failed: {reason}")) from exc
     if response.status == 200:
         return response
     raw = await response.read()
     response.release()
     err = openai_error_from_upstream(response.status, raw)
-    if response.status < 500:
-        raise _Retryable(err, final=True)
-    if err.status == 500:
+    if err.status == 500:  # an unhandled error on the node: perhaps this input's, not retried
         err.status = 502
-    raise _Retryable(err)
+    elif err.status in _NODE_FAULTS:
+        raise _NodeFault(err)
+    raise err

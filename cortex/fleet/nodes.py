@@ -21,7 +21,7 @@ from cortex.fleet.client import NeuronClient
 from cortex.metrics import Metrics
 
 # What the poller last concluded about a node ("unknown" until its first answer).
-NodeStatus = Literal["unknown", "up", "starting", "draining", "down"]
+NodeStatus = Literal["unknown", "up", "starting", "draining", "suspect", "down"]
 # A model on a node: as the neuron reports it, or as a load or unload the gateway runs.
 ModelStatus = Literal["loading", "ready", "unloading", "failed"]
 _MODEL_STATUSES: tuple[str, ...] = get_args(ModelStatus)
@@ -151,6 +151,14 @@ class Node:
         for model_id in self.models:
             self._loaded_gauge(model_id, False)
         self.metrics.child(self.metrics.node_up, self.name).set(0)
+        self.notify()
+
+    def mark_suspect(self, reason: str) -> None:
+        """The node took a request and did not answer in time: route nothing new to it
+        until the poller hears from it again (a good poll sets the status afresh)."""
+        if self.status != "down":
+            self.status = "suspect"
+        self.last_error = reason
         self.notify()
 
     def restarted(self) -> None:
