@@ -29,6 +29,9 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None  # None: off; 0: the chosen token only; n: top-n as well
+    # At most this many reasoning tokens (<think>…</think>); then the engine closes the block.
+    thinking_budget: int | None = None
+    think_in_prompt: bool = False  # the prompt left a think block open
 
     @property
     def uses_penalties(self) -> bool:
@@ -52,6 +55,8 @@ class SamplingParams:
             _check_int("seed", self.seed)
         if self.logprobs is not None:
             _check_int("logprobs", self.logprobs, low=0, high=MAX_LOGPROBS)
+        if self.thinking_budget is not None:
+            _check_int("thinking_budget", self.thinking_budget, low=1)
         if len(self.stop) > MAX_STOP_STRINGS:
             raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
         for text in self.stop:
