@@ -3,7 +3,7 @@
 Keys: when `gateway.api_keys` is set, `/v1/*` and `/fleet` need one of them (or an
 admin key) as `Authorization: Bearer KEY` or `x-api-key: KEY`. `/admin/*` needs an
 admin key when `gateway.admin_keys` is set, otherwise whatever `/v1/*` needs.
-`/health` is always open.
+`/health` and `/` (a connectivity probe) are always open.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _matches(key: str | None, allowed: list[str]) -> bool:
 def check_keys(request: web.Request) -> None:
     gateway = state_of(request).config.gateway
     path = request.path
-    if path == "/health":
+    if path in ("/health", "/"):
         return
     key = _presented_key(request)
     if path.startswith("/admin/") and gateway.admin_keys:

@@ -1,4 +1,5 @@
-"""Gateway routes that are not a model dialect: catalogue, health, fleet, admin lifecycle."""
+"""Gateway routes that are not a model dialect: catalogue, health, fleet, admin lifecycle,
+and `/` (clients such as Claude Code probe it with HEAD before their first request)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def _openai_model(entry: Entry) -> dict[str, Any]:
         "loading_on": entry.loading_on,
         "loadable_on": entry.loadable_on,
         "alias_of": entry.alias_of,
+        "status": entry.status,
         "context_length": entry.context_length,
     }
 
@@ -35,16 +37,41 @@ def _anthropic_model(entry: Entry) -> dict[str, Any]:
     return {"type": "model", "id": entry.id, "display_name": entry.id, "created_at": created}
 
 
+def _page(request: web.Request, entries: list[Entry]) -> tuple[list[Entry], bool]:
+    """Anthropic's paging: `limit` (1..1000, default 20) after `after_id` or before `before_id`."""
+    query = request.query
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        raise ApiError(400, "limit: expected an integer") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, f"limit: must be between 1 and 1000, got {limit}")
+    ids = [e.id for e in entries]
+    for key in ("after_id", "before_id"):
+        if key in query and query[key] not in ids:
+            raise ApiError(404, f"{key}: no model '{query[key]}'")
+    if "before_id" in query:
+        end = ids.index(query["before_id"])
+        return entries[max(0, end - limit) : end], end - limit > 0
+    start = ids.index(query["after_id"]) + 1 if "after_id" in query else 0
+    return entries[start : start + limit], start + limit < len(entries)
+
+
 async def list_models(request: web.Request) -> web.Response:
     state = state_of(request)
     entries = state.catalogue.entries(state.fleet)
     if "anthropic-version" in request.headers:
-        data = [_anthropic_model(e) for e in entries]
+        page, more = _page(request, entries)
+        data = [_anthropic_model(e) for e in page]
         first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
         return web.json_response(
-            {"data": data, "has_more": False, "first_id": first, "last_id": last}
+            {"data": data, "has_more": more, "first_id": first, "last_id": last}
         )
     return web.json_response({"object": "list", "data": [_openai_model(e) for e in entries]})
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.json_response({"service": "cortex", "version": __version__})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -161,6 +188,7 @@ async def admin_unload(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", root)  # aiohttp answers HEAD from the GET handler
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_get("/health", health)

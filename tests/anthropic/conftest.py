@@ -84,14 +84,19 @@ def _lines(table: dict[str, Any]) -> list[str]:
     return [f"{key} = {_toml(value)}" for key, value in table.items()]
 
 
-def start_neuron(workdir: Path, models_dir: Path, defaults: list[str]) -> Proc:
-    """`neuron serve` with the scripted architecture registered; waits until ready."""
+def start_neuron(
+    workdir: Path, models_dir: Path, defaults: list[str], max_context: dict[str, int] | None = None
+) -> Proc:
+    """`neuron serve` with the scripted architecture registered; waits until ready.
+    `max_context` cuts some default models' context (for prompts too long for them)."""
     port = free_port()
     settings = {"port": port, "listen": "127.0.0.1", "models_dir": models_dir,
                 "cpu_kv_cache_mb": 64, "max_batch_size": 8}  # fmt: skip
     lines = _lines(settings)
     for model in defaults:
         lines += ["[[default_models]]", f"model_id = {_toml(model)}"]
+        if model in (max_context or {}):
+            lines.append(f"max_context = {max_context[model]}")
     config = workdir / "neuron.toml"
     config.write_text("\n".join(lines) + "\n")
     proc = Proc(["tests.support.scripted_model", "serve", "-c", str(config)],
@@ -120,11 +125,15 @@ def _wait_activated(neuron: Proc, timeout: float = 180.0) -> None:
     raise TimeoutError(f"default models still loading after {timeout}s:\n{neuron.tail()}")
 
 
-def start_gateway(workdir: Path, neuron: Proc, loaded: tuple[str, ...]) -> Proc:
+def start_gateway(
+    workdir: Path, neuron: Proc, loaded: tuple[str, ...], aliases: dict[str, str] | None = None
+) -> Proc:
     """`cortex serve` in front of one neuron; waits until it sees the loaded models."""
     port = free_port()
+    aliases = aliases or {ALIAS: "scripted-text"}
     (workdir / "models.toml").write_text(
-        f'[[models]]\nid = "{COLD_MODEL}"\n\n[aliases]\n"{ALIAS}" = "scripted-text"\n'
+        f'[[models]]\nid = "{COLD_MODEL}"\n\n[aliases]\n'
+        + "".join(f"{_toml(alias)} = {_toml(target)}\n" for alias, target in aliases.items())
     )
     sections = {
         "gateway": {"listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{free_port()}"},
@@ -141,14 +150,14 @@ def start_gateway(workdir: Path, neuron: Proc, loaded: tuple[str, ...]) -> Proc:
                 url=f"http://127.0.0.1:{port}").start()  # fmt: skip
     try:
         proc.wait_http("/health", timeout=60, ready='"nodes_up": 1')
-        _wait_loaded(proc, loaded)
+        wait_loaded(proc, loaded)
     except BaseException:
         proc.stop()
         raise
     return proc
 
 
-def _wait_loaded(gateway: Proc, models: tuple[str, ...], timeout: float = 30.0) -> None:
+def wait_loaded(gateway: Proc, models: tuple[str, ...], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         data = http("GET", gateway.url + "/v1/models").json()["data"]
