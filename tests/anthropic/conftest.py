@@ -29,7 +29,25 @@ TOOL_SCRIPT = (
 )
 TEXT_SCRIPT = "Hello 🎉 世界! Ünïcödé fine. STOP and more"
 LONG_MODEL = "scripted-long"  # a long answer, for a stream cut off half way
-DEFAULT_MODELS = ("scripted-tool", "scripted-text", DEMO_MODEL_ID)
+# A thinking model: its template takes enable_thinking (off: an empty think block ends the
+# prompt, as Qwen3's does) and renders reasoning sent back; it reasons, then answers.
+THINK_MODEL = "scripted-think"
+REASONING = "The user asks for colours. Three will do."
+ANSWER = "Red, green and blue."
+THINK_SCRIPT = f"<think>\n{REASONING}\n</think>\n\n{ANSWER}"
+THINK_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message.role + '\\n' }}"
+    "{%- if message.reasoning_content %}"
+    "{{- '<think>\\n' + message.reasoning_content + '\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{{- (message.content or '') + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
+)
+DEFAULT_MODELS = ("scripted-tool", "scripted-text", THINK_MODEL, DEMO_MODEL_ID)
 COLD_MODEL = "scripted-cold"
 ALIAS = "claude-scripted"
 
@@ -173,6 +191,8 @@ def anthropic_models(models_root: Path) -> Path:
     make_scripted_model(models_root, "scripted-text", TEXT_SCRIPT)
     make_scripted_model(models_root, COLD_MODEL, TEXT_SCRIPT)
     make_scripted_model(models_root, LONG_MODEL, "tick " * 1500)
+    no_thinking = [{"when": "<think>\n\n</think>", "script": ANSWER}]
+    make_scripted_model(models_root, THINK_MODEL, THINK_SCRIPT, no_thinking, THINK_TEMPLATE)
     fetch_demo(models_root)
     return models_root
 
