@@ -103,11 +103,15 @@ def _lines(table: dict[str, Any]) -> list[str]:
 
 
 def start_neuron(
-    workdir: Path, models_dir: Path, defaults: list[str], max_context: dict[str, int] | None = None
+    workdir: Path,
+    models_dir: Path,
+    defaults: list[str],
+    max_context: dict[str, int] | None = None,
+    port: int | None = None,
 ) -> Proc:
     """`neuron serve` with the scripted architecture registered; waits until ready.
     `max_context` cuts some default models' context (for prompts too long for them)."""
-    port = free_port()
+    port = port or free_port()
     settings = {"port": port, "listen": "127.0.0.1", "models_dir": models_dir,
                 "cpu_kv_cache_mb": 64, "max_batch_size": 8}  # fmt: skip
     lines = _lines(settings)
@@ -144,9 +148,14 @@ def _wait_activated(neuron: Proc, timeout: float = 180.0) -> None:
 
 
 def start_gateway(
-    workdir: Path, neuron: Proc, loaded: tuple[str, ...], aliases: dict[str, str] | None = None
+    workdir: Path,
+    neuron: Proc | str,
+    loaded: tuple[str, ...],
+    aliases: dict[str, str] | None = None,
+    unhealthy_after: int = 3,
 ) -> Proc:
-    """`cortex serve` in front of one neuron; waits until it sees the loaded models."""
+    """`cortex serve` in front of one neuron (or its URL, for one not started yet); waits
+    until it sees the loaded models."""
     port = free_port()
     aliases = aliases or {ALIAS: "scripted-text"}
     (workdir / "models.toml").write_text(
@@ -155,19 +164,24 @@ def start_gateway(
     )
     sections = {
         "gateway": {"listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{free_port()}"},
-        "poller": {"interval_seconds": 0.5, "timeout_seconds": 5.0},
+        "poller": {
+            "interval_seconds": 0.5,
+            "timeout_seconds": 5.0,
+            "unhealthy_after": unhealthy_after,
+        },
         "routing": {"keepalive_seconds": 0.02},
     }
     lines = ['models_config = "models.toml"']
     for name, table in sections.items():
         lines += [f"[{name}]", *_lines(table)]
-    lines += ["[[neurons]]", 'name = "n1"', f'endpoint = "{neuron.url}"']
+    endpoint = neuron if isinstance(neuron, str) else neuron.url
+    lines += ["[[neurons]]", 'name = "n1"', f'endpoint = "{endpoint}"']
     config = workdir / "cortex.toml"
     config.write_text("\n".join(lines) + "\n")
     proc = Proc(["cortex.cli.main", "serve", "-c", str(config)], log=workdir / "cortex.log",
                 url=f"http://127.0.0.1:{port}").start()  # fmt: skip
     try:
-        proc.wait_http("/health", timeout=60, ready='"nodes_up": 1')
+        proc.wait_http("/health", timeout=60, ready='"nodes_up": 1' if loaded else None)
         wait_loaded(proc, loaded)
     except BaseException:
         proc.stop()
