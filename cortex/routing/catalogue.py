@@ -95,7 +95,7 @@ class Catalogue:
     def entries(self, fleet: Fleet) -> list[Entry]:
         found = {m: Entry(m, context_length=p.context_length) for m, p in self.profiles.items()}
         for node in fleet:
-            starting = node.state in ("unknown", "starting") and not node.draining
+            starting = node.status in ("unknown", "starting") and not node.draining
             if not (node.routable or starting):
                 continue
             for model_id, model in node.models.items():

@@ -10,7 +10,13 @@ from aiohttp import web
 
 from cortex.common.wire import ApiError
 from neuron.api import shapes
-from neuron.api.generation import Generation, admit_generation, run_generation
+from neuron.api.generation import (
+    Generation,
+    admit_generation,
+    answer_json,
+    run_generation,
+    tokenize_input,
+)
 from neuron.api.requests import ParsedRequest, parse_chat
 from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
@@ -36,7 +42,8 @@ def chat_prompt(entry: ModelEntry, req: ParsedRequest) -> ChatPrompt:
     if req.continue_final:  # prefill: the template opens the turn, the text continues it
         messages, tail = messages[:-1], _text(messages[-1].get("content"))
     text = _render(entry, messages, req) + tail
-    return ChatPrompt(entry.facts.tokenizer.encode(text + prefix), prefix, opens_in_prompt(text))
+    ids = tokenize_input(entry, text + prefix, "messages")
+    return ChatPrompt(ids, prefix, opens_in_prompt(text))
 
 
 def _text(content: Any) -> str:
@@ -68,7 +75,7 @@ def _call_prefix(entry: ModelEntry, tools: Any, tool_choice: Any) -> str:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
-    entry, body = admitted[1], admitted[2]
+    entry, body = admitted.entry, admitted.body
     req = parse_chat(body, entry.facts.generation_defaults)
     prompt = chat_prompt(entry, req)
     req.params.think_in_prompt = prompt.think_open
@@ -76,7 +83,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
             return await _stream(request, gen, req, len(prompt.ids), prompt)
-        return await _complete(gen, req, len(prompt.ids), prompt)
+        return await answer_json(request, lambda: _complete(gen, req, len(prompt.ids), prompt))
 
     return await run_generation(admitted, prompt.ids, req, respond)
 
@@ -124,7 +131,7 @@ class _Choice:
 
 async def _complete(
     gen: Generation, req: ParsedRequest, prompt_len: int, prompt: ChatPrompt
-) -> web.Response:
+) -> dict[str, Any]:
     choices = [_Choice(bool(req.tools), prompt) for _ in range(req.n)]
     async for index, out in gen.outputs():
         choice = choices[index]
@@ -143,7 +150,7 @@ async def _complete(
             )
         )
     body["usage"] = shapes.usage(prompt_len, gen.completion_tokens)
-    return web.json_response(body)
+    return body
 
 
 def _delta(event: Any) -> dict[str, Any]:

@@ -11,22 +11,34 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
+from neuron.api.requests import ParsedRequest
 from neuron.api.state import DAEMON, DaemonState
 from neuron.engine.records import EngineRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams
 from neuron.metrics import NeuronMetrics
 from neuron.registry import ModelEntry, Registry
+from neuron.text.tokenizer import UntokenizableText
 from neuron.worker import WorkerFailed
 
 _counter = itertools.count()
+
+
+def tokenize_input(entry: ModelEntry, text: str, param: str) -> list[int]:
+    """The prompt's token ids, or a 400 naming the field when the text cannot be tokenized."""
+    try:
+        return entry.facts.tokenizer.encode(text)
+    except UntokenizableText as exc:
+        raise ApiError(400, f"`{param}` cannot be tokenized: {exc}", param=param) from None
 
 
 # A choice's stop_reason when it ended at the end of the context (`truncate_max_tokens`).
@@ -138,38 +150,60 @@ class Generation:
         self._registry.end(self._entry)
 
 
-async def admit_generation(
-    request: web.Request,
-) -> tuple[DaemonState, ModelEntry, dict[str, Any], float]:
-    """DaemonState, model entry, body and arrival time of a generation request, or its 4xx/503."""
+async def answer_json(
+    request: web.Request, body: Callable[[], Awaitable[dict[str, Any]]]
+) -> web.StreamResponse:
+    """A non-streamed answer whose 200 head goes out as soon as the sequences run (the
+    gateway's first-byte deadline then sees a live node, however long the answer takes);
+    the JSON follows once complete. A failure after the head can no longer change the
+    status: the connection is cut, which the gateway counts against this node."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        payload = await body()
+    except ApiError as err:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(f"generation failed after the answer began: {err}") from None
+    await response.write(json.dumps(payload).encode())
+    await response.write_eof()
+    return response
+
+
+@dataclass
+class Admission:
+    """A generation request let in: the daemon, the ready model, its body, when it came."""
+
+    daemon: DaemonState
+    entry: ModelEntry
+    body: dict[str, Any]
+    arrived: float  # time.monotonic()
+
+
+async def admit_generation(request: web.Request) -> Admission:
+    """Let a generation request in, or raise its 4xx/503."""
     daemon = request.app[DAEMON]
     arrived = time.monotonic()
     daemon.admit()
     body = await read_json_object(request)
-    return daemon, daemon.registry.get_ready(body.get("model")), body, arrived
+    return Admission(daemon, daemon.registry.get_ready(body.get("model")), body, arrived)
 
 
 async def run_generation(
-    admitted: tuple[DaemonState, ModelEntry, dict[str, Any], float],
+    admitted: Admission,
     prompt_ids: list[int],
-    request: Any,
+    request: ParsedRequest,
     respond: Callable[[Generation], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
     """Fit max_tokens to the context, start the sequences, respond, always clean up."""
-    daemon, entry, _body, arrived = admitted
+    daemon, entry = admitted.daemon, admitted.entry
     request.params.max_tokens, capped = fit_to_context(
         entry, len(prompt_ids), request.max_tokens, request.truncate
     )
     gen = Generation(
-        daemon.registry,
-        daemon.metrics,
-        entry,
-        prompt_ids,
-        request.params,
-        request.n,
-        arrived,
-        capped,
-    )
+        daemon.registry, daemon.metrics, entry, prompt_ids, request.params, request.n,
+        admitted.arrived, capped,
+    )  # fmt: skip
     try:
         await gen.start()
         return await respond(gen)

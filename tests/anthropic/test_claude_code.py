@@ -6,7 +6,7 @@ The models are scripted (tests/support/scripted_model.py) with a context long en
 for Claude Code's ~12–30k-token prompt: one answers in text, one asks for the Bash tool
 to run `echo cortex-ok` and, once the prompt holds that command's result, answers
 differently (so its final text proves the tool result reached the neuron), one has a
-4k context (too small for the prompt), and one is loaded with a context a little
+4k context (too small for the prompt), and one is loaded, once the prompt's size is known, with a context a little
 longer than the prompt (Claude Code's `max_tokens: 32000` is capped there).
 """
 
@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.anthropic.conftest import Stack, http, start_gateway, start_neuron, wait_loaded
 from tests.support.agent_clients import client_bin, pinned_version, quiet_env
+from tests.support.anthropic_stack import Stack
+from tests.support.daemons import all_loaded, start_gateway, start_neuron
+from tests.support.http import wait_until
 from tests.support.scripted_model import make_scripted_model
 
 pytestmark = pytest.mark.slow
@@ -47,10 +49,13 @@ def cc_stack(models_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     make_scripted_model(models_root, "cc-small", PLAIN_TEXT, context=CONTEXT)
     make_scripted_model(models_root, "cc-window", "tick " * 600, context=CONTEXT)
     workdir = tmp_path_factory.mktemp("claude-code")
-    loaded = ("cc-plain", "cc-tool", "cc-small")
-    neuron = start_neuron(workdir, models_root, list(loaded), {"cc-small": SMALL_CONTEXT})
+    neuron = start_neuron(workdir, models_root, ["cc-plain", "cc-tool"],
+                          module="tests.support.scripted_model", max_batch_size=8)  # fmt: skip
     try:
-        gateway = start_gateway(workdir, neuron, loaded, MODELS)
+        small = neuron.post("/models/load", {"model_id": "cc-small", "max_context": SMALL_CONTEXT})
+        assert small.status == 200, small.text
+        loaded = ("cc-plain", "cc-tool", "cc-small")
+        gateway = start_gateway(workdir, [neuron], [], aliases=MODELS, loaded=loaded)
     except BaseException:
         neuron.stop()
         raise
@@ -125,9 +130,9 @@ def test_max_tokens_beyond_the_context_ends_with_model_context_window_exceeded(
     (plain,) = claude(cc_stack, tmp_path, "claude-plain", "Say hello", "--output-format", "json")
     prompt_tokens = plain["usage"]["input_tokens"]
     load = {"model_id": "cc-window", "max_context": prompt_tokens + ROOM}
-    loaded = http("POST", cc_stack.neuron.url + "/models/load", json.dumps(load).encode())
-    assert loaded.status_code == 200, loaded.text
-    wait_loaded(cc_stack.gateway, ("cc-window",))
+    loaded = cc_stack.neuron.post("/models/load", load)
+    assert loaded.status == 200, loaded.text
+    wait_until(lambda: all_loaded(cc_stack.gateway, ("cc-window",)), 30, "cc-window seen")
     lines = claude(cc_stack, tmp_path, "claude-window", "Say hello", "--output-format",
                    "stream-json", "--verbose", "--include-partial-messages")  # fmt: skip
     deltas = [

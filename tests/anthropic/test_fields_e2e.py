@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.anthropic.conftest import TEXT_SCRIPT, THINK_MODEL, Stack
 from tests.anthropic.sse import parse_sse
+from tests.support.anthropic_stack import TEXT_SCRIPT, THINK_MODEL, Stack
 
 pytestmark = pytest.mark.slow
 ASK = [{"role": "user", "content": "Hello"}]
@@ -63,7 +63,7 @@ def test_accepted_field(stack: Stack, name: str, extra: dict[str, Any]) -> None:
     headers = {"anthropic-version": "2023-06-01",
                "anthropic-beta": "claude-code-20250219,context-management-2025-06-27"}  # fmt: skip
     response = stack.post("/v1/messages?beta=true", body, **headers)
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     message = response.json()
     assert message["type"] == "message" and message["content"], message
     if "context_management" in extra:
@@ -72,7 +72,7 @@ def test_accepted_field(stack: Stack, name: str, extra: dict[str, Any]) -> None:
 
 def _count(stack: Stack, model: str = "scripted-text", **body: Any) -> int:
     response = stack.post("/v1/messages/count_tokens", {"model": model, "messages": ASK, **body})
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     return response.json()["input_tokens"]
 
 
@@ -146,8 +146,8 @@ def test_structured_output_is_relayed_to_the_neuron(stack: Stack) -> None:
     body = {"model": "scripted-text", "max_tokens": 64, "messages": ASK,
             "output_config": {"format": {"type": "json_schema", "schema": schema}}}  # fmt: skip
     response = stack.post("/v1/messages", body)
-    if response.status_code == 400:  # a neuron without constrained decoding says so
+    if response.status == 400:  # a neuron without constrained decoding says so
         assert "response_format" in response.json()["error"]["message"]
     else:
-        assert response.status_code == 200, response.text
+        assert response.status == 200, response.text
         assert "colour" in response.json()["content"][0]["text"]

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.anthropic.conftest import COLD_MODEL, TEXT_SCRIPT, http, start_gateway, start_neuron
+from tests.support.anthropic_stack import COLD_MODEL, TEXT_SCRIPT
+from tests.support.daemons import Neuron, start_gateway, start_neuron
+from tests.support.http import http
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.slow
@@ -21,19 +23,22 @@ def test_a_request_waits_for_a_neuron_still_coming_up(
     anthropic_models: Path, tmp_path: Path
 ) -> None:
     port = free_port()
+    absent = Neuron([], log=tmp_path / "absent.log", url=f"http://127.0.0.1:{port}", name="n1")
     # Many failed polls still count as "coming up" (as in `cortex up`).
-    gateway = start_gateway(tmp_path, f"http://127.0.0.1:{port}", (), {"claude-*": COLD_MODEL},
-                            unhealthy_after=1000)  # fmt: skip
+    gateway = start_gateway(tmp_path, [absent], [{"id": COLD_MODEL}],
+                            aliases={"claude-*": COLD_MODEL}, nodes_up=0,
+                            poller={"unhealthy_after": 1000})  # fmt: skip
     neuron = None
     try:
-        assert http("HEAD", gateway.url + "/").status_code == 200
+        assert http("HEAD", gateway.url + "/").status == 200
         assert http("GET", gateway.url + "/").json()["service"] == "cortex"
         listed = http("GET", gateway.url + "/v1/models").json()["data"]
         statuses = {m["id"]: m["status"] for m in listed}
         assert statuses == {COLD_MODEL: "unavailable", "claude-*": "unavailable"}
-        page = http("GET", gateway.url + "/v1/models?limit=1", **ANTHROPIC).json()
+        page = http("GET", gateway.url + "/v1/models?limit=1", headers=ANTHROPIC).json()
         assert [m["id"] for m in page["data"]] == ["claude-*"] and page["has_more"] is True
-        rest = http("GET", gateway.url + "/v1/models?limit=1&after_id=claude-*", **ANTHROPIC).json()
+        rest = http("GET", gateway.url + "/v1/models?limit=1&after_id=claude-*", headers=ANTHROPIC)
+        rest = rest.json()
         assert [m["id"] for m in rest["data"]] == [COLD_MODEL] and rest["has_more"] is False
 
         answers: list = []
@@ -41,14 +46,15 @@ def test_a_request_waits_for_a_neuron_still_coming_up(
         headers = {"content-type": "application/json"}
 
         def ask_now() -> None:
-            answers.append(http("POST", gateway.url + "/v1/messages", body, **headers))
+            answers.append(http("POST", gateway.url + "/v1/messages", body, headers=headers))
 
         ask = threading.Thread(target=ask_now)
         ask.start()
-        neuron = start_neuron(tmp_path, anthropic_models, [COLD_MODEL], port=port)
+        neuron = start_neuron(tmp_path, anthropic_models, [COLD_MODEL], name="n1", port=port,
+                              module="tests.support.scripted_model")  # fmt: skip
         ask.join(120)
         [reply] = answers
-        assert reply.status_code == 200, reply.text
+        assert reply.status == 200, reply.text
         assert reply.json()["content"][0]["text"] == TEXT_SCRIPT
     finally:
         gateway.stop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.anthropic.conftest import ANSWER, REASONING, THINK_MODEL, Stack
+from tests.support.anthropic_stack import ANSWER, REASONING, THINK_MODEL, Stack
 
 pytestmark = pytest.mark.slow
 ASK = [{"role": "user", "content": "Name three colours."}]
@@ -57,7 +57,7 @@ def test_truncate_max_tokens_caps_at_the_context(stack: Stack) -> None:
     near = [{"role": "user", "content": "word " * 3900}]
     body = {"model": "scripted-text", "messages": near, "max_tokens": 100_000, "ignore_eos": True}
     refused = stack.post("/v1/chat/completions", body)  # without the cap
-    assert refused.status_code == 400, refused.text
+    assert refused.status == 400, refused.text
     assert "maximum context length is 4096 tokens" in refused.json()["error"]["message"]
     capped = stack.post("/v1/chat/completions", {**body, "truncate_max_tokens": True}).json()
     choice = capped["choices"][0]
@@ -67,5 +67,5 @@ def test_truncate_max_tokens_caps_at_the_context(stack: Stack) -> None:
                 "messages": [{"role": "user", "content": "word " * 5000}]}  # fmt: skip
     refused = stack.post("/v1/chat/completions", too_long)
     error = refused.json()["error"]
-    assert refused.status_code == 400 and error["code"] == "context_length_exceeded"
+    assert refused.status == 400 and error["code"] == "context_length_exceeded"
     assert "maximum context length is 4096 tokens; the request has" in error["message"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.anthropic.conftest import ANSWER, REASONING, THINK_MODEL, Stack
 from tests.anthropic.sse import parse_sse
+from tests.support.anthropic_stack import ANSWER, REASONING, THINK_MODEL, Stack
 
 pytestmark = pytest.mark.slow
 ASK = [{"role": "user", "content": "Name three colours."}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cortex.config import ModelProfile, ModelsConfig
 from cortex.fleet.nodes import Fleet, ModelOnNode, Node
+from cortex.metrics import Metrics
 from cortex.routing.catalogue import Catalogue
 
 ALIASES = {
@@ -40,25 +41,28 @@ def test_a_cycle_of_aliases_stops_instead_of_looping() -> None:
     assert CATALOGUE.resolve("loop-a") in ("loop-a", "loop-b")
 
 
-def _node(state: str) -> Node:
-    return Node("n1", "http://x", client=None, state=state)
+def _fleet(status: str) -> tuple[Fleet, Node]:
+    fleet = Fleet(Metrics())
+    node = fleet.add("n1", "http://x", client=None)  # type: ignore[arg-type]
+    node.status = status
+    return fleet, node
 
 
 def test_configured_models_are_listed_with_their_status_from_the_first_moment() -> None:
-    fleet = Fleet([_node("unknown")])
+    fleet, _ = _fleet("unknown")
     entries = {e.id: e for e in CATALOGUE.entries(fleet)}
     assert entries["repo/qwen:Q4_1"].status == "unavailable"
     assert entries["claude-*"].alias_of == "repo/qwen:Q4_1"
     assert entries["claude-haiku-*"].alias_of == "small"
-    starting = _node("starting")
+    fleet, starting = _fleet("starting")
     starting.models["small"] = ModelOnNode("small", "loading")
-    entries = {e.id: e for e in CATALOGUE.entries(Fleet([starting]))}
+    entries = {e.id: e for e in CATALOGUE.entries(fleet)}
     assert entries["small"].status == "loading" and entries["claude-haiku-*"].status == "loading"
 
 
 def test_a_name_only_a_pattern_matches_is_found() -> None:
-    node = _node("up")
+    fleet, node = _fleet("up")
     node.models["small"] = ModelOnNode("small", "ready")
-    entry = CATALOGUE.find(Fleet([node]), "claude-haiku-9")
+    entry = CATALOGUE.find(fleet, "claude-haiku-9")
     assert entry is not None and entry.alias_of == "small" and entry.status == "ready"
-    assert CATALOGUE.find(Fleet([node]), "nothing-like-it") is None
+    assert CATALOGUE.find(fleet, "nothing-like-it") is None
