@@ -26,6 +26,7 @@ class DefaultModel:
     devices: list[str] | None = None
     dtype: Dtype = "auto"
     max_context: int | None = None
+    prefix_cache: bool | None = None  # None: the daemon's `prefix_cache`
 
 
 @dataclass
@@ -41,6 +42,7 @@ class NeuronConfig:
     max_waiting: int = 256  # per model, beyond the running batch; more → 503
     max_prefill_tokens: int = 2048
     block_size: int = 16
+    prefix_cache: bool = True  # keep and share full KV blocks of prompts (per model: load request)
     max_body_bytes: int = 8 * 1024 * 1024
     drain_timeout_seconds: float = 300.0
     cpu_dtype: Dtype = "float32"

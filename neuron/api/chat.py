@@ -107,7 +107,7 @@ async def _complete(
         body["choices"].append(
             shapes.chat_choice(i, parsed.content, parsed.tool_calls, *choice.finish, logprobs)
         )
-    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens)
+    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens)
     return web.json_response(body)
 
 
@@ -120,7 +120,11 @@ def _delta(event: Any) -> dict[str, Any]:
 async def _stream(
     request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, prefix: str
 ) -> web.StreamResponse:
-    usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    usage = (
+        (lambda: shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens))
+        if req.include_usage
+        else None
+    )
     chunks = _chunks(gen, req, prefix)
     return await relay_chunks(
         request,

@@ -34,6 +34,11 @@ COLD_MODEL = "scripted-cold"
 ALIAS = "claude-scripted"
 
 
+def whole_prompt(usage: Any) -> int:
+    """The prompt's tokens, however the prefix cache split them (Anthropic adds the three)."""
+    return usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+
+
 @dataclass
 class Reply:
     """A raw HTTP answer: status, headers and the whole body."""

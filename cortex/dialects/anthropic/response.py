@@ -46,13 +46,18 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 
 def usage(openai_usage: dict[str, Any] | None) -> dict[str, int]:
-    """Anthropic usage from OpenAI's; there is no prompt cache, so its counts are 0."""
+    """Anthropic usage from OpenAI's. The neuron's prefix cache served `cached_tokens`
+    of the prompt (read) and keeps the rest (creation); as with Anthropic, the three
+    input counts add up to the whole prompt, so nothing is left as plain input."""
     openai_usage = openai_usage or {}
+    prompt = int(openai_usage.get("prompt_tokens") or 0)
+    details = openai_usage.get("prompt_tokens_details") or {}
+    cached = min(prompt, int(details.get("cached_tokens") or 0))
     return {
-        "input_tokens": int(openai_usage.get("prompt_tokens") or 0),
+        "input_tokens": 0,
         "output_tokens": int(openai_usage.get("completion_tokens") or 0),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": prompt - cached,
+        "cache_read_input_tokens": cached,
     }
 
 

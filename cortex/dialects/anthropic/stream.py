@@ -66,11 +66,6 @@ class AnthropicStream:
     def finish(self) -> bytes:
         """Closing events once the upstream stream ended cleanly."""
         reason, sequence = stop_reason(self._finish, self._matched, self._stops)
-        counts = usage(self._usage)
-        delta_usage = {
-            "input_tokens": counts["input_tokens"],
-            "output_tokens": counts["output_tokens"],
-        }
         return b"".join(
             [
                 self._start(),
@@ -81,7 +76,7 @@ class AnthropicStream:
                     {
                         "type": "message_delta",
                         "delta": {"stop_reason": reason, "stop_sequence": sequence},
-                        "usage": delta_usage,
+                        "usage": usage(self._usage),
                     },
                 ),
                 sse("message_stop", {"type": "message_stop"}),
