@@ -47,9 +47,10 @@ import aiohttp
 from aiohttp import web
 
 from cortex.app.state import COUNTED, STARTED, State, state_of
-from cortex.common.wire import ApiError, openai_error_from_upstream
+from cortex.common.wire import CLIENT_BODY, ApiError, openai_error_from_upstream
 from cortex.fleet.client import describe_exc
 from cortex.fleet.nodes import Node
+from cortex.routing.affinity import conversation_key
 
 __all__ = ["Upstream", "open_upstream", "read_whole", "record_failure"]
 log = logging.getLogger("cortex.app.proxy")
@@ -140,9 +141,10 @@ async def open_upstream(
     label = model if state.router.known(model) else "unknown"
     stream = bool(body.get("stream"))
     excluded = exclude
+    conversation = conversation_key(request.get(CLIENT_BODY, body), request.headers)
     try:
         while True:
-            node = await state.router.acquire(model, keepalive, excluded)
+            node = await state.router.acquire(model, keepalive, excluded, conversation)
             try:
                 response = await _send(state, node, path, raw, stream)
             except _NodeFault as failure:
