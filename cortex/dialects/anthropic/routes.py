@@ -2,7 +2,7 @@
 
 Requests are translated to the neuron's OpenAI dialect and routed like any other:
 non-streamed ones through `cortex.app.proxy.read_whole` (a node that breaks off while
-answering is retried once elsewhere), streams through `cortex.app.relay.relay_stream`.
+answering is retried once elsewhere), streams through `cortex.app.relay.open_relay`.
 An ApiError raised here reaches the client as Anthropic's error envelope (the gateway
 middleware picks the dialect by path); once a stream has begun it becomes an `error`
 event instead.
@@ -19,9 +19,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from cortex.app.proxy import Upstream, read_whole, record_failure
-from cortex.app.relay import relay_stream
-from cortex.common.sse import EventSplitter, event_data
+from cortex.app.proxy import read_whole
+from cortex.app.relay import open_relay
+from cortex.app.upstream import Upstream
+from cortex.common.sse import event_data
 from cortex.common.wire import ApiError, read_json_object
 from cortex.dialects.anthropic.request import to_openai_request, to_tokenize_request
 from cortex.dialects.anthropic.response import from_openai_response
@@ -46,7 +47,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
     def answer(upstream: Upstream, raw: bytes) -> web.Response:
         data = _json_object(upstream, raw)
-        upstream.record(data.get("usage"), None)
+        upstream.record_usage(data.get("usage"), None)
         return web.json_response(from_openai_response(data, upstream.model, stops))
 
     return await read_whole(request, upstream_body, path=CHAT_PATH, dialect="anthropic", use=answer)
@@ -75,7 +76,7 @@ def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
 
 def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
     """A node that broke off or garbled its answer: count it against the node, tell the client."""
-    record_failure(upstream.state, upstream.node, exc, definite=False)
+    upstream.node_failed(exc)
     status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
     return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
 
@@ -83,40 +84,44 @@ def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
 async def _stream(
     request: web.Request, upstream_body: dict[str, Any], stops: list[str]
 ) -> web.StreamResponse:
-    async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
-        translator = AnthropicStream(upstream.model, stops)
-        first_token_at = None
-        try:
-            async for chunk in _chunks(upstream):
-                events = translator.feed(chunk)
-                if first_token_at is None and translator.has_content:
-                    first_token_at = time.monotonic()
-                await response.write(events)
-            await response.write(translator.finish())
-        except ApiError as err:
-            upstream.code = err.status
-            await response.write(error_event(err))
-        finally:
-            upstream.record(translator.openai_usage, first_token_at)
-
     # Pings while a cold load runs keep proxies and clients from timing out.
-    return await relay_stream(
+    relay = await open_relay(
         request,
         upstream_body,
         path=CHAT_PATH,
         dialect="anthropic",
         ping=PING,
         error_event=error_event,
-        pump=pump,
     )
+    if relay.upstream is not None:
+        async with relay.upstream as upstream:
+            await _translate(upstream, relay.response, stops)
+    return relay.response
+
+
+async def _translate(upstream: Upstream, response: web.StreamResponse, stops: list[str]) -> None:
+    """The node's chat chunks, re-encoded as Anthropic stream events."""
+    translator = AnthropicStream(upstream.model, stops)
+    first_token_at = None
+    try:
+        async for chunk in _chunks(upstream):
+            events = translator.feed(chunk)
+            if first_token_at is None and translator.has_content:
+                first_token_at = time.monotonic()
+            await response.write(events)
+        await response.write(translator.finish())
+    except ApiError as err:
+        upstream.code = err.status
+        await response.write(error_event(err))
+    finally:
+        upstream.record_usage(translator.openai_usage, first_token_at)
 
 
 async def _chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
     """The JSON chunks of an OpenAI SSE body; ApiError if it breaks off before `[DONE]`."""
-    splitter = EventSplitter()
     try:
-        async for raw in upstream.response.content.iter_any():
-            for event in splitter.feed(raw):
+        async for events in upstream.events():
+            for event in events:
                 data = event_data(event)
                 if data == b"[DONE]":
                     return
