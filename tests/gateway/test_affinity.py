@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from cortex.fleet.nodes import ModelOnNode, Node
+from cortex.fleet.nodes import Fleet, ModelOnNode, Node
+from cortex.metrics import Metrics
 from cortex.routing.affinity import Affinity, conversation_key
 
 MODEL = "m"
+FLEET = Fleet(Metrics())
 
 
 def node(name: str, inflight: int = 0, loaded_at: float = 1.0) -> Node:
-    n = Node(name, f"http://{name}", client=None)  # the router never calls the client here
+    n = FLEET.add(name, f"http://{name}", client=None)  # type: ignore[arg-type]
     n.models[MODEL] = ModelOnNode(MODEL, loaded_at=loaded_at)
     n.inflight[MODEL] = inflight
     return n

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import anthropic
 import pytest
 
-from tests.gateway.fleet import http, metric_sum, wait_until
+from tests.support.http import http, metric_sum, wait_until
 
 MODEL = "tiny-llama"
 BLOCK = 16  # the neuron's default block size
