@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -19,14 +20,16 @@ SCRIPT = 'Ja 🎉 漢字 "x" "x" {"a": [1, 1]}'
 LONG_SCRIPT = " tick" * 270
 
 
-def _engine(models_root, script: str, dtype: torch.dtype) -> tuple[Engine, Tokenizer]:
-    name = f"scripted-unit-{len(script)}"
-    folder = make_scripted_model(models_root, name, script)
+def _folder(models_root: Path, script: str) -> Path:
+    return make_scripted_model(models_root, f"scripted-unit-{len(script)}", script)
+
+
+def _engine(folder: Path, dtype: torch.dtype) -> tuple[Engine, Tokenizer]:
     tokenizer = Tokenizer.from_hf_folder(folder)
     raw = json.loads((folder / "config.json").read_text())
     config, model = build(folder, raw, tokenizer, torch.device("cpu"), dtype)
     loaded = LoadedModel(
-        name,
+        folder.name,
         config,
         model,
         tokenizer,
@@ -55,7 +58,7 @@ def _run(engine: Engine, prompts: dict[str, list[int]], params: SamplingParams) 
 
 
 def test_each_sequence_of_a_batch_follows_the_script_then_ends(models_root) -> None:
-    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
+    engine, tokenizer = _engine(_folder(models_root, SCRIPT), torch.float32)
     prompts = {"short": tokenizer.encode("Hi"), "long": tokenizer.encode("A longer prompt " * 3)}
     results = _run(engine, prompts, SamplingParams(max_tokens=64, temperature=1.0, seed=7))
     tokens = len(tokenizer.encode(SCRIPT, add_bos=False)) + 1  # and EOS
@@ -63,7 +66,7 @@ def test_each_sequence_of_a_batch_follows_the_script_then_ends(models_root) -> N
 
 
 def test_a_long_script_keeps_its_place_in_a_bf16_cache(models_root) -> None:
-    engine, tokenizer = _engine(models_root, LONG_SCRIPT, torch.bfloat16)
+    engine, tokenizer = _engine(_folder(models_root, LONG_SCRIPT), torch.bfloat16)
     results = _run(
         engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=400, temperature=0.0)
     )
@@ -71,7 +74,7 @@ def test_a_long_script_keeps_its_place_in_a_bf16_cache(models_root) -> None:
 
 
 def test_max_tokens_cuts_the_script(models_root) -> None:
-    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
+    engine, tokenizer = _engine(_folder(models_root, SCRIPT), torch.float32)
     text, reason, count = _run(engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=3))[
         "r"
     ]
