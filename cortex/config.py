@@ -1,7 +1,7 @@
 """Gateway configuration: `cortex.toml` (or YAML) and the `models.toml` it points to.
 
 Keys follow DESIGN.md §5; `[routing]` and `[upstream]` hold the waiting and timeout
-knobs the router and proxy need. `CORTEX_SECTION__KEY` variables override the file.
+knobs the router and proxy need, `[responses]` the Responses dialect's store. `CORTEX_SECTION__KEY` variables override the file.
 """
 
 from __future__ import annotations
@@ -67,6 +67,22 @@ class UpstreamSection:
 
 
 @dataclass
+class ResponsesSection:
+    """The Responses dialect's store of responses (`store`, `previous_response_id`): in this
+    gateway's memory only, the oldest dropped past `store_max_responses`."""
+
+    store_max_responses: int = 1000
+    store_ttl_seconds: float = 3600.0
+
+    def validate(self) -> tuple[str, str, str] | None:
+        if self.store_max_responses < 0:
+            return "store_max_responses", "an integer >= 0", str(self.store_max_responses)
+        if self.store_ttl_seconds <= 0:
+            return "store_ttl_seconds", "a positive number", str(self.store_ttl_seconds)
+        return None
+
+
+@dataclass
 class NeuronEntry:
     name: str
     endpoint: str
@@ -115,6 +131,7 @@ class CortexConfig:
     poller: PollerSection = field(default_factory=PollerSection)
     routing: RoutingSection = field(default_factory=RoutingSection)
     upstream: UpstreamSection = field(default_factory=UpstreamSection)
+    responses: ResponsesSection = field(default_factory=ResponsesSection)
     neurons: list[NeuronEntry] = field(default_factory=list)
     models_config: str | None = None
 

@@ -29,13 +29,28 @@ def wants_anthropic(request: web.Request) -> bool:
 
 
 # Model routes whose rejected requests (bad body, auth, size) are counted as requests too.
-_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages")
+_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses")
+
+
+def _dialect(request: web.Request, anthropic: bool) -> str:
+    if anthropic:
+        return "anthropic"
+    return "responses" if request.path.startswith("/v1/responses") else "openai"
+
+
+def _unserved(request: web.Request, exc: web.HTTPException) -> ApiError:
+    """A 404 or 405 that says which endpoint (or method) cortex does not serve."""
+    if exc.status == 404:
+        message = f"{request.method} {request.path} is not an endpoint this server supports"
+    else:
+        message = f"{request.method} is not supported on {request.path}"
+    return ApiError(exc.status, message, code="unsupported_endpoint")
 
 
 def error_response(request: web.Request, err: ApiError) -> web.Response:
     anthropic = wants_anthropic(request)
     if request.path.startswith(_MODEL_ROUTES) and not request.get(COUNTED):
-        dialect = "anthropic" if anthropic else "openai"
+        dialect = _dialect(request, anthropic)
         metrics = state_of(request).metrics
         metrics.child(metrics.requests, "none", "none", dialect, str(err.status)).inc()
     return anthropic_error_response(err) if anthropic else openai_error_response(err)
@@ -81,6 +96,8 @@ async def gateway_middleware(request: web.Request, handler) -> web.StreamRespons
     except web.HTTPRequestEntityTooLarge:
         limit = state_of(request).config.gateway.max_body_bytes
         return error_response(request, ApiError(413, f"request body is larger than {limit} bytes"))
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return error_response(request, _unserved(request, exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

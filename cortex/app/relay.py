@@ -1,15 +1,19 @@
 """Streamed answers, the same way for every dialect: route the request, keep the client
-alive while a cold load is awaited, then let the dialect's pump relay the node's events."""
+alive while a cold load is awaited, then let the dialect's pump relay the node's events;
+and, for the dialects that translate, the node's answer read as JSON or as chat chunks."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from cortex.app.proxy import Upstream, open_upstream
-from cortex.common.sse import open_stream
+from cortex.app.proxy import Upstream, open_upstream, record_failure
+from cortex.common.sse import EventSplitter, event_data, open_stream
 from cortex.common.wire import ApiError
 
 
@@ -51,3 +55,41 @@ async def relay_stream(
         response = response or await open_stream(request, headers)
         await pump(upstream, response)
     return response
+
+
+# What a broken upstream connection raises while its body is read.
+_UPSTREAM_FAULTS = (aiohttp.ClientError, asyncio.TimeoutError, ValueError)
+
+
+def upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
+    """A node that broke off or garbled its answer: count it against the node, tell the client."""
+    record_failure(upstream.state, upstream.node, exc, definite=False)
+    status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
+    return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
+
+
+def json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
+    """A node's whole answer as a JSON object (a translating dialect's `read_whole` use)."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise upstream_fault(upstream, exc) from exc
+    if not isinstance(data, dict):
+        raise ApiError(502, "upstream answered with something other than a JSON object")
+    return data
+
+
+async def chat_chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of an OpenAI SSE body; ApiError if it breaks off before `[DONE]`."""
+    splitter = EventSplitter()
+    try:
+        async for raw in upstream.response.content.iter_any():
+            for event in splitter.feed(raw):
+                data = event_data(event)
+                if data == b"[DONE]":
+                    return
+                if data:
+                    yield json.loads(data)
+    except _UPSTREAM_FAULTS as exc:
+        raise upstream_fault(upstream, exc) from exc
+    raise ApiError(502, f"node '{upstream.node.name}' ended the stream before it was complete")

@@ -168,7 +168,7 @@ def anthropic_models(models_root: Path) -> Path:
     return models_root
 
 
-def _stop_all(*procs: Proc) -> None:
+def stop_all(*procs: Proc) -> None:
     for proc in procs:
         code = proc.stop()
         assert code == 0, proc.tail()
@@ -184,7 +184,7 @@ def stack(anthropic_models: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         neuron.stop()
         raise
     yield Stack(neuron, gateway)
-    _stop_all(gateway, neuron)
+    stop_all(gateway, neuron)
 
 
 @pytest.fixture(scope="session")

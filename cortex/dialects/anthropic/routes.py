@@ -10,18 +10,13 @@ event instead.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from cortex.app.proxy import Upstream, read_whole, record_failure
-from cortex.app.relay import relay_stream
-from cortex.common.sse import EventSplitter, event_data
+from cortex.app.proxy import Upstream, read_whole
+from cortex.app.relay import chat_chunks, json_object, relay_stream
 from cortex.common.wire import ApiError, read_json_object
 from cortex.dialects.anthropic.request import to_openai_request, to_tokenize_request
 from cortex.dialects.anthropic.response import from_openai_response
@@ -29,8 +24,6 @@ from cortex.dialects.anthropic.stream import PING, AnthropicStream, error_event
 
 CHAT_PATH = "/v1/chat/completions"
 TOKENIZE_PATH = "/tokenize"
-# What a broken upstream connection raises while its body is read.
-_UPSTREAM_FAULTS = (aiohttp.ClientError, asyncio.TimeoutError, ValueError)
 
 
 def add_routes(app: web.Application) -> None:
@@ -45,7 +38,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return await _stream(request, upstream_body, stops)
 
     def answer(upstream: Upstream, raw: bytes) -> web.Response:
-        data = _json_object(upstream, raw)
+        data = json_object(upstream, raw)
         upstream.record(data.get("usage"), None)
         return web.json_response(from_openai_response(data, upstream.model, stops))
 
@@ -55,29 +48,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.Response:
     tokenize_body = to_tokenize_request(await read_json_object(request))
     data = await read_whole(
-        request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=_json_object
+        request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=json_object
     )
     count = data.get("count")
     if not isinstance(count, int) or isinstance(count, bool):
         raise ApiError(502, f"upstream returned a token count that is not an integer: {count!r}")
     return web.json_response({"input_tokens": count})
-
-
-def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise _upstream_fault(upstream, exc) from exc
-    if not isinstance(data, dict):
-        raise ApiError(502, "upstream answered with something other than a JSON object")
-    return data
-
-
-def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
-    """A node that broke off or garbled its answer: count it against the node, tell the client."""
-    record_failure(upstream.state, upstream.node, exc, definite=False)
-    status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
-    return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
 
 
 async def _stream(
@@ -87,7 +63,7 @@ async def _stream(
         translator = AnthropicStream(upstream.model, stops)
         first_token_at = None
         try:
-            async for chunk in _chunks(upstream):
+            async for chunk in chat_chunks(upstream):
                 events = translator.feed(chunk)
                 if first_token_at is None and translator.has_content:
                     first_token_at = time.monotonic()
@@ -109,19 +85,3 @@ async def _stream(
         error_event=error_event,
         pump=pump,
     )
-
-
-async def _chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
-    """The JSON chunks of an OpenAI SSE body; ApiError if it breaks off before `[DONE]`."""
-    splitter = EventSplitter()
-    try:
-        async for raw in upstream.response.content.iter_any():
-            for event in splitter.feed(raw):
-                data = event_data(event)
-                if data == b"[DONE]":
-                    return
-                if data:
-                    yield json.loads(data)
-    except _UPSTREAM_FAULTS as exc:
-        raise _upstream_fault(upstream, exc) from exc
-    raise ApiError(502, f"node '{upstream.node.name}' ended the stream before it was complete")
