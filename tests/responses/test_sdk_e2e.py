@@ -18,6 +18,8 @@ WEATHER_TOOL = {
                    "required": ["city"]},
     "strict": False,
 }  # fmt: skip
+PATCH_TOOL = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+              "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/s"}}  # fmt: skip
 
 
 def test_a_text_turn(client: openai.OpenAI) -> None:
@@ -64,8 +66,7 @@ def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
 
 
 def test_a_freeform_tool_is_called_with_its_raw_input(client: openai.OpenAI) -> None:
-    tool = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
-            "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/s"}}  # fmt: skip
+    tool = PATCH_TOOL
     first = client.responses.create(model="scripted-patch", input="Add hello.txt", tools=[tool])
     [call] = first.output
     assert (call.type, call.name, call.input) == ("custom_tool_call", "apply_patch", PATCH)

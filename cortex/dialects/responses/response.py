@@ -48,7 +48,7 @@ def message_item(
         "id": item_id or new_id("msg_"),
         "status": status,
         "role": "assistant",
-        "content": [text_part(text)] if status == "completed" else [],
+        "content": [] if status == "in_progress" else [text_part(text)],
     }
 
 
@@ -131,7 +131,8 @@ def from_chat_completion(
     if message.get("reasoning_content"):
         output.append(reasoning_item(message["reasoning_content"], request.encrypted_reasoning))
     if message.get("content"):
-        output.append(message_item(message["content"]))
+        status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
+        output.append(message_item(message["content"], status=status))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         target = request.kit.callable(function.get("name") or "")

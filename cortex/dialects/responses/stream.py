@@ -85,14 +85,14 @@ class ResponsesStream:
 
     def finish(self) -> bytes:
         """The closing events once the upstream stream ended cleanly."""
-        closing = self._close()
+        closing = self._close("incomplete" if self._finish == "length" else "completed")
         final = finish(self.response, self._finish, self.chat_usage)
         kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
         return closing + self._event(kind, response=final)
 
     def fail(self, err: ApiError) -> bytes:
         """`response.failed` for a node that broke off mid-stream."""
-        closing = self._close()
+        closing = self._close("incomplete")
         self.response["status"] = "failed"
         self.response["error"] = {"code": "server_error", "message": err.message}
         return closing + self._event("response.failed", response=self.response)
@@ -162,7 +162,7 @@ class ResponsesStream:
                                      item_id=self._item.id, output_index=self._item.index,
                                      delta=arguments)  # fmt: skip
 
-    def _close(self) -> bytes:
+    def _close(self, status: str = "completed") -> bytes:
         item, self._item = self._item, None
         if item is None:
             return b""
@@ -170,7 +170,7 @@ class ResponsesStream:
             item.id = call_item(item.call["target"], "", "")["id"]
         where = {"item_id": item.id, "output_index": item.index}
         if item.kind == "message":
-            done = message_item(item.text, item.id)
+            done = message_item(item.text, item.id, status)
             events = [self._event("response.output_text.done", **where, content_index=0,
                                   text=item.text, logprobs=[]),
                       self._event("response.content_part.done", **where, content_index=0,
