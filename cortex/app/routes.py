@@ -44,7 +44,12 @@ async def list_models(request: web.Request) -> web.Response:
         return web.json_response(
             {"data": data, "has_more": False, "first_id": first, "last_id": last}
         )
-    return web.json_response({"object": "list", "data": [_openai_model(e) for e in entries]})
+    listing: dict[str, Any] = {"object": "list", "data": [_openai_model(e) for e in entries]}
+    if "client_version" in request.query:
+        # Codex's model discovery reads `models` (its own metadata records); none is offered,
+        # so it keeps its built-in defaults instead of failing to parse the list.
+        listing["models"] = []
+    return web.json_response(listing)
 
 
 async def get_model(request: web.Request) -> web.Response:

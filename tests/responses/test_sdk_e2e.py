@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import openai
 import pytest
@@ -181,3 +182,22 @@ def test_unknown_endpoints_say_which(stack: Stack) -> None:
     assert anthropic_404.status_code in (404, 405)
     body = anthropic_404.json()
     assert body["type"] == "error" and "/v1/messages/batches" in body["error"]["message"]
+
+
+def test_codex_model_discovery_parses(stack: Stack) -> None:
+    listing = http("GET", stack.url + "/v1/models?client_version=0.171.0").json()
+    assert listing["models"] == []  # Codex keeps its own defaults for every model
+    assert "scripted-codex" in [m["id"] for m in listing["data"]]
+    assert "models" not in http("GET", stack.url + "/v1/models").json()
+
+
+def test_metrics_label_the_dialect(client: openai.OpenAI, stack: Stack) -> None:
+    import tomllib
+
+    client.responses.create(model="scripted-text", input="Hi", store=False)
+    config = tomllib.loads((stack.gateway.log.parent / "cortex.toml").read_text())
+    text = http("GET", f"http://{config['gateway']['metrics_listen']}/metrics").text
+    assert re.search(
+        r'cortex_requests_total\{code="200",dialect="responses",model="scripted-text",node="n1"\} [1-9]',
+        text,
+    ), text
