@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -93,3 +94,50 @@ async def chat_chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
     except _UPSTREAM_FAULTS as exc:
         raise upstream_fault(upstream, exc) from exc
     raise ApiError(502, f"node '{upstream.node.name}' ended the stream before it was complete")
+
+
+def chat_choice(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(first choice, its message) of a whole chat completion; a 502 when there is none."""
+    try:
+        choice = data["choices"][0]
+        return choice, choice["message"]
+    except (KeyError, IndexError, TypeError):
+        raise ApiError(502, "upstream returned a chat completion without a choice") from None
+
+
+class ChunkTranslator(Protocol):
+    """A dialect's stateful translator of chat chunks into its own stream events."""
+
+    @property
+    def has_content(self) -> bool: ...  # the first token has arrived
+
+    @property
+    def openai_usage(self) -> dict[str, Any] | None: ...
+
+    def feed(self, chunk: dict[str, Any]) -> bytes: ...
+
+    def finish(self) -> bytes: ...  # the closing events of a clean end
+
+    def fail(self, err: ApiError) -> bytes: ...  # the events that end a broken stream
+
+
+async def translate_chunks(
+    upstream: Upstream, response: web.StreamResponse, translator: ChunkTranslator
+) -> bool:
+    """Relay the node's chat chunks through `translator` into the client's stream; True when
+    it ended cleanly, False when the node failed and `translator.fail` ended it."""
+    first_token_at = None
+    try:
+        async for chunk in chat_chunks(upstream):
+            events = translator.feed(chunk)
+            if first_token_at is None and translator.has_content:
+                first_token_at = time.monotonic()
+            await response.write(events)
+        await response.write(translator.finish())
+        return True
+    except ApiError as err:
+        upstream.code = err.status
+        await response.write(translator.fail(err))
+        return False
+    finally:
+        upstream.record(translator.openai_usage, first_token_at)

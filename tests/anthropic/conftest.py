@@ -168,23 +168,29 @@ def anthropic_models(models_root: Path) -> Path:
     return models_root
 
 
-def stop_all(*procs: Proc) -> None:
+def _stop_all(*procs: Proc) -> None:
     for proc in procs:
         code = proc.stop()
         assert code == 0, proc.tail()
 
 
-@pytest.fixture(scope="session")
-def stack(anthropic_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("anthropic-stack")
-    neuron = start_neuron(workdir, anthropic_models, list(DEFAULT_MODELS))
+def run_stack(workdir: Path, models_dir: Path, defaults: tuple[str, ...]) -> Iterator[Stack]:
+    """A neuron serving `defaults` and a gateway in front, for a fixture to yield from."""
+    neuron = start_neuron(workdir, models_dir, list(defaults))
     try:
-        gateway = start_gateway(workdir, neuron, DEFAULT_MODELS)
+        gateway = start_gateway(workdir, neuron, defaults)
     except BaseException:
         neuron.stop()
         raise
     yield Stack(neuron, gateway)
-    stop_all(gateway, neuron)
+    _stop_all(gateway, neuron)
+
+
+@pytest.fixture(scope="session")
+def stack(anthropic_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from run_stack(
+        tmp_path_factory.mktemp("anthropic-stack"), anthropic_models, DEFAULT_MODELS
+    )
 
 
 @pytest.fixture(scope="session")

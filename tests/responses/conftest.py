@@ -1,8 +1,7 @@
 """A real gateway in front of a real neuron for the Responses dialect's end-to-end tests.
 
 The neuron serves scripted models whose answer changes once the prompt holds a tool
-result (`<tool_response>…`, how the neuron renders one for SmolLM2's template): an
-agent's first request gets a tool call, its second the final answer.
+result: an agent's first request gets a tool call, its second the final answer.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.anthropic.conftest import Stack, start_gateway, start_neuron, stop_all
+from tests.anthropic.conftest import Stack, run_stack
 from tests.support.scripted_model import make_scripted_model
 
 
@@ -29,14 +28,17 @@ PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch\n"
 CODEX_ANSWER = "The command printed cortex-ok."
 # Codex's shell tool (`exec_command`), then the answer once its output is in the prompt.
 CODEX_SCRIPT = tool_call("exec_command", {"cmd": "echo cortex-ok"})
+# What Codex's function_call_output holds after the command's own header lines.
+CODEX_OUTPUT = "Output:\ncortex-ok"
+TOOL_RESULT = "<tool_response>"  # how the neuron renders a tool result for SmolLM2
 MODELS = {
     "scripted-text": (TEXT, []),
-    "scripted-agent": (WEATHER_CALL, [(r"<tool_response>", WEATHER_ANSWER)]),
+    "scripted-agent": (WEATHER_CALL, [{"when": TOOL_RESULT, "script": WEATHER_ANSWER}]),
     "scripted-patch": (
         tool_call("apply_patch", {"input": PATCH}),
-        [(r"<tool_response>", "Patched.")],
+        [{"when": TOOL_RESULT, "script": "Patched."}],
     ),
-    "scripted-codex": (CODEX_SCRIPT, [(r"<tool_response>[^<]*cortex-ok", CODEX_ANSWER)]),
+    "scripted-codex": (CODEX_SCRIPT, [{"when": CODEX_OUTPUT, "script": CODEX_ANSWER}]),
 }
 CONTEXT = 32768  # Codex's own prompt is ~10k tokens
 
@@ -44,21 +46,15 @@ CONTEXT = 32768  # Codex's own prompt is ~10k tokens
 @pytest.fixture(scope="session")
 def responses_models(models_root: Path) -> Path:
     for name, (script, replies) in MODELS.items():
-        make_scripted_model(models_root, name, script, replies, context_length=CONTEXT)
+        make_scripted_model(models_root, name, script, replies, context=CONTEXT)
     return models_root
 
 
 @pytest.fixture(scope="session")
 def stack(responses_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("responses-stack")
-    neuron = start_neuron(workdir, responses_models, list(MODELS))
-    try:
-        gateway = start_gateway(workdir, neuron, tuple(MODELS))
-    except BaseException:
-        neuron.stop()
-        raise
-    yield Stack(neuron, gateway)
-    stop_all(gateway, neuron)
+    yield from run_stack(
+        tmp_path_factory.mktemp("responses-stack"), responses_models, tuple(MODELS)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,10 @@ FIRST, AFTER_TOOL = "Calling the tool.", "The tool said ok."
 
 def test_a_reply_is_chosen_by_a_pattern_anywhere_in_a_chunked_prompt(models_root) -> None:
     folder = make_scripted_model(
-        models_root, "scripted-replies", FIRST, replies=[("<tool_response>\\s*ok", AFTER_TOOL)]
+        models_root,
+        "scripted-replies",
+        FIRST,
+        replies=[{"when": "<tool_response>\nok", "script": AFTER_TOOL}],
     )
     engine, tokenizer = _engine(folder, torch.bfloat16)
     filler = "Some words before the result arrives. " * 6  # many 8-token prefill chunks

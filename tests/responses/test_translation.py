@@ -94,7 +94,7 @@ def _stream(
     body: dict[str, Any], chunks: list[dict[str, Any]]
 ) -> tuple[list[dict], ResponsesStream]:
     translator = ResponsesStream(to_chat_request(body, []), "m", "resp_1")
-    raw = translator.start() + b"".join(translator.feed(c) for c in chunks) + translator.finish()
+    raw = b"".join(translator.feed(c) for c in chunks) + translator.finish()
     return _events(raw), translator
 
 
@@ -126,7 +126,7 @@ def test_reasoning_streams_as_a_summary_and_round_trips_sealed() -> None:
         "content": "Done.",
         "reasoning_content": "Think hard.",
     }
-    assert translator.chat_usage == {"prompt_tokens": 7, "completion_tokens": 5}
+    assert translator.openai_usage == {"prompt_tokens": 7, "completion_tokens": 5}
 
 
 def test_each_tool_kind_comes_back_as_its_own_item() -> None:
@@ -175,7 +175,7 @@ def test_a_local_shell_call() -> None:
 
 def test_a_node_failing_mid_stream_fails_the_response() -> None:
     translator = ResponsesStream(to_chat_request({"model": "m", "input": "x"}, []), "m", "resp_1")
-    raw = translator.start() + translator.feed(_chunk(content="Hal"))
+    raw = translator.feed(_chunk(content="Hal"))
     raw += translator.fail(ApiError(502, "node 'n1' failed while answering"))
     events = _events(raw)
     assert [e["type"] for e in events][-2:] == ["response.output_item.done", "response.failed"]

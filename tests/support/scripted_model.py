@@ -5,9 +5,10 @@ string, emoji) while everything around it stays real: tokenizer, chat template,
 engine, KV cache, sampler, tool-call parser, HTTP and SDKs. The model folder is
 an ordinary Hugging Face folder (SmolLM2's tokenizer and template) whose
 config.json names the architecture `ScriptedForCausalLM` and carries the text in
-a `script` field, and optionally `replies`: `[{"when": REGEX, "script": TEXT}]`,
-other answers for prompts whose text matches REGEX (the last match wins), so an
-agent's second request (a tool result in the prompt) gets a different answer.
+a `script` field, and optionally `replies`: `[{"when": TEXT, "script": …}]`; the
+first reply whose TEXT occurs in the prompt is answered instead of `script` (so the
+model asks for a tool, then answers differently once the tool's result is in the
+prompt).
 
 How it knows where it is: every token it sees writes its script and its step in
 that script to its KV-cache keys (-1 for prompt tokens) and its own id to the
@@ -24,7 +25,6 @@ that knows it.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -51,14 +51,14 @@ class ScriptedModel(nn.Module):
         self,
         config: ModelConfig,
         scripts: list[list[int]],
-        patterns: list[re.Pattern[str] | None],
+        triggers: list[str],
         tokenizer: Tokenizer,
         eos_id: int,
         device: torch.device,
     ) -> None:
         super().__init__()
         self.config = config
-        self.patterns, self.tokenizer = patterns, tokenizer
+        self.triggers, self.tokenizer = triggers, tokenizer  # script c + 1 answers triggers[c]
         # Script i, step s emits targets[i, s + 1]; the prompt's last token has step -1.
         longest = max(len(ids) for ids in scripts) + 1
         rows = [[*ids, *[eos_id] * (longest - len(ids))] for ids in scripts]
@@ -95,9 +95,9 @@ class ScriptedModel(nn.Module):
     def _prefill_scripts(
         self, input_ids: torch.Tensor, meta: AttentionMetadata, values: torch.Tensor
     ) -> torch.Tensor:
-        """The script of each new token: the last whose pattern the sequence's prompt matches."""
+        """The script of each new token: the first reply whose trigger the prompt holds."""
         script = torch.zeros_like(input_ids)
-        if not any(self.patterns):
+        if not self.triggers:
             return script
         cu_q, cu_k = meta.cu_seqlens_q.tolist(), meta.cu_seqlens_k.tolist()
         for b in range(len(cu_q) - 1):
@@ -109,9 +109,8 @@ class ScriptedModel(nn.Module):
                     stored[:, 0] * _BASE * _BASE + stored[:, 1] * _BASE + stored[:, 2]
                 ).tolist() + ids
             text = self.tokenizer.decode(ids, skip_special_tokens=False)
-            for i, pattern in enumerate(self.patterns):
-                if pattern is not None and pattern.search(text):
-                    script[cu_q[b] : cu_q[b + 1]] = i
+            found = [c + 1 for c, when in enumerate(self.triggers) if when in text]
+            script[cu_q[b] : cu_q[b + 1]] = min(found, default=0)
         return script
 
     @torch.inference_mode()
@@ -162,24 +161,22 @@ def build(
         bos_token_id=raw.get("bos_token_id"),
         eos_token_ids=(eos,),
     )
-    replies = raw.get("replies", [])
-    scripts = [
-        tokenizer.encode(text, add_bos=False)
-        for text in [raw["script"]] + [r["script"] for r in replies]
-    ]
-    patterns = [None, *(re.compile(r["when"]) for r in replies)]
-    return config, ScriptedModel(config, scripts, patterns, tokenizer, eos, device)
+    replies = raw.get("replies") or []
+    texts = [raw["script"], *(reply["script"] for reply in replies)]
+    scripts = [tokenizer.encode(text, add_bos=False) for text in texts]
+    triggers = [reply["when"] for reply in replies]
+    return config, ScriptedModel(config, scripts, triggers, tokenizer, eos, device)
 
 
 def make_scripted_model(
     root: Path,
     name: str,
     script: str,
-    replies: list[tuple[str, str]] = (),
-    context_length: int = 4096,
+    replies: list[dict[str, str]] | None = None,
+    context: int = 4096,
 ) -> Path:
-    """A model folder under root whose model answers `script`, or the text of the last
-    `(regex, text)` reply whose regex the prompt matches."""
+    """A model folder under root whose model answers `script` (or one of `replies`), with
+    `context` positions."""
     from tests.support.tiny_models import smollm2_tokenizer_dir
 
     target = root / name
@@ -195,8 +192,8 @@ def make_scripted_model(
         "vocab_size": len(vocab),
         "bos_token_id": 1,
         "eos_token_id": 2,
-        "max_position_embeddings": context_length,
-        "replies": [{"when": when, "script": text} for when, text in replies],
+        "max_position_embeddings": context,
+        "replies": replies or [],
     }
     (target / "config.json").write_text(json.dumps(config, ensure_ascii=False))
     return target

@@ -7,6 +7,7 @@ import secrets
 import string
 from typing import Any
 
+from cortex.app.relay import chat_choice
 from cortex.common.wire import ApiError
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -58,11 +59,7 @@ def usage(openai_usage: dict[str, Any] | None) -> dict[str, int]:
 
 def from_openai_response(resp: dict[str, Any], model: str, stops: list[str]) -> dict[str, Any]:
     """An OpenAI chat completion as an Anthropic `Message`."""
-    try:
-        choice = resp["choices"][0]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError):
-        raise ApiError(502, "upstream returned a chat completion without a choice") from None
+    choice, message = chat_choice(resp)
     content: list[dict[str, Any]] = []
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})

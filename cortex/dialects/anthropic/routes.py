@@ -10,13 +10,12 @@ event instead.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
 from cortex.app.proxy import Upstream, read_whole
-from cortex.app.relay import chat_chunks, json_object, relay_stream
+from cortex.app.relay import json_object, relay_stream, translate_chunks
 from cortex.common.wire import ApiError, read_json_object
 from cortex.dialects.anthropic.request import to_openai_request, to_tokenize_request
 from cortex.dialects.anthropic.response import from_openai_response
@@ -60,20 +59,7 @@ async def _stream(
     request: web.Request, upstream_body: dict[str, Any], stops: list[str]
 ) -> web.StreamResponse:
     async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
-        translator = AnthropicStream(upstream.model, stops)
-        first_token_at = None
-        try:
-            async for chunk in chat_chunks(upstream):
-                events = translator.feed(chunk)
-                if first_token_at is None and translator.has_content:
-                    first_token_at = time.monotonic()
-                await response.write(events)
-            await response.write(translator.finish())
-        except ApiError as err:
-            upstream.code = err.status
-            await response.write(error_event(err))
-        finally:
-            upstream.record(translator.openai_usage, first_token_at)
+        await translate_chunks(upstream, response, AnthropicStream(upstream.model, stops))
 
     # Pings while a cold load runs keep proxies and clients from timing out.
     return await relay_stream(

@@ -88,6 +88,10 @@ class AnthropicStream:
             ]
         )
 
+    def fail(self, err: ApiError) -> bytes:
+        """An `error` event ends a stream the node broke off."""
+        return error_event(err)
+
     @property
     def has_content(self) -> bool:
         """Whether a content block has begun (the first token has arrived)."""

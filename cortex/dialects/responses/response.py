@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cortex.common.wire import ApiError
+from cortex.app.relay import chat_choice
 from cortex.dialects.responses.ids import new_id
 from cortex.dialects.responses.items import seal
 from cortex.dialects.responses.request import Translated
@@ -122,11 +122,7 @@ def from_chat_completion(
     data: dict[str, Any], request: Translated, model: str, response_id: str
 ) -> dict[str, Any]:
     """A whole chat completion as a finished Response."""
-    try:
-        choice = data["choices"][0]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError):
-        raise ApiError(502, "upstream returned a chat completion without a choice") from None
+    choice, message = chat_choice(data)
     output: list[dict[str, Any]] = []
     if message.get("reasoning_content"):
         output.append(reasoning_item(message["reasoning_content"], request.encrypted_reasoning))

@@ -10,13 +10,12 @@ continues from. Errors are the OpenAI envelope (the gateway middleware's default
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
 from cortex.app.proxy import Upstream, read_whole
-from cortex.app.relay import chat_chunks, json_object, relay_stream
+from cortex.app.relay import json_object, relay_stream, translate_chunks
 from cortex.common.sse import KEEPALIVE
 from cortex.common.wire import ApiError, read_json_object
 from cortex.config import ResponsesSection
@@ -100,21 +99,8 @@ async def _stream(
 ) -> web.StreamResponse:
     async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
         translator = ResponsesStream(translated, upstream.model, response_id)
-        first_token_at = None
-        try:
-            await response.write(translator.start())
-            async for chunk in chat_chunks(upstream):
-                events = translator.feed(chunk)
-                if first_token_at is None and translator.has_content:
-                    first_token_at = time.monotonic()
-                await response.write(events)
-            await response.write(translator.finish())
+        if await translate_chunks(upstream, response, translator):
             keep(translator.response)
-        except ApiError as err:
-            upstream.code = err.status
-            await response.write(translator.fail(err))
-        finally:
-            upstream.record(translator.chat_usage, first_token_at)
 
     return await relay_stream(request, translated.chat, path=CHAT_PATH, dialect=DIALECT,
                               ping=KEEPALIVE, error_event=error_event, pump=pump)  # fmt: skip

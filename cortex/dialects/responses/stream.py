@@ -53,13 +53,15 @@ class ResponsesStream:
         self._item: _Item | None = None
         self._calls: dict[int, _Item] = {}  # chat tool-call index → its item
         self._finish: str | None = None
-        self.chat_usage: dict[str, Any] | None = None
+        self.openai_usage: dict[str, Any] | None = None
 
     @property
     def has_content(self) -> bool:
         return bool(self.response["output"]) or self._item is not None
 
-    def start(self) -> bytes:
+    def _start(self) -> bytes:
+        if self._sequence:
+            return b""
         return self._event("response.created", response=self.response) + self._event(
             "response.in_progress", response=self.response
         )
@@ -69,8 +71,8 @@ class ResponsesStream:
         if isinstance(chunk.get("error"), dict):
             raise ApiError(502, str(chunk["error"].get("message") or "upstream error"))
         if chunk.get("usage"):
-            self.chat_usage = chunk["usage"]
-        out = []
+            self.openai_usage = chunk["usage"]
+        out = [self._start()]
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if delta.get("reasoning_content"):
@@ -85,14 +87,16 @@ class ResponsesStream:
 
     def finish(self) -> bytes:
         """The closing events once the upstream stream ended cleanly."""
-        closing = self._close("incomplete" if self._finish == "length" else "completed")
-        final = finish(self.response, self._finish, self.chat_usage)
+        closing = self._start() + self._close(
+            "incomplete" if self._finish == "length" else "completed"
+        )
+        final = finish(self.response, self._finish, self.openai_usage)
         kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
         return closing + self._event(kind, response=final)
 
     def fail(self, err: ApiError) -> bytes:
         """`response.failed` for a node that broke off mid-stream."""
-        closing = self._close("incomplete")
+        closing = self._start() + self._close("incomplete")
         self.response["status"] = "failed"
         self.response["error"] = {"code": "server_error", "message": err.message}
         return closing + self._event("response.failed", response=self.response)
