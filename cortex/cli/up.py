@@ -95,7 +95,7 @@ async def _run(settings: Settings, neuron: subprocess.Popen, model_id: str) -> i
     base = f"http://{settings.cortex.gateway.listen}"
     print(
         f"cortex up: {model_id} (alias {DEMO_ALIAS!r}) through {base}/v1 "
-        "(OpenAI and Anthropic); Ctrl-C stops",
+        "(OpenAI, OpenAI Responses and Anthropic); Ctrl-C stops",
         flush=True,
     )
     try:

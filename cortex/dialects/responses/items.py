@@ -20,8 +20,12 @@ _SEAL = "cortex-reasoning-v1:"
 _ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
 _CALLS = ("function_call", "custom_tool_call", "local_shell_call", "tool_search_call")
-_OUTPUTS = ("function_call_output", "custom_tool_call_output", "local_shell_call_output",
-            "tool_search_output")  # fmt: skip
+_OUTPUTS = (
+    "function_call_output",
+    "custom_tool_call_output",
+    "local_shell_call_output",
+    "tool_search_output",
+)
 _SKIPPED = ("web_search_call", "file_search_call", "image_generation_call", "code_interpreter_call")
 
 
@@ -110,8 +114,13 @@ class Conversation:
             if kind == "tool_search_output":
                 for i, tool in enumerate(item.get("tools") or []):
                     add_tool(self.kit, tool, f"{where}.tools.{i}")
-            self.messages.append({"role": "tool", "tool_call_id": call_id,
-                                  "content": _output_text(item, kind, where)})  # fmt: skip
+            self.messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call_id,
+                    "content": _output_text(item, kind, where),
+                }
+            )
         elif kind == "reasoning":
             self._reasoning.append(self._reasoning_text(item, where))
         elif kind not in _SKIPPED:

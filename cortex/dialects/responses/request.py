@@ -14,15 +14,47 @@ from cortex.dialects.responses.errors import bad, expect, one_of, optional
 from cortex.dialects.responses.items import to_messages
 from cortex.dialects.responses.tools import ToolKit, build_toolkit, chat_tool_choice
 
-_NO_EFFECT = {"user", "service_tier", "client_metadata", "safety_identifier", "metadata",
-              "prompt_cache_retention", "stream_options", "max_tool_calls", "truncation"}  # fmt: skip
-_FIELDS = {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
-           "max_output_tokens", "temperature", "top_p", "text", "reasoning", "include", "store",
-           "previous_response_id", "prompt_cache_key", "stream", "background", "top_logprobs"}  # fmt: skip
+_NO_EFFECT = {
+    "user",
+    "service_tier",
+    "client_metadata",
+    "safety_identifier",
+    "metadata",
+    "prompt_cache_retention",
+    "stream_options",
+    "max_tool_calls",
+    "truncation",
+}
+_FIELDS = {
+    "model",
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "text",
+    "reasoning",
+    "include",
+    "store",
+    "previous_response_id",
+    "prompt_cache_key",
+    "stream",
+    "background",
+    "top_logprobs",
+}
 # `include` values about server-run tools or images: nothing of theirs is ever produced here.
-_INCLUDES = {"reasoning.encrypted_content", "web_search_call.results", "web_search_call.action.sources",
-             "file_search_call.results", "code_interpreter_call.outputs",
-             "computer_call_output.output.image_url", "message.input_image.image_url"}  # fmt: skip
+_INCLUDES = {
+    "reasoning.encrypted_content",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "file_search_call.results",
+    "code_interpreter_call.outputs",
+    "computer_call_output.output.image_url",
+    "message.input_image.image_url",
+}
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 
@@ -72,8 +104,10 @@ def _format(text: Any) -> dict[str, Any] | None:
         return None
     if kind == "json_object":
         return {"type": "json_object"}
-    schema = {"name": expect(fmt.get("name"), str, "text.format.name", "a string"),
-              "schema": expect(fmt.get("schema"), dict, "text.format.schema", "a JSON schema")}  # fmt: skip
+    schema = {
+        "name": expect(fmt.get("name"), str, "text.format.name", "a string"),
+        "schema": expect(fmt.get("schema"), dict, "text.format.schema", "a JSON schema"),
+    }
     for key in ("strict", "description"):
         if fmt.get(key) is not None:
             schema[key] = fmt[key]
@@ -147,9 +181,25 @@ def to_chat_request(body: dict[str, Any], history: list[dict[str, Any]]) -> Tran
     for key in ("prompt_cache_key", "user"):  # routing affinity keys stay in the body
         if optional(body, key, str, "a string") is not None:
             chat[key] = body[key]
-    echo = {key: body.get(key) for key in ("instructions", "max_output_tokens", "temperature",
-            "top_p", "tool_choice", "tools", "text", "reasoning", "previous_response_id",
-            "prompt_cache_key", "user", "service_tier", "truncation", "metadata",
-            "parallel_tool_calls")}  # fmt: skip
+    echo = {
+        key: body.get(key)
+        for key in (
+            "instructions",
+            "max_output_tokens",
+            "temperature",
+            "top_p",
+            "tool_choice",
+            "tools",
+            "text",
+            "reasoning",
+            "previous_response_id",
+            "prompt_cache_key",
+            "user",
+            "service_tier",
+            "truncation",
+            "metadata",
+            "parallel_tool_calls",
+        )
+    }
     store = optional(body, "store", bool, "a boolean")
     return Translated(chat, kit, stream, True if store is None else store, _includes(body), echo)

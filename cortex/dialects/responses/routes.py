@@ -43,8 +43,12 @@ def add_routes(app: web.Application, config: ResponsesSection) -> None:
 def _stored(request: web.Request, response_id: str, param: str | None = None):
     found = request.app[STORE].get(response_id)
     if found is None:
-        raise ApiError(404, f"No response with id '{response_id}' found (it may have expired).",
-                       param, "not_found")  # fmt: skip
+        raise ApiError(
+            404,
+            f"No response with id '{response_id}' found (it may have expired).",
+            param,
+            "not_found",
+        )
     return found
 
 
@@ -102,8 +106,15 @@ async def _stream(
         if await translate_chunks(upstream, response, translator):
             keep(translator.response)
 
-    return await relay_stream(request, translated.chat, path=CHAT_PATH, dialect=DIALECT,
-                              ping=KEEPALIVE, error_event=error_event, pump=pump)  # fmt: skip
+    return await relay_stream(
+        request,
+        translated.chat,
+        path=CHAT_PATH,
+        dialect=DIALECT,
+        ping=KEEPALIVE,
+        error_event=error_event,
+        pump=pump,
+    )
 
 
 async def retrieve(request: web.Request) -> web.Response:
@@ -139,10 +150,12 @@ async def input_items(request: web.Request) -> web.Response:
     if not 1 <= limit <= 100:
         raise ApiError(400, "limit: must be an integer between 1 and 100", "limit")
     page = items[:limit]
-    return web.json_response({
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(items) > limit,
-    })  # fmt: skip
+    return web.json_response(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )

@@ -29,8 +29,13 @@ from cortex.dialects.responses.tools import call_item
 
 def error_event(err: ApiError, sequence_number: int = 0) -> bytes:
     """The `error` event for a stream that fails before its response began."""
-    data = {"type": "error", "sequence_number": sequence_number, "code": err.code or "server_error",
-            "message": err.message, "param": err.param}  # fmt: skip
+    data = {
+        "type": "error",
+        "sequence_number": sequence_number,
+        "code": err.code or "server_error",
+        "message": err.message,
+        "param": err.param,
+    }
     return sse.encode(data, "error")
 
 
@@ -122,26 +127,41 @@ class ResponsesStream:
         if self._item is None or self._item.kind != "reasoning":
             item = {**reasoning_item("", False), "summary": []}
             opening = self._open("reasoning", item) + self._event(
-                "response.reasoning_summary_part.added", item_id=item["id"],
-                output_index=self._item.index, summary_index=0,
+                "response.reasoning_summary_part.added",
+                item_id=item["id"],
+                output_index=self._item.index,
+                summary_index=0,
                 part={"type": "summary_text", "text": ""},
-            )  # fmt: skip
+            )
         self._item.text += text
-        return opening + self._event("response.reasoning_summary_text.delta", item_id=self._item.id,
-                                     output_index=self._item.index, summary_index=0, delta=text)  # fmt: skip
+        return opening + self._event(
+            "response.reasoning_summary_text.delta",
+            item_id=self._item.id,
+            output_index=self._item.index,
+            summary_index=0,
+            delta=text,
+        )
 
     def _text(self, text: str) -> bytes:
         opening = b""
         if self._item is None or self._item.kind != "message":
             item = message_item("", status="in_progress")
             opening = self._open("message", item) + self._event(
-                "response.content_part.added", item_id=item["id"],
-                output_index=self._item.index, content_index=0, part=text_part(""),
-            )  # fmt: skip
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=self._item.index,
+                content_index=0,
+                part=text_part(""),
+            )
         self._item.text += text
-        return opening + self._event("response.output_text.delta", item_id=self._item.id,
-                                     output_index=self._item.index, content_index=0, delta=text,
-                                     logprobs=[])  # fmt: skip
+        return opening + self._event(
+            "response.output_text.delta",
+            item_id=self._item.id,
+            output_index=self._item.index,
+            content_index=0,
+            delta=text,
+            logprobs=[],
+        )
 
     def _tool_call(self, call: dict[str, Any]) -> bytes:
         position = call.get("index", 0)
@@ -162,9 +182,12 @@ class ResponsesStream:
         self._item.text += arguments
         if not arguments or self._item.kind != "function":
             return opening
-        return opening + self._event("response.function_call_arguments.delta",
-                                     item_id=self._item.id, output_index=self._item.index,
-                                     delta=arguments)  # fmt: skip
+        return opening + self._event(
+            "response.function_call_arguments.delta",
+            item_id=self._item.id,
+            output_index=self._item.index,
+            delta=arguments,
+        )
 
     def _close(self, status: str = "completed") -> bytes:
         item, self._item = self._item, None
@@ -175,17 +198,32 @@ class ResponsesStream:
         where = {"item_id": item.id, "output_index": item.index}
         if item.kind == "message":
             done = message_item(item.text, item.id, status)
-            events = [self._event("response.output_text.done", **where, content_index=0,
-                                  text=item.text, logprobs=[]),
-                      self._event("response.content_part.done", **where, content_index=0,
-                                  part=text_part(item.text))]  # fmt: skip
+            events = [
+                self._event(
+                    "response.output_text.done",
+                    **where,
+                    content_index=0,
+                    text=item.text,
+                    logprobs=[],
+                ),
+                self._event(
+                    "response.content_part.done",
+                    **where,
+                    content_index=0,
+                    part=text_part(item.text),
+                ),
+            ]
         elif item.kind == "reasoning":
             done = reasoning_item(item.text, self.request.encrypted_reasoning, item.id)
             part = {"type": "summary_text", "text": item.text}
-            events = [self._event("response.reasoning_summary_text.done", **where, summary_index=0,
-                                  text=item.text),
-                      self._event("response.reasoning_summary_part.done", **where, summary_index=0,
-                                  part=part)]  # fmt: skip
+            events = [
+                self._event(
+                    "response.reasoning_summary_text.done", **where, summary_index=0, text=item.text
+                ),
+                self._event(
+                    "response.reasoning_summary_part.done", **where, summary_index=0, part=part
+                ),
+            ]
         else:
             done = call_item(item.call["target"], item.call["call_id"], item.text or "{}")
             events = self._call_events(item, done, where)
@@ -196,8 +234,14 @@ class ResponsesStream:
 
     def _call_events(self, item: _Item, done: dict[str, Any], where: dict[str, Any]) -> list[bytes]:
         if item.kind == "function":
-            return [self._event("response.function_call_arguments.done", **where,
-                                name=done["name"], arguments=done["arguments"])]  # fmt: skip
+            return [
+                self._event(
+                    "response.function_call_arguments.done",
+                    **where,
+                    name=done["name"],
+                    arguments=done["arguments"],
+                )
+            ]
         done["id"] = item.id
         added = {**done, "status": "in_progress"}
         if item.kind != "custom":

@@ -128,17 +128,26 @@ def add_tool(kit: ToolKit, tool: Any, where: str) -> None:
                 raise bad(f"{at}.type", "a namespace holds function tools only")
             name = _name(member, at)
             target = Callable("function", name, space)
-            kit.offer(kit.chat_name(name, space), target, member.get("description"),
-                      _parameters(member, at))  # fmt: skip
+            kit.offer(
+                kit.chat_name(name, space),
+                target,
+                member.get("description"),
+                _parameters(member, at),
+            )
     elif kind == "custom":
         name = _name(tool, where)
         kit.offer(name, Callable("custom", name), _custom_description(tool, where), _FREEFORM)
     elif kind == "local_shell":
-        kit.offer("local_shell", Callable("local_shell", "local_shell"), _LOCAL_SHELL_DOC,
-                  _LOCAL_SHELL)  # fmt: skip
+        kit.offer(
+            "local_shell", Callable("local_shell", "local_shell"), _LOCAL_SHELL_DOC, _LOCAL_SHELL
+        )
     elif kind == "tool_search" and tool.get("execution", "server") == "client":
-        kit.offer("tool_search", Callable("tool_search", "tool_search"), tool.get("description"),
-                  _parameters(tool, where))  # fmt: skip
+        kit.offer(
+            "tool_search",
+            Callable("tool_search", "tool_search"),
+            tool.get("description"),
+            _parameters(tool, where),
+        )
     elif kind in SERVER_ONLY or kind == "tool_search":
         kit.server_only.append(kind)
     else:
@@ -168,8 +177,11 @@ def chat_tool_choice(choice: Any, kit: ToolKit) -> Any:
         mode = choice.get("mode", "auto")
         if mode not in ("auto", "required"):
             raise bad("tool_choice.mode", f"must be 'auto' or 'required', got {mode!r}")
-        allowed = {kit.chat_name(t.get("name", ""), t.get("namespace")) for t in choice.get("tools") or []
-                   if isinstance(t, dict)}  # fmt: skip
+        allowed = {
+            kit.chat_name(t.get("name", ""), t.get("namespace"))
+            for t in choice.get("tools") or []
+            if isinstance(t, dict)
+        }
         kit.chat_tools = [t for t in kit.chat_tools if t["function"]["name"] in allowed]
         return mode if kit.chat_tools else "none"
     if kind in SERVER_ONLY:
@@ -198,20 +210,48 @@ def call_item(
     if target.kind == "custom":
         raw = _arguments(arguments).get("input")
         text = raw if isinstance(raw, str) else arguments
-        return {"type": "custom_tool_call", "id": new_id("ctc_"), "status": status,
-                "call_id": call_id, "name": target.name, "input": text}  # fmt: skip
+        return {
+            "type": "custom_tool_call",
+            "id": new_id("ctc_"),
+            "status": status,
+            "call_id": call_id,
+            "name": target.name,
+            "input": text,
+        }
     if target.kind == "local_shell":
         args = _arguments(arguments)
-        action = {"type": "exec", "command": args.get("command") or [],
-                  "timeout_ms": args.get("timeout_ms"), "working_directory": args.get("workdir"),
-                  "env": {}, "user": None}  # fmt: skip
-        return {"type": "local_shell_call", "id": new_id("lsh_"), "status": status,
-                "call_id": call_id, "action": action}  # fmt: skip
+        action = {
+            "type": "exec",
+            "command": args.get("command") or [],
+            "timeout_ms": args.get("timeout_ms"),
+            "working_directory": args.get("workdir"),
+            "env": {},
+            "user": None,
+        }
+        return {
+            "type": "local_shell_call",
+            "id": new_id("lsh_"),
+            "status": status,
+            "call_id": call_id,
+            "action": action,
+        }
     if target.kind == "tool_search":
-        return {"type": "tool_search_call", "id": new_id("tsc_"), "status": status,
-                "call_id": call_id, "execution": "client", "arguments": _arguments(arguments)}  # fmt: skip
-    item = {"type": "function_call", "id": new_id("fc_"), "status": status, "call_id": call_id,
-            "name": target.name, "arguments": arguments}  # fmt: skip
+        return {
+            "type": "tool_search_call",
+            "id": new_id("tsc_"),
+            "status": status,
+            "call_id": call_id,
+            "execution": "client",
+            "arguments": _arguments(arguments),
+        }
+    item = {
+        "type": "function_call",
+        "id": new_id("fc_"),
+        "status": status,
+        "call_id": call_id,
+        "name": target.name,
+        "arguments": arguments,
+    }
     if target.namespace:
         item["namespace"] = target.namespace
     return item
