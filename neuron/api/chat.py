@@ -59,7 +59,7 @@ def _call_prefix(entry: ModelEntry, tools: Any, tool_choice: Any) -> str:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
-    entry, body = admitted[1], admitted[2]
+    entry, body = admitted.entry, admitted.body
     req = parse_chat(body, entry.facts.generation_defaults)
     prompt, prefix = chat_prompt(entry, req.messages, req.tools, req.tool_choice)
 

@@ -15,11 +15,13 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
+from neuron.api.requests import ParsedRequest
 from neuron.api.state import DAEMON, DaemonState
 from neuron.engine.records import EngineRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams
@@ -155,29 +157,38 @@ async def answer_json(
     return response
 
 
-async def admit_generation(
-    request: web.Request,
-) -> tuple[DaemonState, ModelEntry, dict[str, Any], float]:
-    """DaemonState, model entry, body and arrival time of a generation request, or its 4xx/503."""
+@dataclass
+class Admission:
+    """A generation request let in: the daemon, the ready model, its body, when it came."""
+
+    daemon: DaemonState
+    entry: ModelEntry
+    body: dict[str, Any]
+    arrived: float  # time.monotonic()
+
+
+async def admit_generation(request: web.Request) -> Admission:
+    """Let a generation request in, or raise its 4xx/503."""
     daemon = request.app[DAEMON]
     arrived = time.monotonic()
     daemon.admit()
     body = await read_json_object(request)
-    return daemon, daemon.registry.get_ready(body.get("model")), body, arrived
+    return Admission(daemon, daemon.registry.get_ready(body.get("model")), body, arrived)
 
 
 async def run_generation(
-    admitted: tuple[DaemonState, ModelEntry, dict[str, Any], float],
+    admitted: Admission,
     prompt_ids: list[int],
-    request: Any,
+    request: ParsedRequest,
     respond: Callable[[Generation], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
     """Fit max_tokens to the context, start the sequences, respond, always clean up."""
-    daemon, entry, _body, arrived = admitted
+    daemon, entry = admitted.daemon, admitted.entry
     request.params.max_tokens = fit_to_context(entry, len(prompt_ids), request.max_tokens)
     gen = Generation(
-        daemon.registry, daemon.metrics, entry, prompt_ids, request.params, request.n, arrived
-    )
+        daemon.registry, daemon.metrics, entry, prompt_ids, request.params, request.n,
+        admitted.arrived,
+    )  # fmt: skip
     try:
         await gen.start()
         return await respond(gen)

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.anthropic.conftest import Stack
 from tests.anthropic.sse import parse_sse
-from tests.anthropic.test_tools_e2e import ASK, WEATHER
+from tests.support.anthropic_stack import ASK, WEATHER, Stack
 from tests.support.golden import assert_golden
 
 pytestmark = pytest.mark.slow
@@ -62,7 +61,7 @@ def normalise(raw: bytes) -> list[dict[str, Any]]:
 def test_stream_matches_golden(stack: Stack, name: str) -> None:
     response = stack.post("/v1/messages", {**REQUESTS[name], "stream": True},
                           **{"anthropic-version": "2023-06-01"})  # fmt: skip
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     events = normalise(response.content)
     assert_golden(GOLDEN / f"{name}.json", events)

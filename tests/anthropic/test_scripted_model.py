@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -20,16 +19,16 @@ SCRIPT = 'Ja 🎉 漢字 "x" "x" {"a": [1, 1]}'
 LONG_SCRIPT = " tick" * 270
 
 
-def _folder(models_root: Path, script: str) -> Path:
-    return make_scripted_model(models_root, f"scripted-unit-{len(script)}", script)
-
-
-def _engine(folder: Path, dtype: torch.dtype) -> tuple[Engine, Tokenizer]:
+def _engine(
+    models_root, script: str, dtype: torch.dtype, replies: list[dict[str, str]] | None = None
+) -> tuple[Engine, Tokenizer]:
+    name = f"scripted-unit-{len(script)}-{len(replies or [])}"
+    folder = make_scripted_model(models_root, name, script, replies)
     tokenizer = Tokenizer.from_hf_folder(folder)
     raw = json.loads((folder / "config.json").read_text())
     config, model = build(folder, raw, tokenizer, torch.device("cpu"), dtype)
     loaded = LoadedModel(
-        folder.name,
+        name,
         config,
         model,
         tokenizer,
@@ -58,7 +57,7 @@ def _run(engine: Engine, prompts: dict[str, list[int]], params: SamplingParams) 
 
 
 def test_each_sequence_of_a_batch_follows_the_script_then_ends(models_root) -> None:
-    engine, tokenizer = _engine(_folder(models_root, SCRIPT), torch.float32)
+    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
     prompts = {"short": tokenizer.encode("Hi"), "long": tokenizer.encode("A longer prompt " * 3)}
     results = _run(engine, prompts, SamplingParams(max_tokens=64, temperature=1.0, seed=7))
     tokens = len(tokenizer.encode(SCRIPT, add_bos=False)) + 1  # and EOS
@@ -66,7 +65,7 @@ def test_each_sequence_of_a_batch_follows_the_script_then_ends(models_root) -> N
 
 
 def test_a_long_script_keeps_its_place_in_a_bf16_cache(models_root) -> None:
-    engine, tokenizer = _engine(_folder(models_root, LONG_SCRIPT), torch.bfloat16)
+    engine, tokenizer = _engine(models_root, LONG_SCRIPT, torch.bfloat16)
     results = _run(
         engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=400, temperature=0.0)
     )
@@ -74,9 +73,27 @@ def test_a_long_script_keeps_its_place_in_a_bf16_cache(models_root) -> None:
 
 
 def test_max_tokens_cuts_the_script(models_root) -> None:
-    engine, tokenizer = _engine(_folder(models_root, SCRIPT), torch.float32)
+    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
     text, reason, count = _run(engine, {"r": tokenizer.encode("Hi")}, SamplingParams(max_tokens=3))[
         "r"
     ]
     assert (reason, count) == ("length", 3)
     assert SCRIPT.startswith(text) and text != SCRIPT
+
+
+def test_a_reply_is_chosen_by_what_a_chunked_prompt_holds(models_root) -> None:
+    first, after_tool = "Calling the tool.", "The tool said ok."
+    replies = [{"when": "<tool_response>\nok", "script": after_tool}]
+    engine, tokenizer = _engine(models_root, first, torch.bfloat16, replies)
+    filler = "Some words before the result arrives. " * 6  # many 8-token prefill chunks
+    prompts = {
+        "plain": tokenizer.encode(filler + "What now?"),
+        "tool": tokenizer.encode(filler + "<tool_response>\nok\n</tool_response> What now?"),
+        "other": tokenizer.encode(filler + "<tool_response>\nno\n</tool_response> What now?"),
+    }
+    results = _run(engine, prompts, SamplingParams(max_tokens=64, temperature=0.0))
+    assert {k: v[:2] for k, v in results.items()} == {
+        "plain": (first, "stop"),
+        "tool": (after_tool, "stop"),
+        "other": (first, "stop"),
+    }

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.anthropic.conftest import Stack
+from tests.support.anthropic_stack import Stack
 
 _CALL = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
 _TOOL = {"type": "function", "name": "f", "parameters": {"type": "object"}}
@@ -62,7 +62,7 @@ def test_bad_request_table(stack: Stack, name: str, fields: dict[str, Any], para
     body = {"model": "scripted-text", "input": "Hello", **fields}
     body = {k: v for k, v in body.items() if v is not None}
     response = stack.post("/v1/responses", body)
-    assert response.status_code == 400, response.text
+    assert response.status == 400, response.text
     error = response.json()["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", param), error
     assert error["message"].startswith(param), error
@@ -72,5 +72,5 @@ def test_a_server_only_tool_is_no_failed_turn(stack: Stack) -> None:
     body = {"model": "scripted-text", "input": "Hi", "tools": [{"type": "web_search"},
             {"type": "file_search", "vector_store_ids": ["v"]}]}  # fmt: skip
     response = stack.post("/v1/responses", body)
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     assert response.json()["metadata"] == {"cortex_server_only_tools": "web_search,file_search"}

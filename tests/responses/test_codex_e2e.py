@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.anthropic.conftest import Stack
-from tests.responses.conftest import CODEX_ANSWER, TEXT
+from tests.responses.scripts import CODEX_ANSWER, TEXT
 from tests.support.agent_clients import client_bin, pinned_version, quiet_env
+from tests.support.anthropic_stack import Stack
 
 pytestmark = pytest.mark.slow
 KEY_VAR = "CORTEX_TEST_KEY"

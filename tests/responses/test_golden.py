@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.anthropic.conftest import Stack
 from tests.anthropic.sse import parse_sse
-from tests.responses.test_sdk_e2e import PATCH_TOOL, WEATHER_TOOL
+from tests.responses.scripts import PATCH_TOOL, WEATHER_TOOL
+from tests.support.anthropic_stack import Stack
 from tests.support.golden import assert_golden
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def normalise(raw: bytes) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("name", sorted(REQUESTS))
 def test_stream_matches_golden(stack: Stack, name: str) -> None:
     response = stack.post("/v1/responses", {**REQUESTS[name], "stream": True})
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     events = normalise(response.content)
     assert_golden(GOLDEN / f"{name}.json", events)

@@ -8,19 +8,9 @@ import re
 import openai
 import pytest
 
-from tests.anthropic.conftest import Stack, http
-from tests.responses.conftest import PATCH, TEXT, WEATHER_ANSWER
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-                   "required": ["city"]},
-    "strict": False,
-}  # fmt: skip
-PATCH_TOOL = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
-              "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/s"}}  # fmt: skip
+from tests.responses.scripts import PATCH, PATCH_TOOL, TEXT, WEATHER_ANSWER, WEATHER_TOOL
+from tests.support.anthropic_stack import Stack
+from tests.support.http import http
 
 
 def test_a_text_turn(client: openai.OpenAI) -> None:
@@ -174,12 +164,12 @@ def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
 
 def test_unknown_endpoints_say_which(stack: Stack) -> None:
     openai_404 = http("POST", stack.url + "/v1/embeddings", b"{}")
-    assert openai_404.status_code == 404
+    assert openai_404.status == 404
     assert openai_404.json()["error"]["message"].startswith(
         "POST /v1/embeddings is not an endpoint"
     )
     anthropic_404 = http("GET", stack.url + "/v1/messages/batches")
-    assert anthropic_404.status_code in (404, 405)
+    assert anthropic_404.status in (404, 405)
     body = anthropic_404.json()
     assert body["type"] == "error" and "/v1/messages/batches" in body["error"]["message"]
 
@@ -192,12 +182,9 @@ def test_codex_model_discovery_parses(stack: Stack) -> None:
 
 
 def test_metrics_label_the_dialect(client: openai.OpenAI, stack: Stack) -> None:
-    import tomllib
-
     client.responses.create(model="scripted-text", input="Hi", store=False)
-    config = tomllib.loads((stack.gateway.log.parent / "cortex.toml").read_text())
-    text = http("GET", f"http://{config['gateway']['metrics_listen']}/metrics").text
+    text = http("GET", stack.gateway.metrics_url).text
     assert re.search(
-        r'cortex_requests_total\{code="200",dialect="responses",model="scripted-text",node="n1"\} [1-9]',
+        r'cortex_requests_total\{code="200",dialect="responses",model="scripted-text",node="neuron"\} [1-9]',
         text,
     ), text

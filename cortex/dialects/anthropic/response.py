@@ -7,7 +7,7 @@ import secrets
 import string
 from typing import Any
 
-from cortex.app.relay import chat_choice
+from cortex.app.translating import chat_choice
 from cortex.common.wire import ApiError
 
 _ALPHABET = string.ascii_letters + string.digits

@@ -2,7 +2,7 @@
 
 Requests are translated to the neuron's OpenAI dialect and routed like any other:
 non-streamed ones through `cortex.app.proxy.read_whole` (a node that breaks off while
-answering is retried once elsewhere), streams through `cortex.app.relay.relay_stream`.
+answering is retried once elsewhere), streams through `cortex.app.relay.open_relay`.
 An ApiError raised here reaches the client as Anthropic's error envelope (the gateway
 middleware picks the dialect by path); once a stream has begun it becomes an `error`
 event instead.
@@ -14,8 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from cortex.app.proxy import Upstream, read_whole
-from cortex.app.relay import json_object, relay_stream, translate_chunks
+from cortex.app.proxy import read_whole
+from cortex.app.relay import open_relay
+from cortex.app.translating import json_object, translate_chunks
+from cortex.app.upstream import Upstream
 from cortex.common.wire import ApiError, read_json_object
 from cortex.dialects.anthropic.request import to_openai_request, to_tokenize_request
 from cortex.dialects.anthropic.response import from_openai_response
@@ -38,7 +40,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
     def answer(upstream: Upstream, raw: bytes) -> web.Response:
         data = json_object(upstream, raw)
-        upstream.record(data.get("usage"), None)
+        upstream.record_usage(data.get("usage"), None)
         return web.json_response(from_openai_response(data, upstream.model, stops))
 
     return await read_whole(request, upstream_body, path=CHAT_PATH, dialect="anthropic", use=answer)
@@ -58,16 +60,17 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def _stream(
     request: web.Request, upstream_body: dict[str, Any], stops: list[str]
 ) -> web.StreamResponse:
-    async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
-        await translate_chunks(upstream, response, AnthropicStream(upstream.model, stops))
-
     # Pings while a cold load runs keep proxies and clients from timing out.
-    return await relay_stream(
+    relay = await open_relay(
         request,
         upstream_body,
         path=CHAT_PATH,
         dialect="anthropic",
         ping=PING,
         error_event=error_event,
-        pump=pump,
     )
+    if relay.upstream is not None:
+        async with relay.upstream as upstream:
+            translator = AnthropicStream(upstream.model, stops)
+            await translate_chunks(upstream, relay.response, translator)
+    return relay.response

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cortex.app.relay import chat_choice
+from cortex.app.translating import chat_choice
 from cortex.dialects.responses.ids import new_id
 from cortex.dialects.responses.items import seal
 from cortex.dialects.responses.request import Translated

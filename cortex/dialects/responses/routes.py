@@ -3,19 +3,22 @@ and `GET /v1/responses/{id}/input_items`.
 
 A request is translated onto the neuron's chat completions and routed like any other:
 non-streamed through `cortex.app.proxy.read_whole`, streamed through
-`cortex.app.relay.relay_stream`. With `store` (the API's default) the finished response
+`cortex.app.relay.open_relay`. With `store` (the API's default) the finished response
 and its input go into the gateway's `ResponseStore`, which `previous_response_id`
 continues from. Errors are the OpenAI envelope (the gateway middleware's default).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from cortex.app.proxy import Upstream, read_whole
-from cortex.app.relay import json_object, relay_stream, translate_chunks
+from cortex.app.proxy import read_whole
+from cortex.app.relay import open_relay
+from cortex.app.translating import json_object, translate_chunks
+from cortex.app.upstream import Upstream
 from cortex.common.sse import KEEPALIVE
 from cortex.common.wire import ApiError, read_json_object
 from cortex.config import ResponsesSection
@@ -90,7 +93,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
     def answer(upstream: Upstream, raw: bytes) -> web.Response:
         data = json_object(upstream, raw)
-        upstream.record(data.get("usage"), None)
+        upstream.record_usage(data.get("usage"), None)
         response = from_chat_completion(data, translated, upstream.model, response_id)
         keep(response)
         return web.json_response(response)
@@ -99,22 +102,26 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(
-    request: web.Request, translated: Translated, response_id: str, keep
+    request: web.Request,
+    translated: Translated,
+    response_id: str,
+    keep: Callable[[dict[str, Any]], None],
 ) -> web.StreamResponse:
-    async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
-        translator = ResponsesStream(translated, upstream.model, response_id)
-        if await translate_chunks(upstream, response, translator):
-            keep(translator.response)
-
-    return await relay_stream(
+    # Keep-alive comments while a cold load runs keep proxies and clients from timing out.
+    relay = await open_relay(
         request,
         translated.chat,
         path=CHAT_PATH,
         dialect=DIALECT,
         ping=KEEPALIVE,
         error_event=error_event,
-        pump=pump,
     )
+    if relay.upstream is not None:
+        async with relay.upstream as upstream:
+            translator = ResponsesStream(translated, upstream.model, response_id)
+            if await translate_chunks(upstream, relay.response, translator):
+                keep(translator.response)
+    return relay.response
 
 
 async def retrieve(request: web.Request) -> web.Response:
