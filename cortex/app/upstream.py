@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -46,14 +45,10 @@ class Upstream:
         if first_token_at is not None and self._first_token_at is None:
             self._first_token_at = first_token_at
 
-    async def events(self) -> AsyncIterator[list[bytes]]:
+    def events(self) -> Events:
         """The answer's SSE events, whole, as they arrive (one network read's worth at a
         time, so a relay can write them in one go)."""
-        splitter = EventSplitter()
-        async for chunk in self.response.content.iter_any():
-            events = splitter.feed(chunk)
-            if events:
-                yield events
+        return Events(self.response.content)
 
     def node_failed(self, exc: BaseException) -> None:
         """The node broke off or garbled its answer: count it against the node."""
@@ -93,6 +88,27 @@ class Upstream:
             if first is not None and completion > 1 and end > first:
                 rate = (completion - 1) / (end - first)
                 m.child(m.tokens_per_second, model, node).observe(rate)
+
+
+class Events:
+    """Async iterator over lists of whole SSE events (a plain class, not an async
+    generator: a stream's every chunk passes through here, so the layer is kept thin)."""
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._read = content.readany
+        self._splitter = EventSplitter()
+
+    def __aiter__(self) -> Events:
+        return self
+
+    async def __anext__(self) -> list[bytes]:
+        while True:
+            chunk = await self._read()
+            if not chunk:
+                raise StopAsyncIteration
+            events = self._splitter.feed(chunk)
+            if events:
+                return events
 
 
 def node_failed(gateway: Gateway, node: Node, exc: BaseException, definite: bool) -> None:

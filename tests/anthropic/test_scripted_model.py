@@ -19,11 +19,9 @@ SCRIPT = 'Ja 🎉 漢字 "x" "x" {"a": [1, 1]}'
 LONG_SCRIPT = " tick" * 270
 
 
-def _engine(
-    models_root, script: str, dtype: torch.dtype, replies: list[dict[str, str]] | None = None
-) -> tuple[Engine, Tokenizer]:
-    name = f"scripted-unit-{len(script)}-{len(replies or [])}"
-    folder = make_scripted_model(models_root, name, script, replies)
+def _engine(models_root, script: str, dtype: torch.dtype) -> tuple[Engine, Tokenizer]:
+    name = f"scripted-unit-{len(script)}"
+    folder = make_scripted_model(models_root, name, script)
     tokenizer = Tokenizer.from_hf_folder(folder)
     raw = json.loads((folder / "config.json").read_text())
     config, model = build(folder, raw, tokenizer, torch.device("cpu"), dtype)
@@ -81,19 +79,33 @@ def test_max_tokens_cuts_the_script(models_root) -> None:
     assert SCRIPT.startswith(text) and text != SCRIPT
 
 
-def test_a_reply_is_chosen_by_what_a_chunked_prompt_holds(models_root) -> None:
-    first, after_tool = "Calling the tool.", "The tool said ok."
-    replies = [{"when": "<tool_response>\nok", "script": after_tool}]
-    engine, tokenizer = _engine(models_root, first, torch.bfloat16, replies)
-    filler = "Some words before the result arrives. " * 6  # many 8-token prefill chunks
+def test_a_reply_is_chosen_by_text_in_the_prompt_even_across_prefill_chunks(models_root) -> None:
+    replies = [{"when": "tool said: ok", "script": "Done."}, {"when": "never", "script": "No."}]
+    folder = make_scripted_model(models_root, "scripted-unit-replies", "Calling.", replies)
+    tokenizer = Tokenizer.from_hf_folder(folder)
+    raw = json.loads((folder / "config.json").read_text())
+    config, model = build(folder, raw, tokenizer, torch.device("cpu"), torch.float32)
+    loaded = LoadedModel("r", config, model, tokenizer, None, folder, "hf", torch.device("cpu"),
+                         torch.float32, model.nbytes)  # fmt: skip
+    engine = Engine(loaded, num_blocks=128, block_size=4, max_prefill_tokens=8)
+    # Prompts of 20+ tokens prefill in chunks of 8: the trigger text straddles a boundary
+    # at some offset among these.
     prompts = {
-        "plain": tokenizer.encode(filler + "What now?"),
-        "tool": tokenizer.encode(filler + "<tool_response>\nok\n</tool_response> What now?"),
-        "other": tokenizer.encode(filler + "<tool_response>\nno\n</tool_response> What now?"),
+        f"p{pad}": tokenizer.encode("x " * pad + "the tool said: ok now") for pad in range(4)
     }
-    results = _run(engine, prompts, SamplingParams(max_tokens=64, temperature=0.0))
-    assert {k: v[:2] for k, v in results.items()} == {
-        "plain": (first, "stop"),
-        "tool": (after_tool, "stop"),
-        "other": (first, "stop"),
+    prompts["plain"] = tokenizer.encode("x " * 12 + "nothing to see")
+    results = _run(engine, prompts, SamplingParams(max_tokens=16))
+    assert {rid: text for rid, (text, _, _) in results.items()} == {
+        **{f"p{pad}": "Done." for pad in range(4)},
+        "plain": "Calling.",
     }
+
+
+def test_a_prompt_whose_last_token_runs_as_a_decode_step_still_starts_the_script(
+    models_root,
+) -> None:
+    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
+    # 8-token prefill chunks leave a 9-token prompt's last token to a decode step.
+    ids = tokenizer.encode("x " * 20)[:9]
+    results = _run(engine, {"r": ids}, SamplingParams(max_tokens=64))
+    assert results["r"][:2] == (SCRIPT, "stop")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from cortex.config import ModelProfile, ModelsConfig
-from cortex.fleet.nodes import Fleet, ModelOnNode, Node
+from cortex.fleet.models import ModelOnNode
+from cortex.fleet.nodes import Fleet, Node
 from cortex.metrics import Metrics
 from cortex.routing.catalogue import Catalogue
 from cortex.routing.placement import device_ids_for_load, eviction_order, feasible, plan_load

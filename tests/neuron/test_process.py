@@ -163,7 +163,8 @@ def test_admin_restart_reexecutes_in_place(guarded, listener):
     wait_ready(guarded, timeout=120)
     assert guarded.popen.poll() is None and guarded.popen.pid == pid
     # A fresh process: its uptime counts from after the restart was asked for.
-    assert guarded.get_json("/health")["uptime_seconds"] <= time.monotonic() - asked
+    health = guarded.get_json("/health", token=TOKEN)
+    assert health["uptime_seconds"] <= time.monotonic() - asked
 
 
 async def test_sigterm_during_stream_finishes_it_and_exits_0(guarded):

@@ -1,21 +1,23 @@
-"""A scripted decoder for tests: whatever the prompt, its logits spell one fixed text.
+"""A scripted decoder for tests: its logits spell a fixed text, chosen by the prompt.
 
 End-to-end tests need a model that emits a known answer (a tool call, a stop
 string, emoji) while everything around it stays real: tokenizer, chat template,
 engine, KV cache, sampler, tool-call parser, HTTP and SDKs. The model folder is
-an ordinary Hugging Face folder (SmolLM2's tokenizer and template) whose
-config.json names the architecture `ScriptedForCausalLM` and carries the text in
-a `script` field, and optionally `replies`: `[{"when": TEXT, "script": …}]`; the
-first reply whose TEXT occurs in the prompt is answered instead of `script` (so the
-model asks for a tool, then answers differently once the tool's result is in the
-prompt).
+an ordinary Hugging Face folder (SmolLM2's tokenizer and template, or a template
+of the test's own) whose config.json names the architecture `ScriptedForCausalLM`
+and carries the text in a `script` field.
 
-How it knows where it is: every token it sees writes its script and its step in
-that script to its KV-cache keys (-1 for prompt tokens) and its own id to the
-values; a prefill chunk reads the ids of the sequence's cached tokens back, so
-the whole prompt is matched even when it is prefilled in chunks, and a decode
-step reads the previous token's slot, so each sequence in a batch follows its
-script on its own. After the script comes EOS.
+A conversation can move on: `replies` is a list of `{"when": TEXT, "script": …}`;
+the first one whose TEXT occurs in the prompt is answered instead of `script` (so
+the model asks for a tool, then answers differently once the tool's result is in
+the prompt).
+
+How it knows where it is: every token it sees writes (its step in the script, the
+chosen script) to its KV-cache slot (step -1 for prompt tokens), and a decode step
+reads the previous token's slot, so each sequence in a batch follows its script on
+its own. A prompt prefilled in chunks carries the choice from chunk to chunk in the
+cache, and the last characters of each chunk in `_tails` so that a TEXT cut by a
+chunk boundary is still found. After the script comes EOS.
 
 A neuron loads it once the architecture is registered with the loader; run
 `python -m tests.support.scripted_model serve -c neuron.toml` to start a neuron
@@ -38,8 +40,8 @@ from neuron.text.tokenizer import Tokenizer
 
 ARCHITECTURE = "ScriptedForCausalLM"
 _LOGIT = 100.0  # margin of the scripted token over every other: any sampler picks it
-# A slot's key stores (step + 1) as two base-128 digits and the script's index; its value
-# the token id as three digits: all exact even in bf16 (integers up to 256).
+# A slot stores step + 1 as two base-128 digits (exact even in bf16: integers up to 256),
+# then the chosen script.
 _BASE = 128
 _WIDTH = 3
 
@@ -52,84 +54,85 @@ class ScriptedModel(nn.Module):
         config: ModelConfig,
         scripts: list[list[int]],
         triggers: list[str],
-        tokenizer: Tokenizer,
         eos_id: int,
+        tokenizer: Tokenizer,
         device: torch.device,
     ) -> None:
         super().__init__()
         self.config = config
-        self.triggers, self.tokenizer = triggers, tokenizer  # script c + 1 answers triggers[c]
-        # Script i, step s emits targets[i, s + 1]; the prompt's last token has step -1.
+        # Script c at step s emits targets[c, s + 1]; the prompt's last token has step -1.
         longest = max(len(ids) for ids in scripts) + 1
-        rows = [[*ids, *[eos_id] * (longest - len(ids))] for ids in scripts]
+        rows = [[*ids, eos_id] + [eos_id] * (longest - len(ids) - 1) for ids in scripts]
         self.register_buffer("targets", torch.tensor(rows, device=device))
+        self.triggers = triggers  # script c + 1 answers a prompt holding triggers[c]
+        self.tokenizer = tokenizer
+        self._tails: dict[int, str] = {}  # slot of a chunk's last token → its last characters
 
     @torch.inference_mode()
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata, kv: KVCache
     ) -> torch.Tensor:
-        """Each token's (step in its script, script), as a [T, 2] hidden state."""
-        k_cache, v_cache = kv.layer(0)
-        keys, values = k_cache.view(-1, _WIDTH), v_cache.view(-1, _WIDTH)
+        """Each token's (step in the script, chosen script), as a [T, 2] hidden state."""
+        k_cache, _ = kv.layer(0)
+        digits = k_cache.view(-1, _WIDTH)  # one kv head of width 3 per slot
         if meta.is_prefill:
             steps = torch.full(input_ids.shape, -1, device=input_ids.device)
-            script = self._prefill_scripts(input_ids, meta, values)
+            choice = self._choose(input_ids, positions, meta, digits)
         else:
             block_size = k_cache.shape[1]
             previous = meta.context_lens.long() - 2
             blocks = meta.block_tables.long().gather(1, (previous // block_size)[:, None])[:, 0]
-            stored = keys[blocks * block_size + previous % block_size].long()
+            stored = digits[blocks * block_size + previous % block_size].long()
             steps = stored[:, 0] * _BASE + stored[:, 1]  # (previous step + 1): this token's step
-            script = stored[:, 2]
-            # The engine may run a prompt's last token as a decode step: a token that is
-            # not the one the script emitted there is still the prompt's.
-            expected = self.targets[script, steps.clamp(max=self.targets.shape[1] - 1)]
+            choice = stored[:, 2]
+            # The engine may run a prompt's last token as a decode step: a token other than
+            # the one the script emits there is still the prompt's.
+            expected = self.targets[choice, steps.clamp(max=self.targets.shape[1] - 1)]
             steps = torch.where(input_ids == expected, steps, -1)
         code = steps + 1
-        keys[meta.slot_mapping] = torch.stack([code // _BASE, code % _BASE, script], 1).to(
-            keys.dtype
-        )
-        values[meta.slot_mapping] = _digits(input_ids).to(values.dtype)
-        return torch.stack([steps, script], 1).float()
+        written = torch.stack([code // _BASE, code % _BASE, choice], 1)
+        digits[meta.slot_mapping] = written.to(digits.dtype)
+        return torch.stack([steps, choice], 1).float()
 
-    def _prefill_scripts(
-        self, input_ids: torch.Tensor, meta: AttentionMetadata, values: torch.Tensor
+    def _choose(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        digits: torch.Tensor,
     ) -> torch.Tensor:
-        """The script of each new token: the first reply whose trigger the prompt holds."""
-        script = torch.zeros_like(input_ids)
-        if not self.triggers:
-            return script
-        cu_q, cu_k = meta.cu_seqlens_q.tolist(), meta.cu_seqlens_k.tolist()
-        for b in range(len(cu_q) - 1):
-            ids = input_ids[cu_q[b] : cu_q[b + 1]].tolist()
-            cached = (cu_k[b + 1] - cu_k[b]) - len(ids)
-            if cached and meta.key_slots is not None:
-                stored = values[meta.key_slots[cu_k[b] : cu_k[b] + cached]].long()
-                ids = (
-                    stored[:, 0] * _BASE * _BASE + stored[:, 1] * _BASE + stored[:, 2]
-                ).tolist() + ids
-            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        """The script each prompt chunk's sequence answers, carried over from earlier chunks."""
+        choice = torch.zeros_like(input_ids)
+        bounds = meta.cu_seqlens_q.tolist()
+        keys = meta.cu_seqlens_k.tolist()
+        slots = meta.slot_mapping.tolist()
+        for i in range(len(bounds) - 1):
+            start, end = bounds[i], bounds[i + 1]
+            first = int(positions[start])
+            chosen, tail = 0, ""
+            if first > 0:  # a later chunk: the previous token's slot knows the story so far
+                previous = int(meta.key_slots[keys[i] + first - 1])
+                chosen, tail = int(digits[previous, 2]), self._tails.get(previous, "")
+            text = tail + self.tokenizer.decode(input_ids[start:end].tolist(), False)
             found = [c + 1 for c, when in enumerate(self.triggers) if when in text]
-            script[cu_q[b] : cu_q[b + 1]] = min(found, default=0)
-        return script
+            if found:
+                chosen = min([chosen, *found]) if chosen else min(found)
+            choice[start:end] = chosen
+            keep = max((len(when) for when in self.triggers), default=1) - 1
+            self._tails[slots[end - 1]] = text[len(text) - keep :] if keep else ""
+        return choice
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        script = hidden[:, 1].long()
+        choice = hidden[:, 1].long()
         next_step = (hidden[:, 0].long() + 1).clamp(max=self.targets.shape[1] - 1)
         logits = torch.zeros(hidden.shape[0], self.config.vocab_size, device=hidden.device)
-        logits[torch.arange(hidden.shape[0]), self.targets[script, next_step]] = _LOGIT
+        logits[torch.arange(hidden.shape[0]), self.targets[choice, next_step]] = _LOGIT
         return logits
 
     @property
     def nbytes(self) -> int:
         return self.targets.numel() * self.targets.element_size()
-
-
-def _digits(ids: torch.Tensor) -> torch.Tensor:
-    """Token ids as three base-128 digits, [T, 3]."""
-    ids = ids.long()
-    return torch.stack([ids // (_BASE * _BASE), ids // _BASE % _BASE, ids % _BASE], 1)
 
 
 def build(
@@ -165,7 +168,7 @@ def build(
     texts = [raw["script"], *(reply["script"] for reply in replies)]
     scripts = [tokenizer.encode(text, add_bos=False) for text in texts]
     triggers = [reply["when"] for reply in replies]
-    return config, ScriptedModel(config, scripts, triggers, tokenizer, eos, device)
+    return config, ScriptedModel(config, scripts, triggers, eos, tokenizer, device)
 
 
 def make_scripted_model(
@@ -173,10 +176,11 @@ def make_scripted_model(
     name: str,
     script: str,
     replies: list[dict[str, str]] | None = None,
+    chat_template: str | None = None,
     context: int = 4096,
 ) -> Path:
     """A model folder under root whose model answers `script` (or one of `replies`), with
-    `context` positions."""
+    SmolLM2's chat template unless `chat_template` is given, and `context` positions."""
     from tests.support.tiny_models import smollm2_tokenizer_dir
 
     target = root / name
@@ -196,6 +200,8 @@ def make_scripted_model(
         "replies": replies or [],
     }
     (target / "config.json").write_text(json.dumps(config, ensure_ascii=False))
+    if chat_template is not None:
+        (target / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
     return target
 
 
