@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -63,20 +63,61 @@ async def chat_chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
     raise ApiError(502, f"node '{upstream.node.name}' ended the stream before it was complete")
 
 
-class ChunkTranslator(Protocol):
-    """A dialect's stateful translator of chat chunks into its own stream events."""
+class ChunkTranslator:
+    """A dialect's stateful translator of chat chunks into its own stream events: `feed`
+    walks each chunk's parts into the hooks a dialect defines, in the order the neuron
+    sends them (reasoning, text, tool-call deltas, the finish)."""
+
+    _usage: dict[str, Any] | None = None
 
     @property
-    def has_content(self) -> bool: ...  # the first token has arrived
+    def openai_usage(self) -> dict[str, Any] | None:
+        """The upstream's OpenAI usage, once it has been seen."""
+        return self._usage
 
     @property
-    def openai_usage(self) -> dict[str, Any] | None: ...
+    def has_content(self) -> bool:  # the first token has arrived
+        raise NotImplementedError
 
-    def feed(self, chunk: dict[str, Any]) -> bytes: ...
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        """Events for one `chat.completion.chunk`."""
+        if isinstance(chunk.get("error"), dict):
+            raise ApiError(502, str(chunk["error"].get("message") or "upstream error"))
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        out = [self._start()]
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                out.append(self._reasoning(delta["reasoning_content"]))
+            if delta.get("content"):
+                out.append(self._text(delta["content"]))
+            for call in delta.get("tool_calls") or []:
+                out.append(self._tool_call(call))
+            if choice.get("finish_reason"):
+                self._finished(choice)
+        return b"".join(out)
 
-    def finish(self) -> bytes: ...  # the closing events of a clean end
+    def finish(self) -> bytes:  # the closing events of a clean end
+        raise NotImplementedError
 
-    def fail(self, err: ApiError) -> bytes: ...  # the events that end a broken stream
+    def fail(self, err: ApiError) -> bytes:  # the events that end a broken stream
+        raise NotImplementedError
+
+    def _start(self) -> bytes:  # the opening events, once
+        raise NotImplementedError
+
+    def _reasoning(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def _text(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def _tool_call(self, call: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def _finished(self, choice: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
 async def translate_chunks(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cortex.app.translating import ChunkTranslator
 from cortex.common import sse
 from cortex.common.wire import ApiError
 from cortex.dialects.responses.ids import new_id
@@ -48,7 +49,7 @@ class _Item:
         self.call = call or {}
 
 
-class ResponsesStream:
+class ResponsesStream(ChunkTranslator):
     """Stateful translator for one streamed response; each method returns bytes to send."""
 
     def __init__(self, request: Translated, model: str, response_id: str) -> None:
@@ -58,7 +59,6 @@ class ResponsesStream:
         self._item: _Item | None = None
         self._calls: dict[int, _Item] = {}  # chat tool-call index → its item
         self._finish: str | None = None
-        self.openai_usage: dict[str, Any] | None = None
 
     @property
     def has_content(self) -> bool:
@@ -71,31 +71,15 @@ class ResponsesStream:
             "response.in_progress", response=self.response
         )
 
-    def feed(self, chunk: dict[str, Any]) -> bytes:
-        """Events for one chat.completion.chunk."""
-        if isinstance(chunk.get("error"), dict):
-            raise ApiError(502, str(chunk["error"].get("message") or "upstream error"))
-        if chunk.get("usage"):
-            self.openai_usage = chunk["usage"]
-        out = [self._start()]
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                out.append(self._reasoning(delta["reasoning_content"]))
-            if delta.get("content"):
-                out.append(self._text(delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                out.append(self._tool_call(call))
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        return b"".join(out)
+    def _finished(self, choice: dict[str, Any]) -> None:
+        self._finish = choice["finish_reason"]
 
     def finish(self) -> bytes:
         """The closing events once the upstream stream ended cleanly."""
         closing = self._start() + self._close(
             "incomplete" if self._finish == "length" else "completed"
         )
-        final = finish(self.response, self._finish, self.openai_usage)
+        final = finish(self.response, self._finish, self._usage)
         kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
         return closing + self._event(kind, response=final)
 
