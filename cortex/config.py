@@ -88,6 +88,22 @@ class UpstreamSection:
 
 
 @dataclass
+class ResponsesSection:
+    """The Responses dialect's store of responses (`store`, `previous_response_id`): in this
+    gateway's memory only, the oldest dropped past `store_max_responses`."""
+
+    store_max_responses: int = 1000
+    store_ttl_seconds: float = 3600.0
+
+    def validate(self) -> tuple[str, str, str] | None:
+        if self.store_max_responses < 0:
+            return "store_max_responses", "an integer >= 0", str(self.store_max_responses)
+        if self.store_ttl_seconds <= 0:
+            return "store_ttl_seconds", "a positive number", str(self.store_ttl_seconds)
+        return None
+
+
+@dataclass
 class NeuronEntry:
     name: str
     endpoint: str
@@ -136,6 +152,7 @@ class CortexConfig:
     poller: PollerSection = field(default_factory=PollerSection)
     routing: RoutingSection = field(default_factory=RoutingSection)
     upstream: UpstreamSection = field(default_factory=UpstreamSection)
+    responses: ResponsesSection = field(default_factory=ResponsesSection)
     neurons: list[NeuronEntry] = field(default_factory=list)
     models_config: str | None = None
 

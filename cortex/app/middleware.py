@@ -29,7 +29,22 @@ def wants_anthropic(request: web.Request) -> bool:
 
 
 # The routes counted in cortex_requests_total (rejected requests too: bad body, auth, size).
-_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages")
+_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses")
+
+
+def _dialect(request: web.Request) -> str:
+    if wants_anthropic(request):
+        return "anthropic"
+    return "responses" if request.path.startswith("/v1/responses") else "openai"
+
+
+def _unserved(request: web.Request, exc: web.HTTPException) -> ApiError:
+    """A 404 or 405 that says which endpoint (or method) cortex does not serve."""
+    if exc.status == 404:
+        message = f"{request.method} {request.path} is not an endpoint this server supports"
+    else:
+        message = f"{request.method} is not supported on {request.path}"
+    return ApiError(exc.status, message, code="unsupported_endpoint")
 
 
 def error_response(request: web.Request, err: ApiError) -> web.Response:
@@ -68,7 +83,7 @@ def check_keys(request: web.Request) -> None:
 
 @web.middleware
 async def gateway_middleware(request: web.Request, handler) -> web.StreamResponse:
-    record = RequestRecord(time.monotonic(), "anthropic" if wants_anthropic(request) else "openai")
+    record = RequestRecord(time.monotonic(), _dialect(request))
     request[RECORD] = record
     status = 499  # unless a response goes out: the client went away first
     try:
@@ -93,6 +108,8 @@ async def _answer(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         limit = gateway_of(request).config.gateway.max_body_bytes
         return error_response(request, ApiError(413, f"request body is larger than {limit} bytes"))
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return error_response(request, _unserved(request, exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

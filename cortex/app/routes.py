@@ -22,7 +22,12 @@ async def list_models(request: web.Request) -> web.Response:
     entries = gateway.catalogue.entries(gateway.fleet)
     if "anthropic-version" in request.headers:
         return web.json_response(anthropic_models.model_list(entries, _BOOT, request.query))
-    return web.json_response(openai_models.model_list(entries, _BOOT))
+    listing = openai_models.model_list(entries, _BOOT)
+    if "client_version" in request.query:
+        # Codex's model discovery reads `models` (its own metadata records); none is offered,
+        # so it keeps its built-in defaults instead of failing to parse the list.
+        listing["models"] = []
+    return web.json_response(listing)
 
 
 async def root(request: web.Request) -> web.Response:

@@ -29,6 +29,7 @@ from cortex.common.limits import BODY_TIMEOUT, cap_connections
 from cortex.config import Settings, parse_listen
 from cortex.dialects.anthropic import routes as anthropic_routes
 from cortex.dialects.openai import routes as openai_routes
+from cortex.dialects.responses import routes as responses_routes
 from cortex.metrics import metrics_app
 
 log = logging.getLogger("cortex.app.server")
@@ -48,6 +49,7 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
     routes.add_routes(app)
     openai_routes.add_routes(app)
     anthropic_routes.add_routes(app)
+    responses_routes.add_routes(app, settings.cortex.responses)
     return app
 
 

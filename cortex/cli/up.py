@@ -99,7 +99,8 @@ async def _run(settings: Settings, neuron: subprocess.Popen, model_id: str) -> i
     base = f"http://{settings.cortex.gateway.listen}"
     print(
         f"cortex up: {model_id} (aliases {DEMO_ALIAS!r}, {CLAUDE_ALIAS!r}) through {base}/v1 "
-        f"(OpenAI and Anthropic; Claude Code: ANTHROPIC_BASE_URL={base}); Ctrl-C stops",
+        f"(OpenAI, OpenAI Responses and Anthropic; Claude Code: ANTHROPIC_BASE_URL={base}); "
+        "Ctrl-C stops",
         flush=True,
     )
     try:

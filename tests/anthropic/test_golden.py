@@ -10,7 +10,6 @@ after a deliberate change, and review the diff.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from tests.anthropic.sse import parse_sse
 from tests.support.anthropic_stack import ASK, THINK_MODEL, WEATHER, Stack
+from tests.support.golden import assert_golden
 
 pytestmark = pytest.mark.slow
 GOLDEN = Path(__file__).parent / "golden"
@@ -79,7 +79,4 @@ def test_stream_matches_golden(stack: Stack, name: str) -> None:
     assert response.status == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     events = normalise(response.content)
-    path = GOLDEN / f"{name}.json"
-    if os.environ.get("CORTEX_UPDATE_GOLDEN") == "1":
-        path.write_text(json.dumps(events, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    assert events == json.loads(path.read_text(encoding="utf-8"))
+    assert_golden(GOLDEN / f"{name}.json", events)

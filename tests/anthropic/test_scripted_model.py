@@ -99,3 +99,13 @@ def test_a_reply_is_chosen_by_text_in_the_prompt_even_across_prefill_chunks(mode
         **{f"p{pad}": "Done." for pad in range(4)},
         "plain": "Calling.",
     }
+
+
+def test_a_prompt_whose_last_token_runs_as_a_decode_step_still_starts_the_script(
+    models_root,
+) -> None:
+    engine, tokenizer = _engine(models_root, SCRIPT, torch.float32)
+    # 8-token prefill chunks leave a 9-token prompt's last token to a decode step.
+    ids = tokenizer.encode("x " * 20)[:9]
+    results = _run(engine, {"r": ids}, SamplingParams(max_tokens=64))
+    assert results["r"][:2] == (SCRIPT, "stop")

@@ -85,6 +85,10 @@ class ScriptedModel(nn.Module):
             stored = digits[blocks * block_size + previous % block_size].long()
             steps = stored[:, 0] * _BASE + stored[:, 1]  # (previous step + 1): this token's step
             choice = stored[:, 2]
+            # The engine may run a prompt's last token as a decode step: a token other than
+            # the one the script emits there is still the prompt's.
+            expected = self.targets[choice, steps.clamp(max=self.targets.shape[1] - 1)]
+            steps = torch.where(input_ids == expected, steps, -1)
         code = steps + 1
         written = torch.stack([code // _BASE, code % _BASE, choice], 1)
         digits[meta.slot_mapping] = written.to(digits.dtype)

@@ -8,6 +8,7 @@ import secrets
 import string
 from typing import Any
 
+from cortex.app.translating import chat_choice
 from cortex.common.wire import ApiError
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -83,11 +84,7 @@ def from_openai_response(
     resp: dict[str, Any], model: str, stops: list[str], show_thinking: bool = True
 ) -> dict[str, Any]:
     """An OpenAI chat completion as an Anthropic `Message`."""
-    try:
-        choice = resp["choices"][0]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError):
-        raise ApiError(502, "upstream returned a chat completion without a choice") from None
+    choice, message = chat_choice(resp)
     content: list[dict[str, Any]] = []
     if message.get("reasoning_content"):
         content.append(thinking_block(message["reasoning_content"], show_thinking))

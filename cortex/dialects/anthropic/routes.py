@@ -10,19 +10,14 @@ event instead.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from cortex.app.proxy import read_whole
 from cortex.app.relay import open_relay
+from cortex.app.translating import json_object, translate_chunks
 from cortex.app.upstream import Upstream
-from cortex.common.sse import event_data
 from cortex.common.wire import ApiError, read_json_object
 from cortex.dialects.anthropic.context_edits import apply_edits
 from cortex.dialects.anthropic.errors import anthropic_error
@@ -37,8 +32,6 @@ from cortex.dialects.anthropic.stream import PING, AnthropicStream, error_event
 
 CHAT_PATH = "/v1/chat/completions"
 TOKENIZE_PATH = "/tokenize"
-# What a broken upstream connection raises while its body is read.
-_UPSTREAM_FAULTS = (aiohttp.ClientError, asyncio.TimeoutError, ValueError)
 
 
 def add_routes(app: web.Application) -> None:
@@ -74,7 +67,7 @@ class _Turn:
         self.stops, self.show_thinking, self.report = stops, show_thinking, report
 
     def answer(self, upstream: Upstream, raw: bytes) -> web.Response:
-        data = _json_object(upstream, raw)
+        data = json_object(upstream, raw)
         upstream.record_usage(data.get("usage"), None)
         message = from_openai_response(data, upstream.model, self.stops, self.show_thinking)
         if self.report is not None:
@@ -95,29 +88,12 @@ async def _count(request: web.Request, body: dict[str, Any]) -> int:
     """The prompt tokens of a `count_tokens` body, as the neuron renders it."""
     tokenize_body = to_tokenize_request(body)
     data = await read_whole(
-        request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=_json_object
+        request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=json_object
     )
     count = data.get("count")
     if not isinstance(count, int) or isinstance(count, bool):
         raise ApiError(502, f"upstream returned a token count that is not an integer: {count!r}")
     return count
-
-
-def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise _upstream_fault(upstream, exc) from exc
-    if not isinstance(data, dict):
-        raise ApiError(502, "upstream answered with something other than a JSON object")
-    return data
-
-
-def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
-    """A node that broke off or garbled its answer: count it against the node, tell the client."""
-    upstream.node_failed(exc)
-    status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
-    return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
 
 
 async def _stream(
@@ -134,38 +110,5 @@ async def _stream(
     )
     if relay.upstream is not None:
         async with relay.upstream as upstream:
-            await _translate(upstream, relay.response, turn)
+            await translate_chunks(upstream, relay.response, turn.translator(upstream.model))
     return relay.response
-
-
-async def _translate(upstream: Upstream, response: web.StreamResponse, turn: _Turn) -> None:
-    """The node's chat chunks, re-encoded as Anthropic stream events."""
-    translator = turn.translator(upstream.model)
-    first_token_at = None
-    try:
-        async for chunk in _chunks(upstream):
-            events = translator.feed(chunk)
-            if first_token_at is None and translator.has_content:
-                first_token_at = time.monotonic()
-            await response.write(events)
-        await response.write(translator.finish())
-    except ApiError as err:
-        upstream.code = err.status
-        await response.write(error_event(anthropic_error(err)))
-    finally:
-        upstream.record_usage(translator.openai_usage, first_token_at)
-
-
-async def _chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
-    """The JSON chunks of an OpenAI SSE body; ApiError if it breaks off before `[DONE]`."""
-    try:
-        async for events in upstream.events():
-            for event in events:
-                data = event_data(event)
-                if data == b"[DONE]":
-                    return
-                if data:
-                    yield json.loads(data)
-    except _UPSTREAM_FAULTS as exc:
-        raise _upstream_fault(upstream, exc) from exc
-    raise ApiError(502, f"node '{upstream.node.name}' ended the stream before it was complete")

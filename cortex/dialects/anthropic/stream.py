@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cortex.app.translating import ChunkTranslator
 from cortex.common import sse as _sse
 from cortex.common.wire import ApiError, anthropic_error_body
+from cortex.dialects.anthropic.errors import anthropic_error
 from cortex.dialects.anthropic.response import new_id, signature, stop_reason, usage
 
 
@@ -28,7 +30,7 @@ def error_event(err: ApiError) -> bytes:
     return sse("error", anthropic_error_body(err))
 
 
-class AnthropicStream:
+class AnthropicStream(ChunkTranslator):
     """Stateful translator for one streamed response; each method returns bytes to send."""
 
     def __init__(
@@ -54,25 +56,9 @@ class AnthropicStream:
         self._matched: Any = None
         self._usage: dict[str, Any] | None = None
 
-    def feed(self, chunk: dict[str, Any]) -> bytes:
-        """Events for one OpenAI `chat.completion.chunk`."""
-        if isinstance(chunk.get("error"), dict):
-            raise ApiError(502, str(chunk["error"].get("message") or "upstream error"))
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        out = [self._start()]
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                out.append(self._reasoning(delta["reasoning_content"]))
-            if delta.get("content"):
-                out.append(self._text(delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                out.append(self._tool_call(call))
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-                self._matched = choice.get("stop_reason")
-        return b"".join(out)
+    def _finished(self, choice: dict[str, Any]) -> None:
+        self._finish = choice["finish_reason"]
+        self._matched = choice.get("stop_reason")
 
     def finish(self) -> bytes:
         """Closing events once the upstream stream ended cleanly."""
@@ -94,15 +80,14 @@ class AnthropicStream:
             ]
         )
 
+    def fail(self, err: ApiError) -> bytes:
+        """An `error` event ends a stream the node broke off."""
+        return error_event(anthropic_error(err))
+
     @property
     def has_content(self) -> bool:
         """Whether a content block has begun (the first token has arrived)."""
         return self._index >= 0
-
-    @property
-    def openai_usage(self) -> dict[str, Any] | None:
-        """The upstream's OpenAI usage, once it has been seen."""
-        return self._usage
 
     def _start(self) -> bytes:
         if self._started:

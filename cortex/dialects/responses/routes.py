@@ -1,0 +1,168 @@
+"""The Responses dialect's HTTP surface: `POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}`
+and `GET /v1/responses/{id}/input_items`.
+
+A request is translated onto the neuron's chat completions and routed like any other:
+non-streamed through `cortex.app.proxy.read_whole`, streamed through
+`cortex.app.relay.open_relay`. With `store` (the API's default) the finished response
+and its input go into the gateway's `ResponseStore`, which `previous_response_id`
+continues from. Errors are the OpenAI envelope (the gateway middleware's default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from cortex.app.proxy import read_whole
+from cortex.app.relay import open_relay
+from cortex.app.translating import json_object, translate_chunks
+from cortex.app.upstream import Upstream
+from cortex.common.sse import KEEPALIVE
+from cortex.common.wire import ApiError, read_json_object
+from cortex.config import ResponsesSection
+from cortex.dialects.responses.errors import expect
+from cortex.dialects.responses.ids import new_id
+from cortex.dialects.responses.request import Translated, to_chat_request
+from cortex.dialects.responses.response import from_chat_completion
+from cortex.dialects.responses.store import ResponseStore
+from cortex.dialects.responses.stream import ResponsesStream, error_event
+
+CHAT_PATH = "/v1/chat/completions"
+DIALECT = "responses"
+STORE = web.AppKey("cortex.responses.store", ResponseStore)
+_ID_PREFIX = {"message": "msg_", "function_call": "fc_", "custom_tool_call": "ctc_"}
+
+
+def add_routes(app: web.Application, config: ResponsesSection) -> None:
+    app[STORE] = ResponseStore(config.store_max_responses, config.store_ttl_seconds)
+    app.router.add_post("/v1/responses", create)
+    app.router.add_get("/v1/responses/{id}", retrieve)
+    app.router.add_delete("/v1/responses/{id}", delete)
+    app.router.add_get("/v1/responses/{id}/input_items", input_items)
+
+
+def _stored(request: web.Request, response_id: str, param: str | None = None):
+    found = request.app[STORE].get(response_id)
+    if found is None:
+        raise ApiError(
+            404,
+            f"No response with id '{response_id}' found (it may have expired).",
+            param,
+            "not_found",
+        )
+    return found
+
+
+def _with_ids(items: list[Any]) -> list[dict[str, Any]]:
+    """The client's input items as the API lists them: each with an id, content as parts."""
+    out = []
+    for item in items:
+        item = dict(item)
+        kind = item.setdefault("type", "message")
+        item.setdefault("id", new_id(_ID_PREFIX.get(kind, "item_")))
+        if kind == "message" and isinstance(item.get("content"), str):
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": item["content"]}]
+        out.append(item)
+    return out
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    history: list[dict[str, Any]] = []
+    previous = body.get("previous_response_id")
+    if previous is not None:
+        expect(previous, str, "previous_response_id", "a string")
+        history = _stored(request, previous, "previous_response_id").conversation()
+    translated = to_chat_request(body, history)
+    raw_input = body["input"]
+    own = _with_ids(
+        [{"role": "user", "content": raw_input}] if isinstance(raw_input, str) else raw_input
+    )
+    store = request.app[STORE]
+    response_id = new_id("resp_")
+
+    def keep(response: dict[str, Any]) -> None:
+        if translated.store and response["status"] != "failed":
+            store.put(response, own, history)
+
+    if translated.stream:
+        return await _stream(request, translated, response_id, keep)
+
+    def answer(upstream: Upstream, raw: bytes) -> web.Response:
+        data = json_object(upstream, raw)
+        upstream.record_usage(data.get("usage"), None)
+        response = from_chat_completion(data, translated, upstream.model, response_id)
+        keep(response)
+        return web.json_response(response)
+
+    return await read_whole(request, translated.chat, path=CHAT_PATH, dialect=DIALECT, use=answer)
+
+
+async def _stream(
+    request: web.Request,
+    translated: Translated,
+    response_id: str,
+    keep: Callable[[dict[str, Any]], None],
+) -> web.StreamResponse:
+    # Keep-alive comments while a cold load runs keep proxies and clients from timing out.
+    relay = await open_relay(
+        request,
+        translated.chat,
+        path=CHAT_PATH,
+        dialect=DIALECT,
+        ping=KEEPALIVE,
+        error_event=error_event,
+    )
+    if relay.upstream is not None:
+        async with relay.upstream as upstream:
+            translator = ResponsesStream(translated, upstream.model, response_id)
+            if await translate_chunks(upstream, relay.response, translator):
+                keep(translator.response)
+    return relay.response
+
+
+async def retrieve(request: web.Request) -> web.Response:
+    return web.json_response(_stored(request, request.match_info["id"]).response)
+
+
+async def delete(request: web.Request) -> web.Response:
+    response_id = request.match_info["id"]
+    _stored(request, response_id)
+    request.app[STORE].delete(response_id)
+    return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+async def input_items(request: web.Request) -> web.Response:
+    """The response's own input items, paged as the API pages lists (`order`, `after`, `limit`)."""
+    items = list(_stored(request, request.match_info["id"]).input_items)
+    query = request.query
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ApiError(400, f"order: must be 'asc' or 'desc', got {order!r}", "order")
+    if order == "desc":
+        items.reverse()
+    after = query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise ApiError(400, f"after: no input item with id {after!r}", "after")
+        items = items[ids.index(after) + 1 :]
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "limit: must be an integer between 1 and 100", "limit")
+    page = items[:limit]
+    return web.json_response(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )
