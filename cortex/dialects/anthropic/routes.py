@@ -110,6 +110,7 @@ async def _translate(upstream: Upstream, response: web.StreamResponse, stops: li
                 first_token_at = time.monotonic()
             await response.write(events)
         await response.write(translator.finish())
+        upstream.complete = True
     except ApiError as err:
         upstream.code = err.status
         await response.write(error_event(err))
