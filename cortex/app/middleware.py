@@ -3,7 +3,7 @@
 Keys: when `gateway.api_keys` is set, `/v1/*` and `/fleet` need one of them (or an
 admin key) as `Authorization: Bearer KEY` or `x-api-key: KEY`. `/admin/*` needs an
 admin key when `gateway.admin_keys` is set, otherwise whatever `/v1/*` needs.
-`/health` is always open.
+`/health` and `/` (a connectivity probe) are always open.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _presented_key(request: web.Request) -> str | None:
 def check_keys(request: web.Request) -> None:
     keys = gateway_of(request).config.gateway
     path = request.path
-    if path == "/health":
+    if path in ("/health", "/"):
         return
     key = _presented_key(request)
     if path.startswith("/admin/") and keys.admin_keys:

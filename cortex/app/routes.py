@@ -1,4 +1,5 @@
-"""Gateway routes that are not a model dialect: catalogue, health, fleet, admin lifecycle."""
+"""Gateway routes that are not a model dialect: catalogue, health, fleet, admin lifecycle,
+and `/` (clients such as Claude Code probe it with HEAD before their first request)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ _BOOT = int(time.time())  # every model's `created`
 async def list_models(request: web.Request) -> web.Response:
     gateway = gateway_of(request)
     entries = gateway.catalogue.entries(gateway.fleet)
-    shape = anthropic_models if "anthropic-version" in request.headers else openai_models
-    return web.json_response(shape.model_list(entries, _BOOT))
+    if "anthropic-version" in request.headers:
+        return web.json_response(anthropic_models.model_list(entries, _BOOT, request.query))
+    return web.json_response(openai_models.model_list(entries, _BOOT))
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.json_response({"service": "cortex", "version": __version__})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -137,6 +143,7 @@ async def admin_unload(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", root)  # aiohttp answers HEAD from the GET handler
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_get("/health", health)

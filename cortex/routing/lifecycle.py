@@ -74,6 +74,10 @@ class Lifecycle:
                 for n in self.fleet.routable()
             ):
                 return None  # a neuron is loading it on its own (its default models, say)
+            if any(
+                n.name not in exclude and n.status in ("unknown", "starting") for n in self.fleet
+            ):
+                return None  # a neuron still coming up (loading its default models) may hold it
             where = "healthy neuron" if self.fleet.routable() else "neuron (none is healthy)"
             raise ApiError(503, f"no {where} can hold model '{profile.model_id}'", retry_after=10)
         plan = self._best_plan(profile, nodes, allow_busy=False)

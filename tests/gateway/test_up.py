@@ -43,7 +43,7 @@ def test_cortex_up_serves_the_demo_and_stops_both(tmp_path, demo_gguf) -> None:
                 return [
                     m
                     for m in http("GET", base + "/v1/models", timeout=5).body["data"]
-                    if m["loaded_on"] == ["local"] and m["id"] != "smollm2"
+                    if m["loaded_on"] == ["local"] and m["alias_of"] is None
                 ]
             except OSError:
                 return None

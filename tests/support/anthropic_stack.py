@@ -1,10 +1,10 @@
 """A real gateway in front of a real neuron serving scripted models, for the Anthropic
 end-to-end tests: the scripts, the model names and the handles tests use.
 
-The neuron serves two scripted models (fixed answers: a tool call, a text with
-emoji, CJK and a stop word) and the demo GGUF (a real model, for greedy
-decoding); the gateway knows one more scripted model that nobody has loaded, so
-a request for it waits on a cold load.
+The neuron serves three scripted models (fixed answers: a tool call, a text with
+emoji, CJK and a stop word, a reasoning block then an answer) and the demo GGUF (a
+real model, for greedy decoding); the gateway knows one more scripted model that
+nobody has loaded, so a request for it waits on a cold load.
 """
 
 from __future__ import annotations
@@ -25,7 +25,25 @@ TOOL_SCRIPT = (
 )
 TEXT_SCRIPT = "Hello 🎉 世界! Ünïcödé fine. STOP and more"
 LONG_MODEL = "scripted-long"  # a long answer, for a stream cut off half way
-DEFAULT_MODELS = ("scripted-tool", "scripted-text", DEMO_MODEL_ID)
+# A thinking model: its template takes enable_thinking (off: an empty think block ends the
+# prompt, as Qwen3's does) and renders reasoning sent back; it reasons, then answers.
+THINK_MODEL = "scripted-think"
+REASONING = "The user asks for colours. Three will do."
+ANSWER = "Red, green and blue."
+THINK_SCRIPT = f"<think>\n{REASONING}\n</think>\n\n{ANSWER}"
+THINK_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message.role + '\\n' }}"
+    "{%- if message.reasoning_content %}"
+    "{{- '<think>\\n' + message.reasoning_content + '\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{{- (message.content or '') + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
+)
+DEFAULT_MODELS = ("scripted-tool", "scripted-text", THINK_MODEL, DEMO_MODEL_ID)
 COLD_MODEL = "scripted-cold"
 ALIAS = "claude-scripted"
 
@@ -63,6 +81,8 @@ def make_models(models_root: Path) -> Path:
     make_scripted_model(models_root, "scripted-text", TEXT_SCRIPT)
     make_scripted_model(models_root, COLD_MODEL, TEXT_SCRIPT)
     make_scripted_model(models_root, LONG_MODEL, "tick " * 1500)
+    no_thinking = [{"when": "<think>\n\n</think>", "script": ANSWER}]
+    make_scripted_model(models_root, THINK_MODEL, THINK_SCRIPT, no_thinking, THINK_TEMPLATE)
     fetch_demo(models_root)
     return models_root
 

@@ -148,9 +148,11 @@ def start_gateway(
     aliases: dict[str, str] | None = None,
     name: str = "cortex",
     loaded: tuple[str, ...] = (),
+    nodes_up: int | None = None,
     **sections: dict[str, Any],
 ) -> Gateway:
-    """A `cortex serve` process; `sections` add to or override cortex.toml tables."""
+    """A `cortex serve` process; `sections` add to or override cortex.toml tables. It waits
+    for `nodes_up` nodes (all by default; 0 for neurons not started yet)."""
     port, metrics_port = free_port(), free_port()
     tables: dict[str, dict[str, Any]] = {
         "gateway": {"listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}"},
@@ -183,15 +185,16 @@ def start_gateway(
     ).start()
     try:
         gateway.wait_http("/health", timeout=60)
-        wait_until(lambda: gateway.get("/health").body["nodes_up"] == len(neurons), 30, "nodes up")
+        up = len(neurons) if nodes_up is None else nodes_up
+        wait_until(lambda: gateway.get("/health").body["nodes_up"] == up, 30, "nodes up")
         if loaded:
-            wait_until(lambda: _all_loaded(gateway, loaded), 30, f"{loaded} loaded")
+            wait_until(lambda: all_loaded(gateway, loaded), 30, f"{loaded} loaded")
     except BaseException:
         gateway.stop()
         raise
     return gateway
 
 
-def _all_loaded(gateway: Gateway, models: tuple[str, ...]) -> bool:
+def all_loaded(gateway: Gateway, models: tuple[str, ...]) -> bool:
     data = gateway.get("/v1/models").json()["data"]
     return all(any(m["id"] == want and m["loaded_on"] for m in data) for want in models)

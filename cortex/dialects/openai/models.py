@@ -17,6 +17,7 @@ def model(entry: Entry, created: int) -> dict[str, Any]:
         "loading_on": entry.loading_on,
         "loadable_on": entry.loadable_on,
         "alias_of": entry.alias_of,
+        "status": entry.status,
         "context_length": entry.context_length,
     }
 
