@@ -53,10 +53,14 @@ def error_response(request: web.Request, err: ApiError) -> web.Response:
     return openai_error_response(err)
 
 
-def count_request(request: web.Request, record: RequestRecord, status: int) -> None:
-    """The one place a request is counted, once its response has gone out: by the HTTP
-    status, or by the outcome the proxy noted when that was a stream's 200."""
-    code = record.code if status == 200 and record.code is not None else status
+def count_request(request: web.Request, record: RequestRecord, status: int | None) -> None:
+    """The one place a request is counted, once its handler is done: by the HTTP status,
+    or by the outcome the proxy noted when that was a stream's 200 or the handler was
+    cancelled (499 when the client went away before its answer was complete)."""
+    if status is None:
+        code = record.code if record.code is not None else 499
+    else:
+        code = record.code if status == 200 and record.code is not None else status
     metrics = gateway_of(request).metrics
     metrics.child(metrics.requests, record.model, record.node, record.dialect, str(code)).inc()
 
@@ -85,7 +89,7 @@ def check_keys(request: web.Request) -> None:
 async def gateway_middleware(request: web.Request, handler) -> web.StreamResponse:
     record = RequestRecord(time.monotonic(), _dialect(request))
     request[RECORD] = record
-    status = 499  # unless a response goes out: the client went away first
+    status: int | None = None  # None: no response went out (the handler was cancelled)
     try:
         response = await _answer(request, handler)
         status = response.status

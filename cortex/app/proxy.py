@@ -67,7 +67,7 @@ async def open_upstream(
     raw: bytes | None = None,
 ) -> Upstream:
     gateway, record = gateway_of(request), record_of(request)
-    record.dialect, record.node = dialect, "none"
+    record.dialect, record.node, record.code = dialect, "none", None
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise ApiError(400, "`model` must be a non-empty string", "model")

@@ -133,6 +133,7 @@ async def translate_chunks(
                 first_token_at = time.monotonic()
             await response.write(events)
         await response.write(translator.finish())
+        upstream.complete = True
         return True
     except ApiError as err:
         upstream.code = err.status

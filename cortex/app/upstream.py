@@ -3,7 +3,7 @@
 Leaving `async with upstream` releases the connection and the in-flight slot, notes
 the outcome on the request's record (counted once by the middleware) and observes
 the latency and token metrics; an exception escaping it is a 502 (499 when the
-client went away), and a caller that ends the response with an error itself sets
+client went away) unless the dialect had marked the answer `complete`, and a caller that ends the response with an error itself sets
 `upstream.code`. `upstream.record(usage, first_token_at)` reports the OpenAI usage
 object and the `time.monotonic()` of the first token (TTFT counts from arrival).
 """
@@ -36,6 +36,7 @@ class Upstream:
         self.gateway, self.node, self.model = gateway, node, model
         self.record, self.response = record, response
         self.code = 200
+        self.complete = False  # the whole answer went out (a stream: its last event)
         self._usage: dict[str, Any] | None = None
         self._first_token_at: float | None = None
 
@@ -60,7 +61,7 @@ class Upstream:
     async def __aexit__(self, exc_type, exc, tb) -> None:
         self.response.release()
         self.node.release(self.model)
-        if exc_type is not None:
+        if exc_type is not None and not self.complete:
             gone = issubclass(exc_type, (asyncio.CancelledError, ConnectionResetError))
             self.code = 499 if gone else 502
         self.record.node, self.record.code = self.node.name, self.code

@@ -116,6 +116,9 @@ async def _pump(upstream: Upstream, response: web.StreamResponse, wants_usage: b
                 out.append(event)
             if out:
                 await response.write(b"".join(out))
+                # A client may hang up right after [DONE] (the openai SDK does): its answer
+                # is complete, whatever the wait for the node's end of stream then meets.
+                upstream.complete = out[-1].endswith(b"[DONE]\n\n")
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         upstream.node_failed(exc)
         timed_out = isinstance(exc, asyncio.TimeoutError)
