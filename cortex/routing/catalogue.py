@@ -31,16 +31,19 @@ class Entry:
     loadable_on: list[str] = field(default_factory=list)
     alias_of: str | None = None
     context_length: int | None = None
+    nodes_coming: bool = False  # some node has not answered yet or is still starting
 
     @property
     def status(self) -> str:
-        """ready (loaded somewhere), loading, loadable, or unavailable (no node can hold it
-        now: none is up yet, say)."""
+        """ready (loaded somewhere), loading, loadable, starting (no node can say yet: they
+        are still coming up), or unavailable (no node can hold it now)."""
         if self.loaded_on:
             return "ready"
         if self.loading_on:
             return "loading"
-        return "loadable" if self.loadable_on else "unavailable"
+        if self.loadable_on:
+            return "loadable"
+        return "starting" if self.nodes_coming else "unavailable"
 
 
 _WILDCARDS = set("*?[")
@@ -108,6 +111,9 @@ class Catalogue:
             for model_id, profile in self.profiles.items():
                 if node.routable and feasible(profile, node):
                     found[model_id].loadable_on.append(node.name)
+        coming = any(n.status in ("unknown", "starting") and not n.draining for n in fleet)
+        for entry in found.values():
+            entry.nodes_coming = coming
         targets = {a: self.resolve(a) for a in self.aliases}
         targets.update((p, self.resolve(t)) for p, t in self.patterns)
         for alias, target in targets.items():
@@ -132,4 +138,5 @@ def _alias_entry(alias: str, base: Entry) -> Entry:
         list(base.loadable_on),
         alias_of=base.id,
         context_length=base.context_length,
+        nodes_coming=base.nodes_coming,
     )

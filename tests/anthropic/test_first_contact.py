@@ -34,7 +34,7 @@ def test_a_request_waits_for_a_neuron_still_coming_up(
         assert http("GET", gateway.url + "/").json()["service"] == "cortex"
         listed = http("GET", gateway.url + "/v1/models").json()["data"]
         statuses = {m["id"]: m["status"] for m in listed}
-        assert statuses == {COLD_MODEL: "unavailable", "claude-*": "unavailable"}
+        assert statuses == {COLD_MODEL: "starting", "claude-*": "starting"}
         page = http("GET", gateway.url + "/v1/models?limit=1", headers=ANTHROPIC).json()
         assert [m["id"] for m in page["data"]] == ["claude-*"] and page["has_more"] is True
         rest = http("GET", gateway.url + "/v1/models?limit=1&after_id=claude-*", headers=ANTHROPIC)

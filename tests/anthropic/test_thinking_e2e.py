@@ -103,5 +103,7 @@ def test_thinking_sent_back_is_accepted_and_rendered(anthropic_client) -> None:
     again = anthropic_client.messages.create(
         model=THINK_MODEL, max_tokens=2048, messages=history, thinking=ENABLED
     )
-    assert again.usage.input_tokens == with_thinking
+    usage = again.usage  # the prompt: plain input, cache writes and cache reads together
+    prompt = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    assert prompt == with_thinking
     assert [b.type for b in again.content] == ["thinking", "text"]

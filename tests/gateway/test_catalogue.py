@@ -51,7 +51,7 @@ def _fleet(status: str) -> tuple[Fleet, Node]:
 def test_configured_models_are_listed_with_their_status_from_the_first_moment() -> None:
     fleet, _ = _fleet("unknown")
     entries = {e.id: e for e in CATALOGUE.entries(fleet)}
-    assert entries["repo/qwen:Q4_1"].status == "unavailable"
+    assert entries["repo/qwen:Q4_1"].status == "starting"  # until the node answers
     assert entries["claude-*"].alias_of == "repo/qwen:Q4_1"
     assert entries["claude-haiku-*"].alias_of == "small"
     fleet, starting = _fleet("starting")
@@ -66,3 +66,5 @@ def test_a_name_only_a_pattern_matches_is_found() -> None:
     entry = CATALOGUE.find(fleet, "claude-haiku-9")
     assert entry is not None and entry.alias_of == "small" and entry.status == "ready"
     assert CATALOGUE.find(fleet, "nothing-like-it") is None
+    down, _ = _fleet("down")
+    assert {e.id: e.status for e in CATALOGUE.entries(down)}["small"] == "unavailable"

@@ -13,11 +13,12 @@ the model asks for a tool, then answers differently once the tool's result is in
 the prompt).
 
 How it knows where it is: every token it sees writes (its step in the script, the
-chosen script) to its KV-cache slot (step -1 for prompt tokens), and a decode step
-reads the previous token's slot, so each sequence in a batch follows its script on
-its own. A prompt prefilled in chunks carries the choice from chunk to chunk in the
-cache, and the last characters of each chunk in `_tails` so that a TEXT cut by a
-chunk boundary is still found. After the script comes EOS.
+chosen script, its own token id) to its KV-cache slot (step -1 for prompt tokens),
+and a decode step reads the previous token's slot, so each sequence in a batch
+follows its script on its own. A prompt whose start is already in the cache (an
+earlier chunk, or a shared prefix) finds the choice so far in the slot before it, and
+re-reads the tokens just before it from their slots, so a TEXT cut by the boundary is
+still found. After the script comes EOS.
 
 A neuron loads it once the architecture is registered with the loader; run
 `python -m tests.support.scripted_model serve -c neuron.toml` to start a neuron
@@ -41,9 +42,10 @@ from neuron.text.tokenizer import Tokenizer
 ARCHITECTURE = "ScriptedForCausalLM"
 _LOGIT = 100.0  # margin of the scripted token over every other: any sampler picks it
 # A slot stores step + 1 as two base-128 digits (exact even in bf16: integers up to 256),
-# then the chosen script.
+# the chosen script, then the token id as three base-128 digits.
 _BASE = 128
-_WIDTH = 3
+_WIDTH = 6
+_LOOK_BACK = 64  # tokens re-read before a cached prefix's end (longer than any TEXT)
 
 
 class ScriptedModel(nn.Module):
@@ -66,7 +68,6 @@ class ScriptedModel(nn.Module):
         self.register_buffer("targets", torch.tensor(rows, device=device))
         self.triggers = triggers  # script c + 1 answers a prompt holding triggers[c]
         self.tokenizer = tokenizer
-        self._tails: dict[int, str] = {}  # slot of a chunk's last token → its last characters
 
     @torch.inference_mode()
     def forward(
@@ -74,7 +75,7 @@ class ScriptedModel(nn.Module):
     ) -> torch.Tensor:
         """Each token's (step in the script, chosen script), as a [T, 2] hidden state."""
         k_cache, _ = kv.layer(0)
-        digits = k_cache.view(-1, _WIDTH)  # one kv head of width 3 per slot
+        digits = k_cache.view(-1, _WIDTH)  # one kv head of width 6 per slot
         if meta.is_prefill:
             steps = torch.full(input_ids.shape, -1, device=input_ids.device)
             choice = self._choose(input_ids, positions, meta, digits)
@@ -89,8 +90,9 @@ class ScriptedModel(nn.Module):
             # the one the script emits there is still the prompt's.
             expected = self.targets[choice, steps.clamp(max=self.targets.shape[1] - 1)]
             steps = torch.where(input_ids == expected, steps, -1)
-        code = steps + 1
-        written = torch.stack([code // _BASE, code % _BASE, choice], 1)
+        code, ids = steps + 1, input_ids.long()
+        token = [ids // _BASE**2, ids // _BASE % _BASE, ids % _BASE]
+        written = torch.stack([code // _BASE, code % _BASE, choice, *token], 1)
         digits[meta.slot_mapping] = written.to(digits.dtype)
         return torch.stack([steps, choice], 1).float()
 
@@ -101,25 +103,21 @@ class ScriptedModel(nn.Module):
         meta: AttentionMetadata,
         digits: torch.Tensor,
     ) -> torch.Tensor:
-        """The script each prompt chunk's sequence answers, carried over from earlier chunks."""
+        """The script each prompt chunk's sequence answers, carried over from its cached start."""
         choice = torch.zeros_like(input_ids)
-        bounds = meta.cu_seqlens_q.tolist()
-        keys = meta.cu_seqlens_k.tolist()
-        slots = meta.slot_mapping.tolist()
+        bounds, keys = meta.cu_seqlens_q.tolist(), meta.cu_seqlens_k.tolist()
         for i in range(len(bounds) - 1):
             start, end = bounds[i], bounds[i + 1]
             first = int(positions[start])
-            chosen, tail = 0, ""
-            if first > 0:  # a later chunk: the previous token's slot knows the story so far
-                previous = int(meta.key_slots[keys[i] + first - 1])
-                chosen, tail = int(digits[previous, 2]), self._tails.get(previous, "")
-            text = tail + self.tokenizer.decode(input_ids[start:end].tolist(), False)
+            chosen, before = 0, []
+            if first > 0:  # the start is cached: its last slot knows the story so far
+                slots = meta.key_slots[keys[i] + max(0, first - _LOOK_BACK) : keys[i] + first]
+                stored = digits[slots].long()
+                chosen = int(stored[-1, 2])
+                before = (stored[:, 3] * _BASE**2 + stored[:, 4] * _BASE + stored[:, 5]).tolist()
+            text = self.tokenizer.decode(before + input_ids[start:end].tolist(), False)
             found = [c + 1 for c, when in enumerate(self.triggers) if when in text]
-            if found:
-                chosen = min([chosen, *found]) if chosen else min(found)
-            choice[start:end] = chosen
-            keep = max((len(when) for when in self.triggers), default=1) - 1
-            self._tails[slots[end - 1]] = text[len(text) - keep :] if keep else ""
+            choice[start:end] = min([c for c in (chosen, *found) if c], default=0)
         return choice
 
     @torch.inference_mode()
