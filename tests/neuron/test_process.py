@@ -121,7 +121,10 @@ def test_notify_ready_and_watchdog(guarded, listener):
 
 
 def test_bearer_token_guards_all_but_health_and_metrics(guarded):
-    assert get_json(guarded, "/health")["status"] == "ready"
+    assert get_json(guarded, "/health") == {"status": "ready"}  # nothing more without it
+    assert get_json(guarded, "/health", token="wrong") == {"status": "ready"}
+    full = get_json(guarded, "/health", token=TOKEN)
+    assert full["status"] == "ready" and full["devices"] and "activation" in full
     with urllib.request.urlopen(guarded.url + "/metrics") as resp:
         assert b"neuron_requests_total" in resp.read()
     status, body = post(guarded, "/v1/completions", {"model": "tiny-llama", "prompt": "a"})
@@ -165,7 +168,8 @@ def test_admin_restart_reexecutes_in_place(guarded, listener):
     wait_ready(guarded, timeout=120)
     assert guarded.popen.poll() is None and guarded.popen.pid == pid
     # A fresh process: its uptime counts from after the restart was asked for.
-    assert get_json(guarded, "/health")["uptime_seconds"] <= time.monotonic() - asked
+    health = get_json(guarded, "/health", token=TOKEN)
+    assert health["uptime_seconds"] <= time.monotonic() - asked
 
 
 async def test_sigterm_during_stream_finishes_it_and_exits_0(guarded):
