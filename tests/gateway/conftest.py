@@ -26,8 +26,8 @@ class Procs:
         self.workdir, self.models_dir = workdir, models_dir
         self.started: list[Neuron | Gateway] = []
 
-    def neuron(self, name: str, port: int | None = None) -> Neuron:
-        neuron = start_neuron(self.workdir, name, self.models_dir, port)
+    def neuron(self, name: str, port: int | None = None, **kw) -> Neuron:
+        neuron = start_neuron(self.workdir, name, self.models_dir, port, **kw)
         self.started.append(neuron)
         return neuron
 

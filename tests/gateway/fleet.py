@@ -95,17 +95,27 @@ class Neuron:
         return metric_sum(scrape(self.url + "/metrics"), "neuron_model_load_duration_seconds_count")
 
 
-def start_neuron(workdir: Path, name: str, models_dir: Path, port: int | None = None) -> Neuron:
+def start_neuron(
+    workdir: Path,
+    name: str,
+    models_dir: Path,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    **settings: Any,
+) -> Neuron:
+    """A `neuron serve` process; `settings` add neuron.toml keys, `env` its environment."""
     port = port or free_port()
     config = workdir / f"{name}.toml"
+    extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in settings.items())
     config.write_text(
         f'listen = "127.0.0.1"\nport = {port}\nmodels_dir = "{models_dir}"\n'
-        "cpu_kv_cache_mb = 16\nmax_batch_size = 16\ndrain_timeout_seconds = 5\n"
+        "cpu_kv_cache_mb = 16\nmax_batch_size = 16\ndrain_timeout_seconds = 5\n" + extra
     )
     proc = Proc(
         ["neuron.cli", "serve", "-c", str(config)],
         workdir / f"{name}.log",
         f"http://127.0.0.1:{port}",
+        env=env or {},
     )
     proc.start()
     try:
@@ -173,6 +183,7 @@ def start_gateway(
     models: list[dict[str, Any]],
     aliases: dict[str, str] | None = None,
     name: str = "cortex",
+    env: dict[str, str] | None = None,
     **sections: dict[str, Any],
 ) -> Gateway:
     """A `cortex serve` process; `sections` add or override cortex.toml tables."""
@@ -203,6 +214,7 @@ def start_gateway(
         ["cortex.cli.main", "serve", "-c", str(config)],
         workdir / f"{name}.log",
         f"http://127.0.0.1:{port}",
+        env=env or {},
     )
     proc.start()
     gateway = Gateway(proc, port, metrics_port, config)
