@@ -11,19 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cortex.common.wire import ApiError
+from kernels.sampling import KNOBS
 from neuron.engine.sampling_params import SamplingParams
 
 MAX_N = 16
 _MISSING = object()
 _NUMBER = (int, float)
-_SAMPLING_FLOATS = (
-    "temperature",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+_SAMPLING_FLOATS = tuple(name for name, dtype in KNOBS.items() if dtype.is_floating_point)
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
