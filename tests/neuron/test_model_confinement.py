@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.neuron.conftest import post, start_neuron
+from tests.neuron.conftest import get_json, post, start_neuron
 from tests.support.watch import OpenWatch
 
 
@@ -58,6 +58,10 @@ def test_every_way_out_is_refused_unopened_and_pathless(jail):
             assert status == 400, (case, body)
             assert body["error"]["param"] == "model_id", case
             assert str(base) not in text and "elsewhere" not in text, (case, text)
+        listing = get_json(proc, "/models")
+        assert str(base) not in json.dumps(listing)
+        listed = {model["id"] for model in listing["available"]}
+        assert "extra-llama" in listed and not listed & {"link.gguf", "linked"}
         assert watch.opened() == []
     finally:
         watch.close()
