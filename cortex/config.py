@@ -1,6 +1,6 @@
 """Gateway configuration: `cortex.toml` (or YAML) and the `models.toml` it points to.
 
-Keys follow DESIGN.md §5; `[routing]` and `[upstream]` hold the waiting and timeout
+Keys are those of examples/cortex.toml and examples/models.toml; `[routing]` and `[upstream]` hold the waiting and timeout
 knobs the router and proxy need. `CORTEX_SECTION__KEY` variables override the file.
 """
 

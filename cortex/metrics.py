@@ -1,4 +1,5 @@
-"""Gateway metrics (DESIGN.md §4.4) on their own registry, served on the metrics port.
+"""Gateway metrics (listed in README.md, "API") on their own registry, served on the
+metrics port.
 
 Each app owns a registry so several gateways (tests, `cortex up`) can live in one
 process. Labels are low-cardinality: model ids from the catalogue, node names from

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
@@ -25,6 +25,8 @@ from neuron.worker import DeviceWorker, WorkerFailed
 
 log = logging.getLogger(__name__)
 
+# A model on this neuron, as GET /models reports it.
+ModelStatus = Literal["loading", "ready", "failed"]
 _LOAD_STATUS = {"not_found": 404, "unsupported": 400, "invalid": 400, "out_of_memory": 507}
 
 
@@ -33,7 +35,7 @@ class ModelEntry:
     id: str
     worker: DeviceWorker
     dtype: str
-    status: str = "loading"  # loading | ready | failed
+    status: ModelStatus = "loading"
     error: str | None = None
     facts: ModelFacts | None = None
     inflight: int = 0

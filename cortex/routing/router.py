@@ -42,18 +42,10 @@ class Router:
             model_id in node.models for node in self.fleet
         )
 
-    def take(self, node: Node, model_id: str) -> Node:
-        """Count a request in flight on the node (before any await, so no eviction races)."""
-        node.inflight[model_id] = node.inflight.get(model_id, 0) + 1
-        self.metrics.child(self.metrics.inflight, model_id, node.name).inc()
+    @staticmethod
+    def _take(node: Node, model_id: str) -> Node:
+        node.take(model_id)
         return node
-
-    def release(self, node: Node, model_id: str) -> None:
-        node.inflight[model_id] = max(0, node.inflight.get(model_id, 0) - 1)
-        node.touch(model_id)
-        self.metrics.child(self.metrics.inflight, model_id, node.name).dec()
-        if not node.inflight[model_id]:
-            self.fleet.notify()  # an eviction or a drain may be waiting for this
 
     async def acquire(
         self,
@@ -61,10 +53,11 @@ class Router:
         keepalive: Keepalive | None = None,
         exclude: frozenset[str] = frozenset(),
     ) -> Node:
-        """A node serving the model, already counted in flight; raises ApiError."""
+        """A node serving the model, already counted in flight (`node.release(model_id)`
+        when done); raises ApiError."""
         node = self._pick(model_id, exclude)
         if node is not None:
-            return self.take(node, model_id)
+            return self._take(node, model_id)
         if not self.known(model_id):
             raise ApiError(
                 404, f"The model '{model_id}' does not exist", "model", "model_not_found"
@@ -93,7 +86,7 @@ class Router:
         while True:
             node = self._pick(model_id, exclude)
             if node is not None:
-                return self.take(node, model_id)
+                return self._take(node, model_id)
             tasks = self.lifecycle.loading(model_id)
             if not tasks and profile is not None and not blocked:
                 tasks = [self.lifecycle.ensure_loaded(profile, exclude)]
@@ -118,7 +111,7 @@ class Router:
     def _coming(self, model_id: str, exclude: frozenset[str]) -> bool:
         """A model outside the catalogue can only be waited for while some node loads it."""
         return any(
-            node.state in ("up", "starting")
+            node.status in ("up", "starting")
             and node.name not in exclude
             and node.models.get(model_id) is not None
             and node.models[model_id].status in ("loading", "ready")

@@ -39,7 +39,7 @@ def completion_prompt(entry: ModelEntry, prompt: str | list[int]) -> tuple[list[
 
 async def completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
-    entry, body = admitted[1], admitted[2]
+    entry, body = admitted.entry, admitted.body
     req = parse_completion(body, entry.facts.generation_defaults)
     prompt_ids, prompt_text = completion_prompt(entry, req.prompt)
     head = prompt_text if req.echo else ""

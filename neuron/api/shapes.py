@@ -75,8 +75,14 @@ def chat_choice(
     finish_reason: str | None,
     stop_reason: str | int | None,
     logprobs: list[TokenLogprob] | None,
+    reasoning: str | None = None,
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content or None, "refusal": None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content or None,
+        "reasoning_content": reasoning,
+        "refusal": None,
+    }
     if calls:
         message["tool_calls"] = [tool_call(c) for c in calls]
         finish_reason = "tool_calls"

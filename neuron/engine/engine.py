@@ -23,6 +23,7 @@ from neuron.engine.sequence import Sequence
 from neuron.models.attention import KVCache
 from neuron.models.config import ModelConfig
 from neuron.text.detokenizer import StreamDetokenizer
+from neuron.text.reasoning import BUDGET_CLOSE, ThinkBudget
 from neuron.text.stop import StopMatcher
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ class Engine:
             StreamDetokenizer(self.tokenizer, prompt),
             StopMatcher(params.stop),
         )
+        if params.thinking_budget is not None:
+            seq.think_budget = ThinkBudget(params.thinking_budget, params.think_in_prompt)
         self._next_seq_id += 1
         self._seqs[request.request_id] = seq
         self.scheduler.add(seq)
@@ -161,6 +164,8 @@ class Engine:
         """Append a sampled token, decide whether the sequence ends, and emit its text."""
         seq, token, params = row.seq, row.token_id, row.seq.params
         logprob = None if row.logprobs is None else self._logprob(token, row.logprobs)
+        if seq.forced:  # closing a think block whose budget is spent
+            token, logprob = seq.forced.pop(0), None
         seq.append_token(token, logprob)
         if token in params.stop_token_ids or (
             not params.ignore_eos and token in self.eos_token_ids
@@ -169,7 +174,9 @@ class Engine:
             seq.finish("stop", token)
             text = seq.stop_matcher.flush()
         else:
-            text, matched = seq.stop_matcher.feed(seq.detokenizer.step(token))
+            piece = seq.detokenizer.step(token)
+            self._count_reasoning(seq, piece)
+            text, matched = seq.stop_matcher.feed(piece)
             if matched is not None:
                 seq.finish("stop", matched)
             elif seq.num_completion_tokens >= params.max_tokens:
@@ -181,6 +188,16 @@ class Engine:
         if text or seq.is_finished:
             return seq.take_output(text)
         return None
+
+    def _count_reasoning(self, seq: Sequence, piece: str) -> None:
+        """Past the thinking budget, the next tokens close the block instead of sampling."""
+        if seq.think_budget is not None and seq.think_budget.feed(piece):
+            seq.think_budget.closed()
+            seq.forced = list(self._budget_close_ids)
+
+    @functools.cached_property
+    def _budget_close_ids(self) -> list[int]:
+        return self.tokenizer.encode(BUDGET_CLOSE, add_bos=False)
 
     def _logprob(self, token: int, sampled: SampledLogprobs) -> TokenLogprob:
         """Attach token texts; special tokens keep their names (a client asked for them)."""

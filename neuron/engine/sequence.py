@@ -14,6 +14,7 @@ from neuron.engine.records import EngineRequest, RequestOutput, TokenLogprob
 
 if TYPE_CHECKING:
     from neuron.text.detokenizer import StreamDetokenizer
+    from neuron.text.reasoning import ThinkBudget
     from neuron.text.stop import StopMatcher
 
 
@@ -47,6 +48,8 @@ class Sequence:
         self.stop_reason: str | int | None = None
         self._pending_ids: list[int] = []
         self._pending_logprobs: list[TokenLogprob] = []
+        self.think_budget: ThinkBudget | None = None
+        self.forced: list[int] = []  # tokens the engine appends instead of sampling
 
     @property
     def num_tokens(self) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from neuron.demo import DEMO_MODEL_ID
-from tests.anthropic.conftest import ALIAS, COLD_MODEL, TEXT_SCRIPT, Stack
 from tests.anthropic.sse import parse_sse
+from tests.support.anthropic_stack import ALIAS, COLD_MODEL, TEXT_SCRIPT, Stack
 
 pytestmark = pytest.mark.slow
 QUESTION = [{"role": "user", "content": "Name three colours."}]
@@ -101,7 +101,7 @@ def test_emoji_and_cjk_stream_intact_through_both_dialects(anthropic_client, ope
 def test_cold_load_streams_pings_while_waiting(stack: Stack) -> None:
     body = {"model": COLD_MODEL, "max_tokens": 64, "messages": QUESTION, "stream": True}
     response = stack.post("/v1/messages", body)
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     names = [name for name, _ in parse_sse(response.content)]
     first = names.index("message_start")
     assert first > 0 and set(names[:first]) == {"ping"}, "pings while the model loads"

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.gateway.fleet import http, start_gateway, start_neuron
+from tests.support.daemons import start_gateway, start_neuron
+from tests.support.http import http
 
 HEAD_TIMEOUT = BODY_TIMEOUT = 1.0
 MAX_CONNECTIONS = 4
@@ -36,17 +37,21 @@ class Target:
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory, gw_models):
     workdir = tmp_path_factory.mktemp("hostile")
-    neuron = start_neuron(workdir, "h1", gw_models, token="tok", **LIMITS)
+    neuron = start_neuron(workdir, gw_models, name="h1", token="tok", **LIMITS)
     gateway = start_gateway(
         workdir, [], [], gateway={"api_keys": ["k1"], "metrics_keys": ["m1"], **LIMITS}
     )
     yield {
-        "neuron": Target(neuron.port, "Authorization: Bearer tok"),
-        "gateway": Target(gateway.port, "x-api-key: k1"),
+        "neuron": Target(_port(neuron.url), "Authorization: Bearer tok"),
+        "gateway": Target(_port(gateway.url), "x-api-key: k1"),
         "metrics": gateway.metrics_url,
     }
     gateway.stop()
-    neuron.proc.stop()
+    neuron.stop()
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def _raw(port: int, data: bytes, timeout: float = 10) -> bytes:

@@ -10,7 +10,7 @@ import time
 import openai
 import pytest
 
-from tests.gateway.fleet import http, metric_sum, scrape, wait_until
+from tests.support.http import http, metric_sum, scrape, wait_until
 
 MODEL = "tiny-llama"
 FIRST_BYTE = 2.0
@@ -61,7 +61,7 @@ def test_a_hung_node_is_abandoned_at_the_deadline_and_kept_out(pair):
     s1, _s2, gateway = pair
     before = chat_requests(s1)
     assert gateway.chat(MODEL)[2]["x-cortex-node"] == "s1"  # idle pair: s1 is picked first
-    s1.proc.signal(signal.SIGSTOP)
+    s1.signal(signal.SIGSTOP)
     try:
         sent = time.monotonic()
         status, body, headers = gateway.chat(MODEL)
@@ -81,7 +81,7 @@ def test_a_hung_node_is_abandoned_at_the_deadline_and_kept_out(pair):
             assert stream.response.headers["x-cortex-node"] == "s2"
             assert list(stream)
     finally:
-        s1.proc.signal(signal.SIGCONT)
+        s1.signal(signal.SIGCONT)
     wait_until(lambda: gateway.node("s1")["state"] == "up", 30, "s1 answering again")
     # The first request above, and perhaps the abandoned one (if s1 read it on waking).
     assert chat_requests(s1) - before <= 2
@@ -94,16 +94,16 @@ def test_a_request_moves_at_most_once(pair):
     wait_until(lambda: gateway.node("s2")["state"] == "up", 30, "s2 up")
     retries_before = _retries(gateway)
     for neuron in (s1, s2):
-        neuron.proc.signal(signal.SIGSTOP)
+        neuron.signal(signal.SIGSTOP)
     try:
         status, body, _ = gateway.chat(MODEL)
         assert status == 504, body
         assert "first_byte_timeout_seconds" in body["error"]["message"]
     finally:
         for neuron in (s1, s2):
-            neuron.proc.signal(signal.SIGCONT)
+            neuron.signal(signal.SIGCONT)
     assert _retries(gateway) - retries_before == 1  # s1, then s2, then the error: no more
 
 
 def _retries(gateway) -> int:
-    return gateway.proc.log.read_text(errors="replace").count("retrying on another node")
+    return gateway.log.read_text(errors="replace").count("retrying on another node")

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.gateway.fleet import http, start_gateway, start_neuron
+from tests.support.daemons import start_gateway, start_neuron
+from tests.support.http import http
 from tests.support.notify import NotifyListener
 
 WATCHDOG_USEC = "1000000"  # systemd would expect a ping within 1 s; the daemons send one per 0.5 s
@@ -20,9 +21,9 @@ def test_ready_watchdog_vanished_socket_and_stopping(daemon, tmp_path, gw_models
     listener = NotifyListener()
     env = {"NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": WATCHDOG_USEC}
     if daemon == "neuron":
-        proc = start_neuron(tmp_path, "n1", gw_models, env=env).proc
+        proc = start_neuron(tmp_path, gw_models, name="n1", env=env)
     else:
-        proc = start_gateway(tmp_path, [], [], env=env).proc
+        proc = start_gateway(tmp_path, [], [], env=env)
     try:
         ready = listener.wait_for("READY=1")
         time.sleep(3)

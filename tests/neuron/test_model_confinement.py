@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.neuron.conftest import get_json, post, start_neuron
+from tests.support.daemons import start_neuron
 from tests.support.watch import OpenWatch
 
 
@@ -53,12 +53,12 @@ def test_every_way_out_is_refused_unopened_and_pathless(jail):
     watch = OpenWatch(outside, outside / "hfmodel")
     try:
         for case, model_id in _refusals(outside).items():
-            status, body = post(proc, "/models/load", {"model_id": model_id})
+            status, body, _ = proc.post("/models/load", {"model_id": model_id})
             text = json.dumps(body)
             assert status == 400, (case, body)
             assert body["error"]["param"] == "model_id", case
             assert str(base) not in text and "elsewhere" not in text, (case, text)
-        listing = get_json(proc, "/models")
+        listing = proc.get_json("/models")
         assert str(base) not in json.dumps(listing)
         listed = {model["id"] for model in listing["available"]}
         assert "extra-llama" in listed and not listed & {"link.gguf", "linked"}
@@ -70,7 +70,7 @@ def test_every_way_out_is_refused_unopened_and_pathless(jail):
 def test_outside_the_roots_existing_and_missing_read_the_same(jail):
     proc, _base, outside = jail
     answers = {
-        json.dumps(post(proc, "/models/load", {"model_id": model_id}))
+        json.dumps(proc.post("/models/load", {"model_id": model_id}).body)
         for model_id in ("/etc", "/no/such/dir", str(outside / "hfmodel"), "../nothing-here")
     }
     assert len(answers) == 1, answers
@@ -78,12 +78,12 @@ def test_outside_the_roots_existing_and_missing_read_the_same(jail):
 
 def test_missing_inside_the_roots_names_the_id_only(jail):
     proc, base, _outside = jail
-    status, body = post(proc, "/models/load", {"model_id": "acme/absent"})
+    status, body, _ = proc.post("/models/load", {"model_id": "acme/absent"})
     assert status == 404 and "acme/absent" in body["error"]["message"]
     assert str(base) not in json.dumps(body)
 
 
 def test_an_allowed_root_loads(jail):
     proc, _base, _outside = jail
-    status, body = post(proc, "/models/load", {"model_id": "extra-llama"})
+    status, body, _ = proc.post("/models/load", {"model_id": "extra-llama"})
     assert status == 200 and body["status"] == "ready", body
