@@ -153,14 +153,14 @@ def test_connections_past_the_cap_are_refused(daemons, daemon):
         for sock in held:
             sock.close()
     time.sleep(0.2)
-    assert http("GET", target.url + "/health")[0] == 200  # room again
+    assert http("GET", target.url + "/health").status == 200  # room again
 
 
 def test_metrics_port_wants_its_key(daemons):
     url = daemons["metrics"]
     status, _, _ = http("GET", url)
     assert status == 401
-    assert http("GET", url, headers={"Authorization": "Bearer k1"})[0] == 401  # an API key
+    assert http("GET", url, headers={"Authorization": "Bearer k1"}).status == 401  # an API key
     request = urllib.request.Request(url, headers={"Authorization": "Bearer m1"})
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert b"cortex_build_info" in resp.read()

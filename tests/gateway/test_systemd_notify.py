@@ -33,7 +33,7 @@ def test_ready_watchdog_vanished_socket_and_stopping(daemon, tmp_path, gw_models
         listener.close(remove_dir=False)  # the socket is gone: sends fail from now on
         time.sleep(1.5)  # three pings' worth
         assert proc.popen.poll() is None, proc.tail()
-        assert http("GET", proc.url + "/health")[0] == 200
+        assert http("GET", proc.url + "/health").status == 200
 
         listener = NotifyListener(path)  # systemd back: pings resume, SIGTERM says STOPPING
         listener.wait_for("WATCHDOG=1")
