@@ -81,8 +81,8 @@ async def worker(url: str, args: argparse.Namespace, stop_at: float, tally: Tall
         while time.monotonic() < stop_at:
             i += 1
             try:
-                tally.tokens += await one_stream(session, url, args.tokens, k * 1_000_000 + i)
-                tally.done += 1
+                used = await one_stream(session, url, args.tokens, k * 1_000_000 + i)
+                tally.tokens, tally.done = tally.tokens + used, tally.done + 1
             except asyncio.TimeoutError:
                 tally.hangs += 1
             except (aiohttp.ClientError, RuntimeError, ValueError) as exc:
