@@ -98,6 +98,13 @@ class Metrics:
             ["model", "node"],
             registry=registry,
         )
+        self.affinity = Counter(
+            "cortex_cache_affinity_total",
+            "Routing of requests with a conversation key: hit (back to the node holding "
+            "the conversation), miss (new or forgotten), override (that node was too busy)",
+            ["model", "outcome"],
+            registry=registry,
+        )
         self.node_up = Gauge(
             "cortex_node_up", "1 if the node is reachable", ["node"], registry=registry
         )

@@ -43,9 +43,10 @@ from aiohttp import web
 
 from cortex.app.gateway import Gateway, gateway_of, record_of
 from cortex.app.upstream import Upstream, node_failed
-from cortex.common.wire import ApiError, openai_error_from_upstream
+from cortex.common.wire import CLIENT_BODY, ApiError, openai_error_from_upstream
 from cortex.fleet.client import describe_exc
 from cortex.fleet.nodes import Node
+from cortex.routing.affinity import conversation_key
 
 __all__ = ["open_upstream", "read_whole"]
 log = logging.getLogger("cortex.app.proxy")
@@ -77,9 +78,10 @@ async def open_upstream(
     record.model = model if gateway.router.known(model) else "unknown"
     stream = bool(body.get("stream"))
     excluded = exclude
+    conversation = conversation_key(request.get(CLIENT_BODY, body), request.headers)
     try:
         while True:
-            node = await gateway.router.acquire(model, keepalive, excluded)
+            node = await gateway.router.acquire(model, keepalive, excluded, conversation)
             try:
                 response = await _send(gateway, node, path, raw, stream)
             except _NodeFault as failure:

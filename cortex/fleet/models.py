@@ -25,6 +25,7 @@ class ModelOnNode:
     waiting: int = 0
     last_used: float | None = None
     error: str | None = None
+    loaded_at: float | None = None  # a reload (new value) means its prefix cache is gone
     seen_at: float = 0.0  # when the poller read running/waiting
 
     @classmethod
@@ -39,6 +40,7 @@ class ModelOnNode:
             waiting=int(item.get("waiting") or 0),
             last_used=_epoch(item.get("last_used")),
             error=item.get("error"),
+            loaded_at=_epoch(item.get("loaded_at")),
         )
 
 

@@ -17,6 +17,7 @@ from cortex.common.wire import ApiError
 from cortex.config import RoutingSection
 from cortex.fleet.nodes import Fleet, Node
 from cortex.metrics import Metrics
+from cortex.routing.affinity import Affinity
 from cortex.routing.catalogue import Catalogue
 from cortex.routing.lifecycle import Lifecycle
 
@@ -35,6 +36,7 @@ class Router:
         self.fleet, self.catalogue, self.lifecycle = fleet, catalogue, lifecycle
         self.metrics, self.config = metrics, config
         self.waiting: dict[str, int] = {}
+        self.affinity = Affinity(config.cache_affinity_margin)
 
     def known(self, model_id: str) -> bool:
         """In the catalogue, or held by some node (even one that is down now)."""
@@ -52,10 +54,15 @@ class Router:
         model_id: str,
         keepalive: Keepalive | None = None,
         exclude: frozenset[str] = frozenset(),
+        conversation: str | None = None,
     ) -> Node:
         """A node serving the model, already counted in flight (`node.release(model_id)`
-        when done); raises ApiError."""
-        node = self._pick(model_id, exclude)
+        when done); raises ApiError.
+
+        `conversation` (cortex.routing.affinity.conversation_key) sends a conversation
+        back to the node that served it while that node is not much busier than others.
+        """
+        node = self._pick(model_id, exclude, conversation)
         if node is not None:
             return self._take(node, model_id)
         if not self.known(model_id):
@@ -67,24 +74,35 @@ class Router:
         self.waiting[model_id] = self.waiting.get(model_id, 0) + 1
         started = time.monotonic()
         try:
-            return await self._wait(model_id, keepalive, exclude, started)
+            return await self._wait(model_id, keepalive, exclude, started, conversation)
         finally:
             self.waiting[model_id] -= 1
             self.metrics.queue_wait.labels(model_id).observe(time.monotonic() - started)
 
-    def _pick(self, model_id: str, exclude: frozenset[str]) -> Node | None:
+    def _pick(
+        self, model_id: str, exclude: frozenset[str], conversation: str | None
+    ) -> Node | None:
         holders = [n for n in self.fleet.holders(model_id) if n.name not in exclude]
-        return holders[0] if holders else None
+        if not holders or conversation is None:
+            return holders[0] if holders else None
+        node, outcome = self.affinity.choose(model_id, conversation, holders)
+        self.metrics.child(self.metrics.affinity, model_id, outcome).inc()
+        return node
 
     async def _wait(
-        self, model_id: str, keepalive: Keepalive | None, exclude: frozenset[str], started: float
+        self,
+        model_id: str,
+        keepalive: Keepalive | None,
+        exclude: frozenset[str],
+        started: float,
+        conversation: str | None,
     ) -> Node:
         deadline = started + self.config.max_wait_seconds
         next_ping = started + self.config.keepalive_seconds
         profile = self.catalogue.profile(model_id)
         blocked = False  # the last cold load found no room until requests finish
         while True:
-            node = self._pick(model_id, exclude)
+            node = self._pick(model_id, exclude, conversation)
             if node is not None:
                 return self._take(node, model_id)
             tasks = self.lifecycle.loading(model_id)

@@ -149,7 +149,7 @@ async def _complete(
                 i, parsed.content, parsed.tool_calls, *choice.finish, logprobs, reasoning
             )
         )
-    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens)
+    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens)
     return body
 
 
@@ -164,7 +164,11 @@ def _delta(event: Any) -> dict[str, Any]:
 async def _stream(
     request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, prompt: ChatPrompt
 ) -> web.StreamResponse:
-    usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    usage = (
+        (lambda: shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens))
+        if req.include_usage
+        else None
+    )
     chunks = _chunks(gen, req, prompt)
     return await relay_chunks(
         request,

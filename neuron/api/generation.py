@@ -92,6 +92,7 @@ class Generation:
         self._open: set[str] = set()
         self._first: float | None = None
         self.completion_tokens = 0
+        self.cached_tokens = 0  # prompt tokens the prefix cache served (the best of the n)
 
     async def start(self) -> None:
         """Submit every sequence; a refusal (e.g. too long for the engine) is a 400."""
@@ -123,6 +124,7 @@ class Generation:
                 self._open.clear()
                 raise ApiError(503, str(item), retry_after=5)
             now = time.monotonic()
+            self.cached_tokens = max(self.cached_tokens, item.cached_tokens)
             if self._first is None and item.token_ids:
                 self._first = now
                 self._metrics.ttft.labels(self._entry.id).observe(now - self._arrived)
@@ -146,7 +148,10 @@ class Generation:
         for rid in self._open:
             self._entry.worker.abort(self._entry.id, rid)
         self._open.clear()
-        self._metrics.tokens.labels(self._entry.id, "prompt").inc(len(self._prompt_ids))
+        model = self._entry.id
+        self._metrics.tokens.labels(model, "prompt").inc(len(self._prompt_ids))
+        self._metrics.prefix_queries.labels(model).inc(len(self._prompt_ids))
+        self._metrics.prefix_hits.labels(model).inc(self.cached_tokens)
         self._registry.end(self._entry)
 
 

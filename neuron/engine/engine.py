@@ -41,6 +41,7 @@ class Engine:
         max_batch_size: int = 32,
         max_prefill_tokens: int = 2048,
         max_model_len: int | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         config = loaded.config
         limits = {
@@ -61,7 +62,10 @@ class Engine:
         self.config = config
         self.tokenizer = loaded.tokenizer
         self.eos_token_ids = loaded.eos_token_ids
-        self.block_manager = BlockManager(num_blocks, block_size)
+        # Salted by the weights' source: two models never share a block.
+        self.block_manager = BlockManager(
+            num_blocks, block_size, prefix_cache, salt=f"{loaded.source}:{loaded.dtype}"
+        )
         self.cache_tokens = num_blocks * block_size
         # The longest sequence served: the context length, cut to what the cache holds.
         self.max_model_len = min(max_model_len or config.max_position_embeddings, self.cache_tokens)
@@ -145,6 +149,7 @@ class Engine:
         sampled = self.runner.run(batch)
         for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
             seq.num_cached_tokens += chunk
+            self.block_manager.cache_computed(seq)
         outputs = [self._accept(row) for row in sampled]
         return [out for out in outputs if out is not None]
 
@@ -152,12 +157,17 @@ class Engine:
         return self.scheduler.has_work()
 
     def stats(self) -> EngineStats:
+        blocks = self.block_manager
         return EngineStats(
             running=len(self.scheduler.running),
             waiting=len(self.scheduler.waiting),
-            free_blocks=self.block_manager.num_free,
-            total_blocks=self.block_manager.num_blocks,
-            block_size=self.block_manager.block_size,
+            free_blocks=blocks.num_free,
+            total_blocks=blocks.num_blocks,
+            block_size=blocks.block_size,
+            prefix_cache=blocks.prefix_cache,
+            cached_blocks=blocks.num_cached,
+            prefix_queried_tokens=blocks.queried_tokens,
+            prefix_hit_tokens=blocks.hit_tokens,
         )
 
     def _accept(self, row: Sampled) -> RequestOutput | None:

@@ -46,7 +46,12 @@ def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
 
 
 def build_engine(
-    config: NeuronConfig, model_id: str, device: Device, dtype: str, max_context: int | None
+    config: NeuronConfig,
+    model_id: str,
+    device: Device,
+    dtype: str,
+    max_context: int | None,
+    prefix_cache: bool = True,
 ) -> tuple[Engine, ModelFacts]:
     if dtype not in _DTYPES:
         raise ModelLoadError("invalid", f"unknown dtype {dtype!r} (use {', '.join(_DTYPES)})")
@@ -81,6 +86,7 @@ def build_engine(
         max_batch_size=config.max_batch_size,
         max_prefill_tokens=config.max_prefill_tokens,
         max_model_len=context,
+        prefix_cache=prefix_cache,
     )
     tok = loaded.tokenizer
     template = None

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.agent_clients import client_bin, pinned_version, quiet_env
-from tests.support.anthropic_stack import Stack
+from tests.support.anthropic_stack import Stack, whole_prompt
 from tests.support.daemons import all_loaded, start_gateway, start_neuron
 from tests.support.http import wait_until
 from tests.support.scripted_model import make_scripted_model
@@ -94,7 +94,7 @@ def test_a_plain_turn_completes(cc_stack: Stack, tmp_path: Path) -> None:
     (result,) = claude(cc_stack, tmp_path, "claude-plain", "Say hello", "--output-format", "json")
     assert result["is_error"] is False, result
     assert result["result"] == PLAIN_TEXT
-    assert result["usage"]["input_tokens"] > 5000, "Claude Code's own long prompt got through"
+    assert whole_prompt(result["usage"]) > 5000, "Claude Code's own long prompt got through"
 
 
 def test_a_bash_tool_round_trip(cc_stack: Stack, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_max_tokens_beyond_the_context_ends_with_model_context_window_exceeded(
     cc_stack: Stack, tmp_path: Path
 ) -> None:
     (plain,) = claude(cc_stack, tmp_path, "claude-plain", "Say hello", "--output-format", "json")
-    prompt_tokens = plain["usage"]["input_tokens"]
+    prompt_tokens = whole_prompt(plain["usage"])
     load = {"model_id": "cc-window", "max_context": prompt_tokens + ROOM}
     loaded = cc_stack.neuron.post("/models/load", load)
     assert loaded.status == 200, loaded.text

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.anthropic.sse import parse_sse
-from tests.support.anthropic_stack import TEXT_SCRIPT, THINK_MODEL, Stack
+from tests.support.anthropic_stack import TEXT_SCRIPT, THINK_MODEL, Stack, whole_prompt
 
 pytestmark = pytest.mark.slow
 ASK = [{"role": "user", "content": "Hello"}]
@@ -116,7 +116,7 @@ def test_clear_thinking_edits_the_history_and_reports_it(stack: Stack) -> None:
     [applied] = reply["context_management"]["applied_edits"]
     assert applied["type"] == "clear_thinking_20251015" and applied["cleared_thinking_turns"] == 2
     full = _count(stack, THINK_MODEL, messages=history, thinking={"type": "adaptive"})
-    assert applied["cleared_input_tokens"] == full - reply["usage"]["input_tokens"] > 0
+    assert applied["cleared_input_tokens"] == full - whole_prompt(reply["usage"]) > 0
 
 
 def test_clear_tool_uses_keeps_the_latest_results(stack: Stack) -> None:

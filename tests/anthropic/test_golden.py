@@ -45,11 +45,22 @@ def _mask(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(text)
 
 
+def _whole_prompt(data: dict[str, Any]) -> dict[str, Any]:
+    """How much of the prompt the prefix cache served depends on what ran before it, so
+    the golden records the whole prompt (plain + cache creation + cache read) as input."""
+    usage = (data.get("message") or data).get("usage")
+    if usage and "cache_read_input_tokens" in usage:
+        usage["input_tokens"] += usage["cache_creation_input_tokens"]
+        usage["input_tokens"] += usage["cache_read_input_tokens"]
+        usage["cache_creation_input_tokens"] = usage["cache_read_input_tokens"] = 0
+    return data
+
+
 def normalise(raw: bytes) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, data in parse_sse(raw):
         assert data["type"] == name, "the event: line names the payload's type"
-        data = _mask(data)
+        data = _whole_prompt(_mask(data))
         last = out[-1] if out else None
         if (name == "content_block_delta" and last and last["type"] == name
                 and last["index"] == data["index"]

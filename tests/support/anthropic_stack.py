@@ -108,3 +108,12 @@ def start_stack(workdir: Path, models_dir: Path, defaults: tuple[str, ...]) -> S
         neuron.stop()
         raise
     return Stack(neuron, gateway)
+
+
+def whole_prompt(usage: Any) -> int:
+    """The prompt's tokens, however the prefix cache split them (Anthropic adds the three);
+    `usage` as the SDK's object or as JSON."""
+    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    if isinstance(usage, dict):
+        return sum(int(usage.get(k) or 0) for k in keys)
+    return sum(getattr(usage, k) or 0 for k in keys)

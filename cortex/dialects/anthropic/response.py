@@ -64,15 +64,17 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 
 def usage(openai_usage: dict[str, Any] | None) -> dict[str, int]:
-    """Anthropic usage from OpenAI's: prompt tokens the neuron's prefix cache held are cache
-    reads, the rest input (nothing is written to a cache on the client's request)."""
+    """Anthropic usage from OpenAI's. The neuron's prefix cache served `cached_tokens`
+    of the prompt (read) and keeps the rest (creation); as with Anthropic, the three
+    input counts add up to the whole prompt, so nothing is left as plain input."""
     openai_usage = openai_usage or {}
+    prompt = int(openai_usage.get("prompt_tokens") or 0)
     details = openai_usage.get("prompt_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0)
+    cached = min(prompt, int(details.get("cached_tokens") or 0))
     return {
-        "input_tokens": int(openai_usage.get("prompt_tokens") or 0) - cached,
+        "input_tokens": 0,
         "output_tokens": int(openai_usage.get("completion_tokens") or 0),
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": prompt - cached,
         "cache_read_input_tokens": cached,
     }
 

@@ -77,15 +77,10 @@ class AnthropicStream:
     def finish(self) -> bytes:
         """Closing events once the upstream stream ended cleanly."""
         reason, sequence = stop_reason(self._finish, self._matched, self._stops)
-        counts = usage(self._usage)
-        delta_usage = {
-            "input_tokens": counts["input_tokens"],
-            "output_tokens": counts["output_tokens"],
-        }
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": sequence},
-            "usage": delta_usage,
+            "usage": usage(self._usage),
         }
         if self._context_management is not None:
             delta["context_management"] = self._context_management
