@@ -73,10 +73,13 @@ def test_a_hung_node_is_abandoned_at_the_deadline_and_kept_out(pair):
         assert node["state"] == "suspect" and "first_byte_timeout" in node["last_error"]
 
         client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
-        for _ in range(3):
-            assert gateway.chat(MODEL).headers["x-cortex-node"] == "s2"
+        for i in range(3):  # new conversations, which no affinity ties to s2
+            assert gateway.chat(MODEL, user=f"while-{i}").headers["x-cortex-node"] == "s2"
             stream = client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2, stream=True
+                model=MODEL,
+                messages=[{"role": "user", "content": f"stream {i}"}],
+                max_tokens=2,
+                stream=True,
             )
             assert stream.response.headers["x-cortex-node"] == "s2"
             assert list(stream)
@@ -85,7 +88,7 @@ def test_a_hung_node_is_abandoned_at_the_deadline_and_kept_out(pair):
     wait_until(lambda: gateway.node("s1")["state"] == "up", 30, "s1 answering again")
     # The first request above, and perhaps the abandoned one (if s1 read it on waking).
     assert chat_requests(s1) - before <= 2
-    nodes = {gateway.chat(MODEL).headers["x-cortex-node"] for _ in range(4)}
+    nodes = {gateway.chat(MODEL, user=f"after-{i}").headers["x-cortex-node"] for i in range(4)}
     assert "s1" in nodes  # traffic returns once it answers
 
 
