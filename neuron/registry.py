@@ -19,7 +19,7 @@ from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
 from neuron.engine.factory import ModelFacts, build_engine
 from neuron.metrics import NeuronMetrics
-from neuron.models.confine import resolve_confined, scrub_paths
+from neuron.models.confine import check_model_id, resolve_confined, scrub_paths
 from neuron.models.errors import ModelLoadError
 from neuron.worker import DeviceWorker, WorkerFailed
 
@@ -99,6 +99,10 @@ class Registry:
         prefix_cache: bool | None = None,
     ) -> ModelEntry:
         """Load model_id (or join the load already under way) and return it when ready."""
+        try:
+            check_model_id(model_id)
+        except ModelLoadError as err:  # not echoed: the id may be a host path
+            raise ApiError(400, err.message, param="model_id", code=err.kind) from None
         entry = self.entries.get(model_id)
         if entry is not None and entry.status == "ready":
             if devices and devices != [entry.worker.device.id]:

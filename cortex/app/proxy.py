@@ -169,16 +169,16 @@ async def _send(
             ),
             deadline,
         )
-    except (aiohttp.ClientError, OSError) as exc:  # aiohttp's own timeouts included
+    except aiohttp.ClientError as exc:  # aiohttp's own timeouts are ClientErrors too
         node_failed(gateway, node, exc, isinstance(exc, aiohttp.ClientConnectorError))
-        status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
-        raise _NodeFault(
-            ApiError(status, f"node '{node.name}' failed: {describe_exc(exc)}")
-        ) from exc
-    except asyncio.TimeoutError as exc:  # the first-byte deadline
+        raise _NodeFault(_failed(node, exc, 504 if isinstance(exc, TimeoutError) else 502)) from exc
+    except TimeoutError as exc:  # the first-byte deadline (caught before OSError, its base)
         reason = f"no response within first_byte_timeout_seconds ({deadline:g} s)"
         node.mark_suspect(reason)
         raise _NodeFault(ApiError(504, f"node '{node.name}' failed: {reason}")) from exc
+    except OSError as exc:
+        node_failed(gateway, node, exc, definite=False)
+        raise _NodeFault(_failed(node, exc, 502)) from exc
     if response.status == 200:
         return response
     raw = await response.read()
@@ -189,3 +189,7 @@ async def _send(
     elif err.status in _NODE_FAULTS:
         raise _NodeFault(err)
     raise err
+
+
+def _failed(node: Node, exc: BaseException, status: int) -> ApiError:
+    return ApiError(status, f"node '{node.name}' failed: {describe_exc(exc)}")

@@ -42,7 +42,8 @@ def conversation_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> str
     if start is None:
         return None
     text = json.dumps(start, sort_keys=True, ensure_ascii=False, default=str)
-    return "digest:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    # surrogatepass: any JSON string hashes, even a lone surrogate the neuron will refuse
+    return "digest:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _conversation_start(body: Mapping[str, Any]) -> Any:

@@ -12,7 +12,7 @@ from cortex.common.wire import ApiError, read_json_object
 from neuron import devices as device_info
 from neuron.api.state import AUTHORIZED, DAEMON
 from neuron.metrics import CONTENT_TYPE
-from neuron.models.resolve import list_local_models
+from neuron.models.confine import list_confined
 
 
 async def health(request: web.Request) -> web.Response:
@@ -47,8 +47,8 @@ async def models(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     config = daemon.config
     available = [
-        {"id": m.id, "format": m.format, "path": str(m.path), "size_bytes": m.size_bytes}
-        for m in await asyncio.to_thread(list_local_models, config.models_dir, config.hf_cache)
+        {"id": m.id, "format": m.format, "size_bytes": m.size_bytes}  # ids, never host paths
+        for m in await asyncio.to_thread(list_confined, config)
     ]
     loaded = [e.public() for e in daemon.registry.entries.values()]
     return web.json_response({"loaded": loaded, "available": available})

@@ -11,11 +11,18 @@ Messages name the model id, never a host path (`scrub_paths` for the loader's ow
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from neuron.config import NeuronConfig
 from neuron.models.errors import ModelLoadError
-from neuron.models.resolve import ModelSource, hub_cache_dir, resolve_model
+from neuron.models.resolve import (
+    AvailableModel,
+    ModelSource,
+    hub_cache_dir,
+    list_local_models,
+    resolve_model,
+)
 
 REFUSED = (
     "`model_id` must name a model inside this neuron's model folders "
@@ -59,13 +66,28 @@ def resolve_confined(spec: str, config: NeuronConfig) -> ModelSource:
     return source
 
 
-def _inside(source: ModelSource, roots: list[Path]) -> bool:
+def list_confined(config: NeuronConfig) -> list[AvailableModel]:
+    """What `resolve_confined` can load, never looking into what lies outside the roots."""
+    within = _within(model_roots(config))
+    found = list_local_models(config.models_dir, config.hf_cache, within)
+    for root in config.allowed_model_roots:
+        found += list_local_models(root, keep=within, include_cache=False)
+    unique = {model.id: model for model in reversed(found)}  # the first place wins
+    return [model for model in found if unique[model.id] is model]
+
+
+def _within(roots: list[Path]) -> Callable[[Path], bool]:
     real_roots = [root.resolve() for root in roots]
 
     def within(path: Path) -> bool:
         real = path.resolve()
         return any(real.is_relative_to(root) for root in real_roots)
 
+    return within
+
+
+def _inside(source: ModelSource, roots: list[Path]) -> bool:
+    within = _within(roots)
     if not within(source.path):
         return False
     return source.format == "gguf" or all(within(entry) for entry in source.path.iterdir())

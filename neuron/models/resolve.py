@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -152,33 +153,39 @@ def _size(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths if p.exists())
 
 
-def _folder_models(model_id: str, folder: Path) -> list[AvailableModel]:
+def _folder_models(
+    model_id: str, folder: Path, keep: Callable[[Path], bool] = lambda _path: True
+) -> list[AvailableModel]:
     found = []
     if (folder / "config.json").is_file():
         found.append(
             AvailableModel(model_id, "hf", folder, _size(list(folder.glob("*.safetensors"))))
         )
-    for file in sorted(folder.glob("*.gguf")):
+    for file in sorted(f for f in folder.glob("*.gguf") if keep(f)):
         quant = quant_of(file) or file.stem
         found.append(AvailableModel(f"{model_id}:{quant}", "gguf", file, _size([file])))
     return found
 
 
 def list_local_models(
-    models_dir: Path | None, hf_cache: Path | None = None
+    models_dir: Path | None,
+    hf_cache: Path | None = None,
+    keep: Callable[[Path], bool] = lambda _path: True,
+    include_cache: bool = True,
 ) -> list[AvailableModel]:
-    """Every model `resolve_model` could find without downloading."""
+    """Every model `resolve_model` could find without downloading; entries `keep`
+    refuses are neither listed nor looked into."""
     models_dir = Path(models_dir) if models_dir is not None else None
     found: list[AvailableModel] = []
     if models_dir is not None and models_dir.is_dir():
-        for file in sorted(models_dir.glob("*.gguf")):
+        for file in sorted(f for f in models_dir.glob("*.gguf") if keep(f)):
             found.append(AvailableModel(file.name, "gguf", file, _size([file])))
-        for first in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-            found += _folder_models(first.name, first)
-            for second in sorted(p for p in first.iterdir() if p.is_dir()):
-                found += _folder_models(f"{first.name}/{second.name}", second)
+        for first in sorted(p for p in models_dir.iterdir() if p.is_dir() and keep(p)):
+            found += _folder_models(first.name, first, keep)
+            for second in sorted(p for p in first.iterdir() if p.is_dir() and keep(p)):
+                found += _folder_models(f"{first.name}/{second.name}", second, keep)
     cache = hub_cache_dir(hf_cache)
-    if cache.is_dir():
+    if include_cache and cache.is_dir():
         for repo_dir in sorted(cache.glob("models--*")):
             snapshot = _snapshot(repo_dir)
             if snapshot is not None:

@@ -34,6 +34,12 @@ in
             listen = option types.str "0.0.0.0:31313" "API address (host:port).";
             metrics_listen = option types.str "0.0.0.0:31314" "Prometheus address (host:port).";
             max_body_bytes = option types.ints.positive 8388608 "Largest request body accepted.";
+            header_read_timeout_seconds = option types.number 60 "Seconds to complete each request head (idle keep-alive included).";
+            body_read_timeout_seconds = option types.number 60 "Seconds to send a request body.";
+            max_connections = option types.ints.positive 1024 "Connections held at once per port; more get 503.";
+          };
+          upstream = section {
+            first_byte_timeout_seconds = option types.number 60 "Seconds from choosing a node to its first byte before the request moves.";
           };
           eviction = section {
             strategy = option (types.enum [ "lru" "priority" ]) "lru" "Which model is evicted first.";
@@ -69,7 +75,7 @@ in
     };
 
     environmentFile = option (types.nullOr types.path) null
-      "File with CORTEX_GATEWAY__API_KEYS=[...] and other secrets, kept out of the Nix store.";
+      "File with CORTEX_GATEWAY__API_KEYS=[...], CORTEX_GATEWAY__METRICS_KEYS=[...] and other secrets, kept out of the Nix store.";
     openFirewall = option types.bool false "Open the API and metrics ports in the firewall.";
     watchdogSec = option types.ints.positive 30 "WatchdogSec of the unit.";
   };

@@ -36,6 +36,10 @@ in
           cpu_quantization = option (types.enum [ "none" "int8" ]) "none" "Weight-only int8 on the CPU device.";
           max_batch_size = option types.ints.positive 32 "Sequences decoded together per model.";
           max_waiting = option types.ints.unsigned 256 "Requests queued per model before 429.";
+          allowed_model_roots = option (types.listOf types.str) [ ] "Folders besides models_dir and hf_cache that model ids may resolve into.";
+          header_read_timeout_seconds = option types.number 60 "Seconds to complete each request head (idle keep-alive included).";
+          body_read_timeout_seconds = option types.number 60 "Seconds to send a request body.";
+          max_connections = option types.ints.positive 1024 "Connections held at once; more get 503.";
           default_models = option (types.listOf (types.submodule {
             options = {
               model_id = mkOption { type = types.str; description = "Repo id, repo-id:QUANT or a local name."; };

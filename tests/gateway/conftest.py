@@ -26,11 +26,11 @@ class Procs:
         self.workdir, self.models_dir = workdir, models_dir
         self.started: list[Neuron | Gateway] = []
 
-    def neuron(self, name: str, port: int | None = None) -> Neuron:
+    def neuron(self, name: str, port: int | None = None, **settings) -> Neuron:
         """An empty neuron with a small KV cache (the gateway loads what it needs)."""
         neuron = start_neuron(
             self.workdir, self.models_dir, name=name, port=port,
-            cpu_kv_cache_mb=16, max_batch_size=16, drain_timeout_seconds=5,
+            cpu_kv_cache_mb=16, max_batch_size=16, drain_timeout_seconds=5, **settings,
         )  # fmt: skip
         self.started.append(neuron)
         return neuron

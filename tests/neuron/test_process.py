@@ -6,13 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,6 +16,7 @@ import pytest
 from neuron.demo import DEMO_MODEL_ID
 from tests.support.daemons import start_neuron, wait_ready, write_neuron_config
 from tests.support.http import http
+from tests.support.notify import NotifyListener
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -50,43 +47,6 @@ def test_bad_config_exits_2_with_one_line(tmp_path, settings, env, key, expected
     assert key in lines[0] and expected in lines[0]
     where = "$NEURON_MAX_BATCH_SIZE" if env else str(config)
     assert where in lines[0]
-
-
-class NotifyListener:
-    """A NOTIFY_SOCKET, as systemd provides it, collecting every datagram."""
-
-    def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="nfy", dir="/tmp")) / "notify"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.2)
-        self.messages: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-
-    def wait_for(self, message: str, after: int = 0, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i, seen in enumerate(self.messages[after:], start=after):
-                if message in seen.splitlines():
-                    return i
-            time.sleep(0.05)
-        raise AssertionError(f"{message} not among {self.messages[after:]}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-        self.path.unlink()
-        self.path.parent.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +81,10 @@ def test_notify_ready_and_watchdog(guarded, listener):
 
 
 def test_bearer_token_guards_all_but_health_and_metrics(guarded):
-    assert guarded.get_json("/health")["status"] == "ready"
+    assert guarded.get_json("/health") == {"status": "ready"}  # nothing more without it
+    assert guarded.get_json("/health", token="wrong") == {"status": "ready"}
+    full = guarded.get_json("/health", token=TOKEN)
+    assert full["status"] == "ready" and full["devices"] and "activation" in full
     assert b"neuron_requests_total" in http("GET", guarded.url + "/metrics").content
     status, body, _ = guarded.post("/v1/completions", {"model": "tiny-llama", "prompt": "a"})
     assert status == 401 and body["error"]["type"] == "authentication_error"

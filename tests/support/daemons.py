@@ -149,6 +149,7 @@ def start_gateway(
     name: str = "cortex",
     loaded: tuple[str, ...] = (),
     nodes_up: int | None = None,
+    env: dict[str, str] | None = None,
     **sections: dict[str, Any],
 ) -> Gateway:
     """A `cortex serve` process; `sections` add to or override cortex.toml tables. It waits
@@ -182,6 +183,7 @@ def start_gateway(
         url=f"http://127.0.0.1:{port}",
         metrics_port=metrics_port,
         config=config,
+        env=env or {},
     ).start()
     try:
         gateway.wait_http("/health", timeout=60)
