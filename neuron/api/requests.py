@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cortex.common.wire import ApiError
+from neuron.api.structured import (
+    parse_logit_bias,
+    parse_parallel_tool_calls,
+    parse_response_format,
+)
 from neuron.engine.sampling_params import SamplingParams
+from neuron.grammar.formats import GrammarSpec
 
 MAX_N = 16
 _MISSING = object()
@@ -43,6 +49,9 @@ class ParsedRequest:
     tool_choice: Any = None
     prompt: str | list[int] | None = None
     echo: bool = False
+    parallel_tool_calls: bool = True
+    grammar: GrammarSpec | None = None  # what the reply must follow (response_format, tools)
+    grammar_prefix: str = ""  # reply text the prompt already holds (a forced call's opening)
 
 
 def _get(body: dict[str, Any], key: str, kinds: type | tuple[type, ...], default: Any) -> Any:
@@ -100,6 +109,7 @@ def _params(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
         stop_token_ids=stop_ids,
         ignore_eos=_get(body, "ignore_eos", bool, False),
         logprobs=logprobs,
+        logit_bias=parse_logit_bias(body),
         **kwargs,
     )
 
@@ -108,14 +118,7 @@ def _common(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "`model` must be a non-empty string", param="model")
-    fmt = _get(body, "response_format", dict, {"type": "text"})
-    if fmt.get("type", "text") != "text":
-        raise ApiError(
-            400,
-            f"response_format {fmt.get('type')!r} is not supported by this server "
-            "(no constrained decoding); ask for JSON in the prompt instead",
-            param="response_format",
-        )
+    grammar = parse_response_format(body)
     max_tokens = _get(body, "max_completion_tokens", int, None)
     key = "max_completion_tokens"
     if max_tokens is None:
@@ -146,6 +149,7 @@ def _common(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
         stream=stream,
         include_usage=bool(options.get("include_usage", False)),
         continuous_usage=bool(options.get("continuous_usage_stats", False)),
+        grammar=grammar,
     )
 
 
@@ -222,6 +226,7 @@ def parse_chat(body: dict[str, Any], defaults: dict[str, Any]) -> ParsedRequest:
         raise ApiError(400, "`messages` must be a non-empty array", param="messages")
     request.messages = [_message(i, m) for i, m in enumerate(messages)]
     request.tools, request.tool_choice = _tools(body)
+    request.parallel_tool_calls = parse_parallel_tool_calls(body)
     return request
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 MAX_LOGPROBS = 20
 MAX_STOP_STRINGS = 16
+MAX_LOGIT_BIAS = 100.0  # OpenAI's limits on a logit_bias value
+MAX_LOGIT_BIAS_ENTRIES = 300
 
 
 @dataclass
@@ -29,6 +31,7 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None  # None: off; 0: the chosen token only; n: top-n as well
+    logit_bias: dict[int, float] = field(default_factory=dict)  # added to those tokens' logits
 
     @property
     def uses_penalties(self) -> bool:
@@ -59,6 +62,11 @@ class SamplingParams:
                 raise ValueError(f"stop strings must be non-empty strings, got {text!r}")
         for token_id in self.stop_token_ids:
             _check_int("stop_token_ids", token_id, low=0, high=vocab_size - 1)
+        if len(self.logit_bias) > MAX_LOGIT_BIAS_ENTRIES:
+            raise ValueError(f"logit_bias may hold at most {MAX_LOGIT_BIAS_ENTRIES} tokens")
+        for token_id, bias in self.logit_bias.items():
+            _check_int("logit_bias token id", token_id, low=0, high=vocab_size - 1)
+            _check_float("logit_bias value", bias, -MAX_LOGIT_BIAS, MAX_LOGIT_BIAS)
 
 
 def _check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> None:
