@@ -157,7 +157,7 @@ class ToolCallStreamParser:
         if self._mode == "call":
             events = self._close_call(buffer, "")
         elif not self._keep_broken and partial_suffix_len(buffer, (TOOL_CALL_OPEN,)):
-            events = []  # the opening of a call, cut off
+            events, self._space = [], ""  # the opening of a call, cut off
         else:
             events = self._text(buffer, False)
         self._mode = "text"
