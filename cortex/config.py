@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from cortex.common.configfile import ConfigError, build, load_config, load_document
+from cortex.common.limits import server_limits_problem
 
 
 @dataclass
@@ -20,8 +21,17 @@ class GatewaySection:
     api_keys: list[str] = field(default_factory=list)
     admin_keys: list[str] = field(default_factory=list)
     max_body_bytes: int = 8 * 1024 * 1024
+    metrics_keys: list[str] = field(default_factory=list)  # Bearer keys for the metrics port
+    # A connection must complete each request head this long after opening or after its
+    # previous answer (idle keep-alive included), and send a body within its own deadline.
+    header_read_timeout_seconds: float = 60.0
+    body_read_timeout_seconds: float = 60.0
+    max_connections: int = 1024
 
     def validate(self) -> tuple[str, str, str] | None:
+        problem = server_limits_problem(self)
+        if problem is not None:
+            return problem
         for key in ("listen", "metrics_listen"):
             value = getattr(self, key)
             try:
@@ -61,6 +71,9 @@ class UpstreamSection:
     """Timeouts towards neurons: a stream is cut when idle, never for being long."""
 
     connect_timeout_seconds: float = 5.0
+    # From the node's choice (after any cold load) to its response head (non-stream: its
+    # first byte); past it the node is marked suspect and the request moves once.
+    first_byte_timeout_seconds: float = 60.0
     stream_idle_timeout_seconds: float = 120.0
     request_timeout_seconds: float = 600.0
     load_timeout_seconds: float = 900.0

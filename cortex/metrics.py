@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 from cortex import __version__
+from cortex.common.secrets import bearer, key_matches
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _RATE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -124,10 +125,12 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def metrics_app(metrics: Metrics) -> web.Application:
-    """A tiny app for the metrics port: GET /metrics."""
+def metrics_app(metrics: Metrics, keys: list[str] | None = None) -> web.Application:
+    """A tiny app for the metrics port: GET /metrics, with `Bearer KEY` when keys are set."""
 
-    async def handle(_: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.Response:
+        if keys and not key_matches(bearer(request.headers.get("Authorization", "")), keys):
+            return web.Response(status=401, text="a metrics key is required\n")
         resp = web.Response(body=metrics.export())
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp

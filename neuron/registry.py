@@ -19,6 +19,7 @@ from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
 from neuron.engine.factory import ModelFacts, build_engine
 from neuron.metrics import NeuronMetrics
+from neuron.models.confine import resolve_confined, scrub_paths
 from neuron.models.errors import ModelLoadError
 from neuron.worker import DeviceWorker, WorkerFailed
 
@@ -128,14 +129,16 @@ class Registry:
         self.entries[model_id] = entry
         started = time.monotonic()
         try:
+            source = await asyncio.to_thread(resolve_confined, model_id, self.config)
+            path = str(source.path)
             entry.facts = await worker.attach(
                 model_id,
-                lambda: build_engine(self.config, model_id, worker.device, dtype, max_context),
+                lambda: build_engine(self.config, path, worker.device, dtype, max_context),
             )
         except Exception as exc:
             self.entries.pop(model_id, None)
             log.warning("loading %s failed: %s", model_id, exc)
-            error = _load_error(model_id, exc)
+            error = _load_error(model_id, exc, self.config)
             self.metrics.load_failures.labels(error.code or "error").inc()
             raise error from exc
         entry.status = "ready"
@@ -219,14 +222,16 @@ class Registry:
         return sum(e.inflight for e in self.entries.values())
 
 
-def _load_error(model_id: str, exc: Exception) -> ApiError:
+def _load_error(model_id: str, exc: Exception, config: NeuronConfig) -> ApiError:
+    """The client's answer for a failed load: the model id, never a host path."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ModelLoadError):
         return ApiError(
             _LOAD_STATUS.get(exc.kind, 500),
-            f"cannot load {model_id!r}: {exc.message}",
+            f"cannot load {model_id!r}: {scrub_paths(exc.message, config)}",
             param="model_id",
             code=exc.kind,
         )
-    return ApiError(500, f"cannot load {model_id!r}: {type(exc).__name__}: {exc}", param="model_id")
+    reason = scrub_paths(f"{type(exc).__name__}: {exc}", config)
+    return ApiError(500, f"cannot load {model_id!r}: {reason}", param="model_id")

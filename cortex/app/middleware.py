@@ -8,13 +8,13 @@ admin key when `gateway.admin_keys` is set, otherwise whatever `/v1/*` needs.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 
 from aiohttp import web
 
 from cortex.app.state import COUNTED, STARTED, state_of
+from cortex.common.secrets import bearer, key_matches
 from cortex.common.wire import ApiError, anthropic_error_response, openai_error_response
 
 log = logging.getLogger("cortex.app.server")
@@ -42,14 +42,8 @@ def error_response(request: web.Request, err: ApiError) -> web.Response:
 
 
 def _presented_key(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.headers.get("x-api-key")
-
-
-def _matches(key: str | None, allowed: list[str]) -> bool:
-    return key is not None and any(hmac.compare_digest(key, a) for a in allowed)
+    token = bearer(request.headers.get("Authorization", ""))
+    return token if token is not None else request.headers.get("x-api-key")
 
 
 def check_keys(request: web.Request) -> None:
@@ -59,10 +53,10 @@ def check_keys(request: web.Request) -> None:
         return
     key = _presented_key(request)
     if path.startswith("/admin/") and gateway.admin_keys:
-        if not _matches(key, gateway.admin_keys):
+        if not key_matches(key, gateway.admin_keys):
             raise ApiError(401 if key is None else 403, "an admin key is required")
         return
-    if gateway.api_keys and not _matches(key, gateway.api_keys + gateway.admin_keys):
+    if gateway.api_keys and not key_matches(key, gateway.api_keys + gateway.admin_keys):
         message = "missing API key" if key is None else "invalid API key"
         raise ApiError(401, message, code="invalid_api_key")
 

@@ -12,8 +12,12 @@ Stable interface (used by cortex.dialects.openai.routes and cortex.dialects.anth
 
 `open_upstream` resolves aliases (rewriting `body["model"]`), routes (waiting for or
 cold-loading the model, calling `keepalive()` every `routing.keepalive_seconds`
-while it waits), sends the body, and retries once on another node when the first
-fails before answering (`exclude` names nodes not to use, for a caller's own retry).
+while it waits), sends the body, and retries on another node when the first fails
+before answering for a fault of its own: a connection error, a 502/503/504, or no
+response head within `upstream.first_byte_timeout_seconds` of the node being chosen
+(that node is then marked suspect until the poller hears from it). A 4xx or a 500 is
+relayed, never retried. A request moves at most once in all (`take_retry`), whichever
+of these steps spends it (`exclude` names nodes not to use, for a caller's own retry).
 `raw`, the client's own bytes of `body`, is sent as is when aliasing leaves the
 model unchanged, which saves serialising the body again.
 It raises `cortex.common.wire.ApiError` for routing and upstream
@@ -25,7 +29,7 @@ client went away), and a caller that ends the response with an error itself sets
 object and the `time.monotonic()` of the first token (TTFT is measured from the
 arrival of the request).
 `read_whole` is that for a non-streamed answer: it reads the whole body, retries
-once on another node when the first breaks off while answering, and calls
+on another node when the first breaks off while answering (if the one move is left), and calls
 `use(upstream, body_bytes)` inside the `async with` so what it records counts.
 """
 
@@ -50,6 +54,11 @@ from cortex.fleet.nodes import Node
 __all__ = ["Upstream", "open_upstream", "read_whole", "record_failure"]
 log = logging.getLogger("cortex.app.proxy")
 T = TypeVar("T")
+# Answers that say the node cannot serve now (overloaded, draining, failed device, its
+# own upstream): another replica may. A 4xx or a 500 may be the input's fault: never moved.
+_NODE_FAULTS = frozenset({502, 503, 504})
+# Set on a request once its one move to another node is spent.
+RETRIED = "cortex.retried"
 
 
 class Upstream:
@@ -132,13 +141,13 @@ async def open_upstream(
     stream = bool(body.get("stream"))
     excluded = exclude
     try:
-        for attempt in (1, 2):
+        while True:
             node = await state.router.acquire(model, keepalive, excluded)
             try:
                 response = await _send(state, node, path, raw, stream)
-            except _Retryable as failure:
+            except _NodeFault as failure:
                 state.router.release(node, model)
-                if attempt == 2 or failure.final:
+                if not take_retry(request):
                     raise failure.error from None
                 log.warning("retrying on another node: %s", failure.error.message)
                 excluded = excluded | {node.name}
@@ -149,12 +158,21 @@ async def open_upstream(
             return Upstream(state, node, model, dialect, response, started)
     except ApiError as err:
         raise _count(state, label, dialect, err) from None
-    raise AssertionError("unreachable")
 
 
-class _Retryable(Exception):
-    def __init__(self, error: ApiError, final: bool = False) -> None:
-        self.error, self.final = error, final
+def take_retry(request: web.Request) -> bool:
+    """Whether this request may still move to another node: once, whatever failed."""
+    if request.get(RETRIED):
+        return False
+    request[RETRIED] = True
+    return True
+
+
+class _NodeFault(Exception):
+    """The node failed (not the request): the one retry elsewhere may be spent on it."""
+
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
 
 
 async def read_whole(
@@ -169,7 +187,7 @@ async def read_whole(
     """A non-streamed answer: nothing reaches the client before the whole body, so a
     node that breaks off while answering is retried once on another."""
     excluded: frozenset[str] = frozenset()
-    for attempt in (1, 2):
+    while True:
         upstream = await open_upstream(
             request, body, path=path, dialect=dialect, exclude=excluded, raw=raw
         )
@@ -179,7 +197,7 @@ async def read_whole(
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 record_failure(upstream.state, upstream.node, exc, definite=False)
                 upstream.code = 502
-                if attempt == 2:
+                if not take_retry(request):
                     status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
                     reason = describe_exc(exc)
                     message = f"node '{upstream.node.name}' failed while answering: {reason}"
@@ -188,7 +206,6 @@ async def read_whole(
                 raw = None  # `body` now names the resolved model, `raw` perhaps an alias
                 continue
             return use(upstream, answer)
-    raise AssertionError("unreachable")
 
 
 @functools.lru_cache(maxsize=8)
@@ -212,27 +229,33 @@ async def _send(
         cfg.stream_idle_timeout_seconds,
     )
     headers = {**node.client.headers, "Content-Type": "application/json"}
+    deadline = cfg.first_byte_timeout_seconds
     try:
-        response = await state.session.post(
-            node.client.url(path), data=body, headers=headers, timeout=timeout
+        response = await asyncio.wait_for(
+            state.session.post(node.client.url(path), data=body, headers=headers, timeout=timeout),
+            deadline,
         )
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        definite = isinstance(exc, aiohttp.ClientConnectorError)
-        record_failure(state, node, exc, definite)
+    except (aiohttp.ClientError, OSError) as exc:  # aiohttp's own timeouts included
+        record_failure(state, node, exc, isinstance(exc, aiohttp.ClientConnectorError))
         status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
-        raise _Retryable(
+        raise _NodeFault(
             ApiError(status, f"node '{node.name}' failed: {describe_exc(exc)}")
         ) from exc
+    except asyncio.TimeoutError as exc:  # the first-byte deadline
+        reason = f"no response within first_byte_timeout_seconds ({deadline:g} s)"
+        node.mark_suspect(reason)
+        state.fleet.notify()
+        raise _NodeFault(ApiError(504, f"node '{node.name}' failed: {reason}")) from exc
     if response.status == 200:
         return response
     raw = await response.read()
     response.release()
     err = openai_error_from_upstream(response.status, raw)
-    if response.status < 500:
-        raise _Retryable(err, final=True)
-    if err.status == 500:
+    if err.status == 500:  # an unhandled error on the node: perhaps this input's, not retried
         err.status = 502
-    raise _Retryable(err)
+    elif err.status in _NODE_FAULTS:
+        raise _NodeFault(err)
+    raise err
 
 
 def record_failure(state: State, node: Node, exc: BaseException, definite: bool) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from cortex.fleet.client import NeuronClient
 
-NodeState = str  # "unknown" | "up" | "starting" | "draining" | "down"
+NodeState = str  # "unknown" | "up" | "starting" | "draining" | "suspect" | "down"
 
 
 @dataclass
@@ -78,6 +78,13 @@ class Node:
     last_used: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
     draining: bool = False
+
+    def mark_suspect(self, reason: str) -> None:
+        """The node took a request and did not answer in time: route nothing new to it
+        until the poller hears from it again (a good poll sets the state afresh)."""
+        if self.state != "down":
+            self.state = "suspect"
+        self.last_error = reason
 
     @property
     def routable(self) -> bool:

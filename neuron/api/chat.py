@@ -9,7 +9,13 @@ from aiohttp import web
 
 from cortex.common.wire import ApiError
 from neuron.api import shapes
-from neuron.api.generation import Generation, admit_generation, run_generation
+from neuron.api.generation import (
+    Generation,
+    admit_generation,
+    answer_json,
+    run_generation,
+    tokenize_input,
+)
 from neuron.api.requests import ParsedRequest, parse_chat
 from neuron.api.sse import relay_chunks
 from neuron.grammar.formats import FormatError, tool_call_spec
@@ -26,7 +32,7 @@ def chat_prompt(
     opening, which the reply's parser reads before the model's output."""
     prefix = _call_prefix(entry, tools, tool_choice)
     text = _render(entry, messages, tools, tool_choice) + prefix
-    return entry.facts.tokenizer.encode(text), prefix
+    return tokenize_input(entry, text, "messages"), prefix
 
 
 def chat_prompt_ids(
@@ -73,7 +79,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
             return await _stream(request, gen, req, len(prompt), prefix)
-        return await _complete(gen, req, len(prompt), prefix)
+        return await answer_json(request, lambda: _complete(gen, req, len(prompt), prefix))
 
     return await run_generation(admitted, prompt, req, respond)
 
@@ -106,7 +112,7 @@ class _Choice:
 
 async def _complete(
     gen: Generation, req: ParsedRequest, prompt_len: int, prefix: str
-) -> web.Response:
+) -> dict[str, Any]:
     choices = [_Choice(bool(req.tools), prefix) for _ in range(req.n)]
     async for index, out in gen.outputs():
         choice = choices[index]
@@ -122,7 +128,7 @@ async def _complete(
             shapes.chat_choice(i, parsed.content, parsed.tool_calls, *choice.finish, logprobs)
         )
     body["usage"] = shapes.usage(prompt_len, gen.completion_tokens)
-    return web.json_response(body)
+    return body
 
 
 def _delta(event: Any) -> dict[str, Any]:

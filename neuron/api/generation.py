@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,9 +26,18 @@ from neuron.engine.records import EngineRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams
 from neuron.metrics import NeuronMetrics
 from neuron.registry import ModelEntry, Registry
+from neuron.text.tokenizer import UntokenizableText
 from neuron.worker import WorkerFailed
 
 _counter = itertools.count()
+
+
+def tokenize_input(entry: ModelEntry, text: str, param: str) -> list[int]:
+    """The prompt's token ids, or a 400 naming the field when the text cannot be tokenized."""
+    try:
+        return entry.facts.tokenizer.encode(text)
+    except UntokenizableText as exc:
+        raise ApiError(400, f"`{param}` cannot be tokenized: {exc}", param=param) from None
 
 
 def fit_to_context(entry: ModelEntry, prompt_len: int, max_tokens: int | None) -> int:
@@ -128,6 +138,26 @@ class Generation:
         self._open.clear()
         self._metrics.tokens.labels(self._entry.id, "prompt").inc(len(self._prompt_ids))
         self._registry.end(self._entry)
+
+
+async def answer_json(
+    request: web.Request, body: Callable[[], Awaitable[dict[str, Any]]]
+) -> web.StreamResponse:
+    """A non-streamed answer whose 200 head goes out as soon as the sequences run (the
+    gateway's first-byte deadline then sees a live node, however long the answer takes);
+    the JSON follows once complete. A failure after the head can no longer change the
+    status: the connection is cut, which the gateway counts against this node."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        payload = await body()
+    except ApiError as err:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(f"generation failed after the answer began: {err}") from None
+    await response.write(json.dumps(payload).encode())
+    await response.write_eof()
+    return response
 
 
 async def admit_generation(

@@ -10,13 +10,16 @@ from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
 from neuron import devices as device_info
-from neuron.api.state import DAEMON
+from neuron.api.state import AUTHORIZED, DAEMON
 from neuron.metrics import CONTENT_TYPE
 from neuron.models.resolve import list_local_models
 
 
 async def health(request: web.Request) -> web.Response:
+    """Everything for the token holder (the gateway); without the token only `status`."""
     daemon = request.app[DAEMON]
+    if not request.get(AUTHORIZED, False):
+        return web.json_response({"status": daemon.status})
     return web.json_response(
         {
             "status": daemon.status,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cortex.common.wire import ApiError
+from kernels.sampling import KNOBS
 from neuron.api.structured import (
     parse_logit_bias,
     parse_parallel_tool_calls,
@@ -22,14 +23,7 @@ from neuron.grammar.formats import GrammarSpec
 MAX_N = 16
 _MISSING = object()
 _NUMBER = (int, float)
-_SAMPLING_FLOATS = (
-    "temperature",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+_SAMPLING_FLOATS = tuple(name for name, dtype in KNOBS.items() if dtype.is_floating_point)
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 

@@ -16,6 +16,9 @@ from neuron.metrics import NeuronMetrics
 from neuron.registry import Registry
 from neuron.worker import DeviceWorker
 
+# Per request: whether it carried the daemon's token (or none is configured).
+AUTHORIZED = "neuron.authorized"
+
 
 @dataclass
 class DaemonState:

@@ -1,14 +1,17 @@
 """Per-request generation settings, checked once at the door.
 
-Every knob maps onto one column of `kernels.sampling.SamplingBatch`, so a bad
-value is rejected here with a message the API can hand back verbatim instead of
-surfacing later as a kernel error on the device thread.
+The sampling knobs are inherited from `kernels.sampling.SamplingKnobs` (each one
+column of a `SamplingBatch`), so a bad value is rejected here with a message the
+API can hand back verbatim instead of surfacing later as a kernel error on the
+device thread.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from kernels.sampling import SamplingKnobs
 
 MAX_LOGPROBS = 20
 MAX_STOP_STRINGS = 16
@@ -17,29 +20,16 @@ MAX_LOGIT_BIAS_ENTRIES = 300
 
 
 @dataclass
-class SamplingParams:
+class SamplingParams(SamplingKnobs):
+    """The kernel's knobs plus what the engine itself acts on."""
+
     max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None  # None: off; 0: the chosen token only; n: top-n as well
     logit_bias: dict[int, float] = field(default_factory=dict)  # added to those tokens' logits
-
-    @property
-    def uses_penalties(self) -> bool:
-        return (
-            self.repetition_penalty != 1.0
-            or self.presence_penalty != 0.0
-            or self.frequency_penalty != 0.0
-        )
 
     def validate(self, vocab_size: int) -> None:
         """Raise ValueError naming the first offending field and its allowed range."""
