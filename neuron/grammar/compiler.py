@@ -71,8 +71,12 @@ class ModelGrammars:
             raise GrammarError(_reason(exc)) from None
 
     async def compile(self, spec: GrammarSpec) -> xgrammar.CompiledGrammar:
-        """Compile in the pool; GrammarError if it fails or takes over COMPILE_TIMEOUT."""
-        work = asyncio.get_running_loop().run_in_executor(_POOL, self.compile_now, spec)
+        """Compile in the pool; GrammarError if it fails or takes over COMPILE_TIMEOUT
+        (the model's one-time setup before its first compile is not counted)."""
+        loop = asyncio.get_running_loop()
+        if self._compiler is None:  # first use: the library import and vocabulary table
+            await loop.run_in_executor(_POOL, self._get_compiler)
+        work = loop.run_in_executor(_POOL, self.compile_now, spec)
         try:
             return await asyncio.wait_for(asyncio.shield(work), COMPILE_TIMEOUT)
         except TimeoutError:
