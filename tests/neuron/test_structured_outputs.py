@@ -110,7 +110,7 @@ def test_json_modes_answers_all_parse_and_validate(oai) -> None:
     strict = {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON, "strict": True}}
     ask = [{"role": "user", "content": 'Is the sky blue? Answer as JSON: {"answer": ...}'}]
     person = {"messages": ASK_PERSON, "response_format": strict, "max_tokens": 48, "n": 10}
-    objects = {"messages": ask, "response_format": {"type": "json_object"}, "max_tokens": 48}
+    objects = {"messages": ask, "response_format": {"type": "json_object"}, "max_tokens": 128}
     *people, plain = concurrently(
         oai, {**person, "seed": 70}, {**person, "seed": 80}, {**objects, "n": 8}
     )
