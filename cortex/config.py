@@ -1,6 +1,6 @@
 """Gateway configuration: `cortex.toml` (or YAML) and the `models.toml` it points to.
 
-Keys follow DESIGN.md §5; `[routing]` and `[upstream]` hold the waiting and timeout
+Keys are those of examples/cortex.toml and examples/models.toml; `[routing]` and `[upstream]` hold the waiting and timeout
 knobs the router and proxy need. `CORTEX_SECTION__KEY` variables override the file.
 """
 
@@ -64,6 +64,14 @@ class RoutingSection:
     max_wait_seconds: float = 120.0
     max_waiting: int = 256
     keepalive_seconds: float = 10.0
+    # A conversation returns to the node holding its prefix cache unless that node has
+    # more than this many more requests of the model in flight than the least-loaded one.
+    cache_affinity_margin: int = 4
+
+    def validate(self) -> tuple[str, str, str] | None:
+        if self.cache_affinity_margin < 0:
+            return "cache_affinity_margin", "0 or more", str(self.cache_affinity_margin)
+        return None
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Gateway metrics (DESIGN.md §4.4) on their own registry, served on the metrics port.
+"""Gateway metrics (listed in README.md, "API") on their own registry, served on the
+metrics port.
 
 Each app owns a registry so several gateways (tests, `cortex up`) can live in one
 process. Labels are low-cardinality: model ids from the catalogue, node names from
@@ -95,6 +96,13 @@ class Metrics:
             "cortex_inflight_requests",
             "Requests being served by a node",
             ["model", "node"],
+            registry=registry,
+        )
+        self.affinity = Counter(
+            "cortex_cache_affinity_total",
+            "Routing of requests with a conversation key: hit (back to the node holding "
+            "the conversation), miss (new or forgotten), override (that node was too busy)",
+            ["model", "outcome"],
             registry=registry,
         )
         self.node_up = Gauge(

@@ -27,6 +27,7 @@ class DefaultModel:
     devices: list[str] | None = None
     dtype: Dtype = "auto"
     max_context: int | None = None
+    prefix_cache: bool | None = None  # None: the daemon's `prefix_cache`
 
 
 @dataclass
@@ -44,6 +45,7 @@ class NeuronConfig:
     max_waiting: int = 256  # per model, beyond the running batch; more → 503
     max_prefill_tokens: int = 2048
     block_size: int = 16
+    prefix_cache: bool = True  # keep and share full KV blocks of prompts (per model: load request)
     max_body_bytes: int = 8 * 1024 * 1024
     header_read_timeout_seconds: float = 60.0  # to each request head, idle keep-alive included
     body_read_timeout_seconds: float = 60.0

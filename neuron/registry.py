@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
@@ -25,6 +25,8 @@ from neuron.worker import DeviceWorker, WorkerFailed
 
 log = logging.getLogger(__name__)
 
+# A model on this neuron, as GET /models reports it.
+ModelStatus = Literal["loading", "ready", "failed"]
 _LOAD_STATUS = {"not_found": 404, "unsupported": 400, "invalid": 400, "out_of_memory": 507}
 
 
@@ -33,7 +35,7 @@ class ModelEntry:
     id: str
     worker: DeviceWorker
     dtype: str
-    status: str = "loading"  # loading | ready | failed
+    status: ModelStatus = "loading"
     error: str | None = None
     facts: ModelFacts | None = None
     inflight: int = 0
@@ -55,12 +57,19 @@ class ModelEntry:
             "waiting": stats.waiting if stats else 0,
             "inflight": self.inflight,
             "last_used": self.last_used,
+            "loaded_at": self.loaded_at,
         }
         if stats is not None:
             out["kv_blocks"] = {
                 "free": stats.free_blocks,
                 "total": stats.total_blocks,
                 "block_size": stats.block_size,
+            }
+            out["prefix_cache"] = {
+                "enabled": stats.prefix_cache,
+                "cached_blocks": stats.cached_blocks,
+                "queried_tokens": stats.prefix_queried_tokens,
+                "hit_tokens": stats.prefix_hit_tokens,
             }
         if self.error:
             out["error"] = self.error
@@ -87,6 +96,7 @@ class Registry:
         devices: list[str] | None = None,
         dtype: str = "auto",
         max_context: int | None = None,
+        prefix_cache: bool | None = None,
     ) -> ModelEntry:
         """Load model_id (or join the load already under way) and return it when ready."""
         entry = self.entries.get(model_id)
@@ -97,7 +107,10 @@ class Registry:
         pending = self._loads.get(model_id)
         if pending is None:
             worker = self._pick_worker(devices)
-            pending = asyncio.ensure_future(self._load(model_id, worker, dtype, max_context))
+            if prefix_cache is None:
+                prefix_cache = self.config.prefix_cache
+            load = self._load(model_id, worker, dtype, max_context, prefix_cache)
+            pending = asyncio.ensure_future(load)
             self._loads[model_id] = pending
             pending.add_done_callback(lambda _f: self._loads.pop(model_id, None))
         return await asyncio.shield(pending)
@@ -121,7 +134,12 @@ class Registry:
         return worker
 
     async def _load(
-        self, model_id: str, worker: DeviceWorker, dtype: str, max_context: int | None
+        self,
+        model_id: str,
+        worker: DeviceWorker,
+        dtype: str,
+        max_context: int | None,
+        prefix_cache: bool,
     ) -> ModelEntry:
         dtype = self.config.dtype_for(worker.device.kind, dtype)
         entry = ModelEntry(model_id, worker, dtype)
@@ -133,7 +151,9 @@ class Registry:
             path = str(source.path)
             entry.facts = await worker.attach(
                 model_id,
-                lambda: build_engine(self.config, path, worker.device, dtype, max_context),
+                lambda: build_engine(
+                    self.config, path, worker.device, dtype, max_context, prefix_cache
+                ),
             )
         except Exception as exc:
             self.entries.pop(model_id, None)

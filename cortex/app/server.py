@@ -1,7 +1,7 @@
-"""The gateway app: factory, lifecycle of shared state, and the serve loop.
+"""The gateway app: factory, lifecycle of its parts, and the serve loop.
 
 `create_app(settings)` builds an aiohttp app whose cleanup contexts open the upstream
-HTTP session and state, poll the fleet once before serving (so the first request
+HTTP session and the gateway's parts, poll the fleet once before serving (so the first request
 already sees it), run the poller and evictor, and serve metrics on their own port.
 """
 
@@ -22,8 +22,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     uvloop = None
 
 from cortex.app import routes
+from cortex.app.gateway import GATEWAY, Gateway
 from cortex.app.middleware import gateway_middleware
-from cortex.app.state import STATE, State
 from cortex.common import notify
 from cortex.common.limits import BODY_TIMEOUT, cap_connections
 from cortex.config import Settings, parse_listen
@@ -41,7 +41,7 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
     )
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.cortex.gateway.body_read_timeout_seconds
-    app.cleanup_ctx.append(_state_ctx)
+    app.cleanup_ctx.append(_gateway_ctx)
     app.cleanup_ctx.append(_poller_ctx)
     if serve_metrics:
         app.cleanup_ctx.append(_metrics_ctx)
@@ -51,19 +51,19 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
     return app
 
 
-async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        app[STATE] = State.build(app[SETTINGS], session)
+        app[GATEWAY] = Gateway.build(app[SETTINGS], session)
         yield
 
 
 async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    timeout = state.config.poller.timeout_seconds * 3 + 1
+    gateway = app[GATEWAY]
+    timeout = gateway.config.poller.timeout_seconds * 3 + 1
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(state.poller.poll_all(), timeout)
-    task = asyncio.create_task(state.poller.run(state.evictor.round))
+        await asyncio.wait_for(gateway.poller.poll_all(), timeout)
+    task = asyncio.create_task(gateway.poller.run(gateway.evictor.round))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -74,7 +74,7 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[SETTINGS].cortex.gateway
     host, port = parse_listen(gateway.metrics_listen)
     runner = web.AppRunner(
-        metrics_app(app[STATE].metrics, gateway.metrics_keys),
+        metrics_app(app[GATEWAY].metrics, gateway.metrics_keys),
         access_log=None,
         keepalive_timeout=gateway.header_read_timeout_seconds,
     )

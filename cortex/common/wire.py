@@ -115,8 +115,14 @@ def openai_error_from_upstream(status: int, body: bytes) -> ApiError:
 _TOO_DEEP = f"request body nests deeper than {MAX_JSON_DEPTH} levels"
 
 
+CLIENT_BODY = "cortex.client_body"  # the parsed body, kept on the request for routing
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    """The request body as a JSON object, or a 400 that says what is wrong with it.
+
+    The object is also kept as `request[CLIENT_BODY]`, so routing can read the client's
+    own fields (its conversation key) after a dialect translated the body."""
     raw = await read_body(request)
     try:
         text = raw.decode("utf-8")
@@ -135,4 +141,5 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, _TOO_DEEP)
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
+    request[CLIENT_BODY] = body
     return body

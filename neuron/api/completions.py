@@ -39,7 +39,7 @@ def completion_prompt(entry: ModelEntry, prompt: str | list[int]) -> tuple[list[
 
 async def completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
-    entry, body = admitted[1], admitted[2]
+    entry, body = admitted.entry, admitted.body
     req = parse_completion(body, entry.facts.generation_defaults)
     prompt_ids, prompt_text = completion_prompt(entry, req.prompt)
     head = prompt_text if req.echo else ""
@@ -72,14 +72,18 @@ async def _complete(
         )
         choices.append(shapes.completion_choice(i, texts[i], *finish[i], lp))
     body = shapes.envelope("text_completion", f"cmpl-{gen.id}", req.model, choices)
-    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens)
+    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens)
     return body
 
 
 async def _stream(
     request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, head: str
 ) -> web.StreamResponse:
-    usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    usage = (
+        (lambda: shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens))
+        if req.include_usage
+        else None
+    )
     chunks = _chunks(gen, req, head)
     return await relay_chunks(
         request, "text_completion", f"cmpl-{gen.id}", req.model, chunks, usage, req.continuous_usage

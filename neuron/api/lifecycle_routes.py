@@ -75,7 +75,10 @@ async def load(request: web.Request) -> web.Response:
     max_context = _field(body, "max_context", int, "a positive integer")
     if max_context is not None and max_context < 1:
         raise ApiError(400, "`max_context` must be a positive integer", param="max_context")
-    entry = await daemon.registry.load(model_id, devices or None, dtype, max_context)
+    prefix_cache = body.get("prefix_cache")
+    if prefix_cache is not None and not isinstance(prefix_cache, bool):
+        raise ApiError(400, "`prefix_cache` must be a boolean", param="prefix_cache")
+    entry = await daemon.registry.load(model_id, devices or None, dtype, max_context, prefix_cache)
     return web.json_response(entry.public())
 
 

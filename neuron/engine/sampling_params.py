@@ -29,6 +29,9 @@ class SamplingParams(SamplingKnobs):
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None  # None: off; 0: the chosen token only; n: top-n as well
+    # At most this many reasoning tokens (<think>…</think>); then the engine closes the block.
+    thinking_budget: int | None = None
+    think_in_prompt: bool = False  # the prompt left a think block open
     logit_bias: dict[int, float] = field(default_factory=dict)  # added to those tokens' logits
 
     def validate(self, vocab_size: int) -> None:
@@ -45,6 +48,8 @@ class SamplingParams(SamplingKnobs):
             _check_int("seed", self.seed)
         if self.logprobs is not None:
             _check_int("logprobs", self.logprobs, low=0, high=MAX_LOGPROBS)
+        if self.thinking_budget is not None:
+            _check_int("thinking_budget", self.thinking_budget, low=1)
         if len(self.stop) > MAX_STOP_STRINGS:
             raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
         for text in self.stop:
