@@ -20,11 +20,9 @@ import jsonschema
 import openai
 import pytest
 from pydantic import BaseModel, Field
-from tests.gateway.fleet import Gateway, Neuron, start_gateway
 
 from neuron.demo import DEMO_MODEL_ID
-from tests.neuron.conftest import start_neuron
-from tests.support.procs import Proc
+from tests.support.daemons import Gateway, Neuron, start_gateway, start_neuron
 
 PERSON = {
     "type": "object",
@@ -60,7 +58,7 @@ SAMPLING = {"temperature": 0.7, "seed": 7}
 
 @dataclass
 class Stack:
-    neuron: Proc
+    neuron: Neuron
     gateway: Gateway
 
 
@@ -71,13 +69,13 @@ def stack(neuron_models: Path, tmp_path_factory) -> Iterator[Stack]:
         workdir, neuron_models, [DEMO_MODEL_ID], cpu_kv_cache_mb=384, max_batch_size=32
     )
     try:
-        port = int(neuron.url.rsplit(":", 1)[1])
         # A busy CPU answers slowly (20 batched answers come in one response): the node
         # must not be taken for down or too slow.
         gateway = start_gateway(
             workdir,
-            [Neuron("n1", neuron, port)],
+            [neuron],
             [],
+            loaded=(DEMO_MODEL_ID,),
             poller={"timeout_seconds": 30, "unhealthy_after": 20},
             upstream={"first_byte_timeout_seconds": 600},
         )
