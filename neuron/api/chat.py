@@ -19,6 +19,7 @@ from neuron.api.generation import (
 )
 from neuron.api.requests import ParsedRequest, parse_chat
 from neuron.api.sse import relay_chunks
+from neuron.grammar.formats import FormatError, tool_call_spec
 from neuron.registry import ModelEntry
 from neuron.text.chat_template import ChatTemplateError
 from neuron.text.reasoning import ThinkSplitter, opens_in_prompt
@@ -66,11 +67,16 @@ def _render(entry: ModelEntry, messages: list[dict[str, Any]], req: ParsedReques
         raise ApiError(400, str(exc), param="messages") from None
 
 
+def _hermes(entry: ModelEntry) -> bool:
+    """Whether the model calls tools in `<tool_call>` tags (ours, or its template's);
+    otherwise in Llama 3's bare JSON."""
+    template = entry.facts.chat_template
+    return template is None or not template.native_tools or TOOL_CALL_OPEN in template.source
+
+
 def _call_prefix(entry: ModelEntry, tools: Any, tool_choice: Any) -> str:
     """The forced start of the reply for tool_choice "required" or a named function."""
-    template = entry.facts.chat_template
-    hermes = template is None or not template.native_tools or TOOL_CALL_OPEN in template.source
-    return forced_call_prefix(tools, tool_choice, hermes)
+    return forced_call_prefix(tools, tool_choice, _hermes(entry))
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -79,6 +85,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = parse_chat(body, entry.facts.generation_defaults)
     prompt = chat_prompt(entry, req)
     req.params.think_in_prompt = prompt.think_open
+    try:
+        req.grammar = tool_call_spec(
+            req.tools, req.tool_choice, req.parallel_tool_calls, _hermes(entry), req.grammar
+        )
+    except FormatError as exc:
+        raise ApiError(400, str(exc), param=exc.param) from None
+    req.grammar_prefix = prompt.prefix if req.grammar is not None else ""
 
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
@@ -97,7 +110,8 @@ class _Choice:
     """One choice's reasoning, text, calls and logprobs as they arrive."""
 
     def __init__(self, tools: bool, prompt: ChatPrompt) -> None:
-        self.parser = ToolCallStreamParser() if tools else None
+        # A call cut off (or otherwise broken) is dropped, never shown as text.
+        self.parser = ToolCallStreamParser(keep_broken=False) if tools else None
         self.thinking = ThinkSplitter(inside=prompt.think_open)
         self.events: list[Any] = []
         self.reasoning: list[str] = []
@@ -197,5 +211,7 @@ async def _chunks(
         if logprobs and not events:
             yield shapes.chat_delta(index, {}, logprobs=logprobs)
         if out.finished:
-            reason = "tool_calls" if choice.called else out.finish_reason
+            reason = out.finish_reason
+            if choice.called and reason == "stop":  # a call cut off still ends "length"
+                reason = "tool_calls"
             yield shapes.chat_delta(index, {}, reason, out.stop_reason)

@@ -23,6 +23,7 @@ from aiohttp import web
 from cortex.common.wire import ApiError, read_json_object
 from neuron.api.requests import ParsedRequest
 from neuron.api.state import DAEMON, DaemonState
+from neuron.api.structured import compile_grammar
 from neuron.engine.records import EngineRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams
 from neuron.metrics import NeuronMetrics
@@ -81,12 +82,15 @@ class Generation:
         n: int,
         arrived: float,
         capped: bool = False,
+        grammar: Any = None,
+        grammar_prefix: str = "",
     ) -> None:
         self.id = uuid.uuid4().hex[:24]
         self._capped = capped  # max_tokens was cut to the context's room
         self._registry, self._metrics, self._entry = registry, metrics, entry
         self._prompt_ids, self._params, self._n = prompt_ids, params, n
         self._arrived = arrived
+        self._grammar, self._grammar_prefix = grammar, grammar_prefix
         self._queue: asyncio.Queue = asyncio.Queue()
         self._index: dict[str, int] = {}
         self._open: set[str] = set()
@@ -106,9 +110,10 @@ class Generation:
             self._index[rid] = i
             self._open.add(rid)
             try:
-                await worker.submit(
-                    model, EngineRequest(rid, self._prompt_ids, params), self._queue.put_nowait
+                engine_request = EngineRequest(
+                    rid, self._prompt_ids, params, self._grammar, self._grammar_prefix
                 )
+                await worker.submit(model, engine_request, self._queue.put_nowait)
             except ValueError as exc:
                 self._open.discard(rid)
                 raise ApiError(400, str(exc)) from None
@@ -200,14 +205,18 @@ async def run_generation(
     request: ParsedRequest,
     respond: Callable[[Generation], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
-    """Fit max_tokens to the context, start the sequences, respond, always clean up."""
+    """Fit max_tokens to the context, compile any grammar, start the sequences, respond,
+    always clean up."""
     daemon, entry = admitted.daemon, admitted.entry
     request.params.max_tokens, capped = fit_to_context(
         entry, len(prompt_ids), request.max_tokens, request.truncate
     )
+    grammar = None
+    if request.grammar is not None:
+        grammar = await compile_grammar(entry.facts.grammars, request.grammar)
     gen = Generation(
         daemon.registry, daemon.metrics, entry, prompt_ids, request.params, request.n,
-        admitted.arrived, capped,
+        admitted.arrived, capped, grammar, request.grammar_prefix,
     )  # fmt: skip
     try:
         await gen.start()

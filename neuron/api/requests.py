@@ -12,7 +12,13 @@ from typing import Any
 
 from cortex.common.wire import ApiError
 from kernels.sampling import KNOBS
+from neuron.api.structured import (
+    parse_logit_bias,
+    parse_parallel_tool_calls,
+    parse_response_format,
+)
 from neuron.engine.sampling_params import SamplingParams
+from neuron.grammar.formats import GrammarSpec
 
 MAX_N = 16
 _MISSING = object()
@@ -41,6 +47,9 @@ class ParsedRequest:
     truncate: bool = False  # cap max_tokens at the room the context leaves (no 400)
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # chat template switches
     continue_final: bool = False  # the last (assistant) message is continued, not answered
+    parallel_tool_calls: bool = True
+    grammar: GrammarSpec | None = None  # what the reply must follow (response_format, tools)
+    grammar_prefix: str = ""  # reply text the prompt already holds (a forced call's opening)
 
 
 def _get(body: dict[str, Any], key: str, kinds: type | tuple[type, ...], default: Any) -> Any:
@@ -98,6 +107,7 @@ def _params(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
         stop_token_ids=stop_ids,
         ignore_eos=_get(body, "ignore_eos", bool, False),
         logprobs=logprobs,
+        logit_bias=parse_logit_bias(body),
         **kwargs,
     )
 
@@ -106,14 +116,7 @@ def _common(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "`model` must be a non-empty string", param="model")
-    fmt = _get(body, "response_format", dict, {"type": "text"})
-    if fmt.get("type", "text") != "text":
-        raise ApiError(
-            400,
-            f"response_format {fmt.get('type')!r} is not supported by this server "
-            "(no constrained decoding); ask for JSON in the prompt instead",
-            param="response_format",
-        )
+    grammar = parse_response_format(body)
     max_tokens = _get(body, "max_completion_tokens", int, None)
     key = "max_completion_tokens"
     if max_tokens is None:
@@ -145,6 +148,7 @@ def _common(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
         include_usage=bool(options.get("include_usage", False)),
         continuous_usage=bool(options.get("continuous_usage_stats", False)),
         truncate=_get(body, "truncate_max_tokens", bool, False),
+        grammar=grammar,
     )
 
 
@@ -229,6 +233,7 @@ def parse_chat(body: dict[str, Any], defaults: dict[str, Any]) -> ParsedRequest:
             "`continue_final_message` needs an assistant message last",
             param="continue_final_message",
         )
+    request.parallel_tool_calls = parse_parallel_tool_calls(body)
     return request
 
 

@@ -87,7 +87,8 @@ def chat_choice(
     }
     if calls:
         message["tool_calls"] = [tool_call(c) for c in calls]
-        finish_reason = "tool_calls"
+        if finish_reason == "stop":  # a reply cut off after a call still ends "length"
+            finish_reason = "tool_calls"
     elif message["content"] is None:
         message["content"] = ""
     return {

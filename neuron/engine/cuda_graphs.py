@@ -11,7 +11,8 @@ compute exactly what row 0 computes and write the same key/value to the same
 cache slot, so they change nothing (the cache store needs a valid slot for
 every row, and no slot is free for sure). Sampling runs inside the graph with
 the per-row temperature, top-k/p, min-p and seed; a batch that asks for
-penalties or logprobs samples outside it from the graph's logits instead.
+penalties, logprobs, a grammar or a logit bias samples outside it from the
+graph's logits instead.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ class GraphedDecoder:
         else:
             logits, tokens = self._forward(bucket)
         n = len(seqs)
-        if any(s.params.uses_penalties or s.params.logprobs is not None for s in seqs):
+        if any(
+            s.params.uses_penalties or s.params.logprobs is not None or s.constraint is not None
+            for s in seqs
+        ):
             return sample(logits[:n], seqs)
         return tokens[:n].tolist(), [None] * n
 

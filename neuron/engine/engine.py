@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from neuron.engine.block_manager import BlockManager
+from neuron.engine.constraints import Constraint
 from neuron.engine.model_runner import ModelRunner, Sampled
 from neuron.engine.records import EngineRequest, EngineStats, RequestOutput, TokenLogprob
 from neuron.engine.sampler import SampledLogprobs
@@ -119,12 +120,16 @@ class Engine:
                 f"tokens, but {limit}"
             )
         seed = secrets.randbits(63) if params.seed is None else params.seed & SEED_MASK
+        constraint = Constraint.build(
+            request.grammar, request.grammar_prefix, params.logit_bias, self.eos_token_ids
+        )
         seq = Sequence(
             self._next_seq_id,
             request,
             seed,
             StreamDetokenizer(self.tokenizer, prompt),
             StopMatcher(params.stop),
+            constraint,
         )
         if params.thinking_budget is not None:
             seq.think_budget = ThinkBudget(params.thinking_budget, params.think_in_prompt)
@@ -177,8 +182,15 @@ class Engine:
         if seq.forced:  # closing a think block whose budget is spent
             token, logprob = seq.forced.pop(0), None
         seq.append_token(token, logprob)
-        if token in params.stop_token_ids or (
-            not params.ignore_eos and token in self.eos_token_ids
+        # A finished grammar ends the reply; a rejected token cannot happen under the
+        # mask, but would end it too rather than let it go on outside the grammar.
+        grammar_done = seq.constraint is not None and (
+            not seq.constraint.accept(token) or seq.constraint.finished
+        )
+        if (
+            grammar_done
+            or token in params.stop_token_ids
+            or (not params.ignore_eos and token in self.eos_token_ids)
         ):
             # A stop token's own text is not part of the output; held-back text is.
             seq.finish("stop", token)

@@ -14,6 +14,7 @@ import torch
 from neuron.config import NeuronConfig
 from neuron.devices import Device
 from neuron.engine.engine import Engine
+from neuron.grammar.compiler import ModelGrammars
 from neuron.models.errors import ModelLoadError
 from neuron.models.loader import load_model
 from neuron.text.chat_template import ChatTemplate
@@ -35,6 +36,7 @@ class ModelFacts:
     generation_defaults: dict[str, float | int]
     source: str
     format: str
+    grammars: ModelGrammars  # compiles this model's constrained-decoding grammars
 
 
 def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
@@ -102,5 +104,6 @@ def build_engine(
         generation_defaults=dict(loaded.generation_defaults),
         source=str(loaded.source),
         format=loaded.format,
+        grammars=ModelGrammars(tok, loaded.config.vocab_size),
     )
     return engine, facts

@@ -1,12 +1,13 @@
 """What goes into and comes out of the engine: plain data, no tensors.
 
 These cross from the device worker thread to the asyncio side, so they hold
-only Python values.
+only Python values (and a compiled grammar, which is immutable and shared).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from neuron.engine.sampling_params import SamplingParams
 
@@ -16,6 +17,8 @@ class EngineRequest:
     request_id: str
     prompt_ids: list[int]
     params: SamplingParams
+    grammar: Any = None  # an xgrammar CompiledGrammar the reply must follow, or None
+    grammar_prefix: str = ""  # reply text already in the prompt, read by the matcher first
 
 
 @dataclass

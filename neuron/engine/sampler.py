@@ -13,6 +13,7 @@ import torch
 
 import kernels
 from kernels.sampling import SamplingBatch, SamplingRow, column_values
+from neuron.engine.constraints import apply_constraints
 from neuron.engine.sequence import Sequence
 
 
@@ -57,6 +58,7 @@ def sample(
     if wanted:  # taken first: the distribution as the model gave it, before any sampling step
         rows = torch.tensor(wanted, device=logits.device)
         lp = torch.log_softmax(logits.index_select(0, rows).float(), dim=-1)
+    apply_constraints(logits, seqs)  # grammar masks and logit biases, in place
     batch = SamplingBatch.from_rows([sampling_row(s) for s in seqs], device=logits.device)
     token_ids = kernels.sample(logits, batch)
     logprobs: list[SampledLogprobs | None] = [None] * len(seqs)

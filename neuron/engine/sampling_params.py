@@ -15,6 +15,8 @@ from kernels.sampling import SamplingKnobs
 
 MAX_LOGPROBS = 20
 MAX_STOP_STRINGS = 16
+MAX_LOGIT_BIAS = 100.0  # OpenAI's limits on a logit_bias value
+MAX_LOGIT_BIAS_ENTRIES = 300
 
 
 @dataclass
@@ -30,6 +32,7 @@ class SamplingParams(SamplingKnobs):
     # At most this many reasoning tokens (<think>…</think>); then the engine closes the block.
     thinking_budget: int | None = None
     think_in_prompt: bool = False  # the prompt left a think block open
+    logit_bias: dict[int, float] = field(default_factory=dict)  # added to those tokens' logits
 
     def validate(self, vocab_size: int) -> None:
         """Raise ValueError naming the first offending field and its allowed range."""
@@ -54,6 +57,11 @@ class SamplingParams(SamplingKnobs):
                 raise ValueError(f"stop strings must be non-empty strings, got {text!r}")
         for token_id in self.stop_token_ids:
             _check_int("stop_token_ids", token_id, low=0, high=vocab_size - 1)
+        if len(self.logit_bias) > MAX_LOGIT_BIAS_ENTRIES:
+            raise ValueError(f"logit_bias may hold at most {MAX_LOGIT_BIAS_ENTRIES} tokens")
+        for token_id, bias in self.logit_bias.items():
+            _check_int("logit_bias token id", token_id, low=0, high=vocab_size - 1)
+            _check_float("logit_bias value", bias, -MAX_LOGIT_BIAS, MAX_LOGIT_BIAS)
 
 
 def _check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> None:

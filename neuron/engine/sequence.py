@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from neuron.engine.records import EngineRequest, RequestOutput, TokenLogprob
 
 if TYPE_CHECKING:
+    from neuron.engine.constraints import Constraint
     from neuron.text.detokenizer import StreamDetokenizer
     from neuron.text.reasoning import ThinkBudget
     from neuron.text.stop import StopMatcher
@@ -33,6 +34,7 @@ class Sequence:
         seed: int,
         detokenizer: StreamDetokenizer,
         stop_matcher: StopMatcher,
+        constraint: Constraint | None = None,
     ) -> None:
         self.seq_id = seq_id  # arrival order: the youngest is preempted first
         self.request_id = request.request_id
@@ -47,6 +49,7 @@ class Sequence:
         self.seed = seed
         self.detokenizer = detokenizer
         self.stop_matcher = stop_matcher
+        self.constraint = constraint  # grammar and/or logit bias; None for a free sequence
         self.finish_reason: str | None = None
         self.stop_reason: str | int | None = None
         self._pending_ids: list[int] = []

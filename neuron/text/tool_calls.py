@@ -7,7 +7,9 @@ number, text around them kept as content), and Llama 3's bare JSON reply
 One state machine serves both uses: `parse_tool_calls(text)` feeds the whole text at
 once, so a stream cut into any chunks yields exactly the same content and calls.
 Whitespace that only separates text from a call is dropped; nothing else is: a block
-whose JSON does not parse comes back verbatim as content.
+whose JSON does not parse comes back verbatim as content, unless the parser is told
+not to keep broken blocks (replies generated under a tool-call grammar, where such a
+block can only be a call cut off by max_tokens).
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ class ToolCallStreamParser:
     or `[` may be a bare JSON call, so it is held whole until finish().
     """
 
-    def __init__(self, bare_json: bool = True) -> None:
+    def __init__(self, bare_json: bool = True, keep_broken: bool = True) -> None:
         self._bare_json = bare_json
+        self._keep_broken = keep_broken
         self._mode = "start"  # start | text | call | json
         self._buffer = ""  # undecided text (text mode) or the call body (call mode)
         self._space = ""  # whitespace held before a possible call
@@ -151,7 +154,12 @@ class ToolCallStreamParser:
                 return [self._call_event(c) for c in calls]
             self._mode, self._bare_json = "start", False
             return self.feed(buffer) + self.finish()
-        events = self._close_call(buffer, "") if self._mode == "call" else self._text(buffer, False)
+        if self._mode == "call":
+            events = self._close_call(buffer, "")
+        elif not self._keep_broken and partial_suffix_len(buffer, (TOOL_CALL_OPEN,)):
+            events, self._space = [], ""  # the opening of a call, cut off
+        else:
+            events = self._text(buffer, False)
         self._mode = "text"
         return events + self._text("", hold_space=False)
 
@@ -172,6 +180,9 @@ class ToolCallStreamParser:
 
     def _close_call(self, body: str, closing: str) -> list[Event]:
         calls = calls_from_json(body.strip())
+        if calls is None and not self._keep_broken:
+            self._space = ""
+            return []
         if calls is None:  # not a call after all: give the text back untouched
             return self._text(TOOL_CALL_OPEN + body + closing, hold_space=True)
         self._space = ""

@@ -172,12 +172,12 @@ def test_tokenize_counts_the_rendered_prompt(shared_neuron, tokenizers):
     assert body["count"] > _chat_prompt_len(tok, MESSAGES)
 
 
-def test_response_format_is_refused_clearly(client):
+def test_an_unknown_response_format_is_refused_clearly(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
-            model="tiny-llama", messages=MESSAGES, response_format={"type": "json_object"}
+            model="tiny-llama", messages=MESSAGES, response_format={"type": "yaml"}
         )
-    assert "response_format" in info.value.message
+    assert "response_format.type" in info.value.message and "'yaml'" in info.value.message
 
 
 def test_models_discovery_and_metrics(client, shared_neuron):

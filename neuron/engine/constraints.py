@@ -1,0 +1,90 @@
+"""Per-sequence limits on the next token: a grammar matcher and/or a logit bias.
+
+A constrained sequence owns one xgrammar matcher, advanced here on the device thread
+as each of its tokens is accepted. Before sampling, every constrained row of the
+batch gets its allowed-token bitmask (filled by the matchers, applied by xgrammar's
+kernel: a CPU loop, or Triton on CUDA) and its bias; rows without constraints are
+not touched, so a batch mixing both samples the free rows exactly as it would alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from neuron.engine.sequence import Sequence as EngineSequence
+
+
+class Constraint:
+    """One sequence's matcher (None: no grammar) and logit bias (empty: none)."""
+
+    def __init__(self, matcher: Any | None, bias: dict[int, float]) -> None:
+        self.matcher = matcher
+        self.bias_ids = list(bias)
+        self.bias_values = list(bias.values())
+        self._bias_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def build(
+        cls, grammar: Any | None, prefix: str, bias: dict[int, float], stop_ids: Iterable[int]
+    ) -> Constraint | None:
+        """The constraint of a new sequence; None when it has neither grammar nor bias.
+
+        `prefix` is reply text already written into the prompt (a forced call's
+        opening): the matcher reads it first. ValueError if the grammar rejects it.
+        """
+        if grammar is None and not bias:
+            return None
+        matcher = None
+        if grammar is not None:
+            import xgrammar
+
+            matcher = xgrammar.GrammarMatcher(grammar, override_stop_tokens=sorted(stop_ids))
+            if prefix and not matcher.accept_string(prefix):
+                raise ValueError(f"the grammar does not allow the reply to begin {prefix!r}")
+        return cls(matcher, bias)
+
+    def accept(self, token_id: int) -> bool:
+        """Advance the matcher by a sampled token; False if the grammar rejects it."""
+        return self.matcher is None or self.matcher.accept_token(token_id)
+
+    @property
+    def finished(self) -> bool:
+        """The grammar accepted a stop token: the document is complete."""
+        return self.matcher is not None and self.matcher.is_terminated()
+
+    def add_bias(self, logits: torch.Tensor, row: int) -> None:
+        if self._bias_tensors is None:
+            ids = torch.tensor(self.bias_ids, dtype=torch.int64, device=logits.device)
+            values = torch.tensor(self.bias_values, dtype=logits.dtype, device=logits.device)
+            self._bias_tensors = ids, values
+        ids, values = self._bias_tensors
+        logits[row].index_add_(0, ids, values)
+
+
+def apply_constraints(logits: torch.Tensor, seqs: Sequence[EngineSequence]) -> None:
+    """Bias and mask the logits [B, V] of the constrained rows, in place."""
+    rows = [(i, s.constraint) for i, s in enumerate(seqs) if s.constraint is not None]
+    if not rows:
+        return
+    grammar_rows: list[int] = []
+    for i, constraint in rows:
+        if constraint.bias_ids:
+            constraint.add_bias(logits, i)
+        if constraint.matcher is not None:
+            grammar_rows.append(i)
+    if grammar_rows:
+        import xgrammar
+
+        vocab = logits.shape[-1]
+        bitmask = xgrammar.allocate_token_bitmask(len(seqs), vocab)
+        for i in grammar_rows:
+            seqs[i].constraint.matcher.fill_next_token_bitmask(bitmask, i)
+        if logits.device.type != "cpu":
+            bitmask = bitmask.to(logits.device, non_blocking=True)
+        xgrammar.apply_token_bitmask_inplace(
+            logits, bitmask, vocab_size=vocab, indices=grammar_rows
+        )
