@@ -35,6 +35,8 @@ class ModelFacts:
     generation_defaults: dict[str, float | int]
     source: str
     format: str
+    weight_format: str  # how the weights are held, e.g. "int4 layers, int8 vocabulary"
+    dtype: str  # what attention and the KV cache compute in
 
 
 def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
@@ -96,5 +98,7 @@ def build_engine(
         generation_defaults=dict(loaded.generation_defaults),
         source=str(loaded.source),
         format=loaded.format,
+        weight_format=loaded.weight_format,
+        dtype=str(loaded.dtype).removeprefix("torch."),
     )
     return engine, facts
