@@ -1,12 +1,12 @@
 """`make bench`: every CPU benchmark in one run, then the JSON and Markdown report.
 
-The engine suite runs in this process. The neuron HTTP and gateway suites are
+The engine and agent suites run in this process. The neuron HTTP and gateway suites are
 their own scripts (each starts and stops its own processes); each is run
 `--runs` times with one run apiece, and its printed table is parsed, so that
 every figure here has all its runs and hence a spread. Sized to finish in under
 15 minutes on a 2-core CPU.
 
-    python -m bench [--runs 3] [--only engine neuron gateway]
+    python -m bench [--runs 3] [--only engine agent neuron gateway]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from bench.agent_turns import run_agent_bench
 from bench.engine import run_engine_bench
 from bench.report import Figure, write
 
@@ -124,13 +125,14 @@ def gateway_figures(runs: int, requests: int) -> list[Figure]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", nargs="+", default=["engine", "neuron", "gateway"])
+    parser.add_argument("--only", nargs="+", default=["engine", "agent", "neuron", "gateway"])
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--stream-tokens", type=int, default=32)
     parser.add_argument("--gateway-requests", type=int, default=400)
     args = parser.parse_args()
     suites = {
         "engine": lambda: run_engine_bench(args.runs, args.decode_tokens),
+        "agent": lambda: run_agent_bench(args.runs),
         "neuron": lambda: neuron_figures(args.runs, args.stream_tokens),
         "gateway": lambda: gateway_figures(args.runs, args.gateway_requests),
     }

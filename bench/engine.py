@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,21 +102,32 @@ def transformers_generate(path: str) -> Generate:
     return run
 
 
-def llama_cpp_generate(path: str) -> Generate | None:
-    """llama.cpp through llama-cpp-python, greedy by argmax over its logits (so neither
-    side pays for a sampler the other skips); None when it is not installed."""
+def open_llama_cpp(path: str, n_ctx: int) -> tuple[Any, Callable[[], int]] | None:
+    """llama.cpp (llama-cpp-python) on the file and its greedy next token, by argmax over
+    its logits (so neither side pays for a sampler the other skips); None when it is
+    not installed."""
     try:
         import numpy as np
         from llama_cpp import Llama
     except ImportError:
         return None
     llm = Llama(
-        model_path=path, n_threads=THREADS, n_threads_batch=THREADS, n_ctx=2048, verbose=False
+        model_path=path, n_threads=THREADS, n_threads_batch=THREADS, n_ctx=n_ctx, verbose=False
     )
 
     def next_token() -> int:
         logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
         return int(np.argmax(logits))
+
+    return llm, next_token
+
+
+def llama_cpp_generate(path: str) -> Generate | None:
+    """llama.cpp decoding greedily from each prompt; None when it is not installed."""
+    opened = open_llama_cpp(path, n_ctx=2048)
+    if opened is None:
+        return None
+    llm, next_token = opened
 
     def run(ids: list[int], new_tokens: int) -> list[float]:
         stamps = [time.perf_counter()]

@@ -1,4 +1,4 @@
-"""Gateway overhead against an upstream that answers instantly (bench/upstream.py).
+"""Gateway overhead against an upstream that answers instantly (tests/support/fake_neuron.py).
 
 Starts the instant upstream and a `cortex serve` in front of it as separate processes,
 then drives both directly and through the gateway from this process: non-streaming
@@ -155,7 +155,9 @@ def _start(workdir: Path) -> tuple[list[subprocess.Popen], str, str]:
         f'[[neurons]]\nname = "instant"\nendpoint = "http://127.0.0.1:{up_port}"\n'
     )
     procs = [
-        subprocess.Popen([sys.executable, "-m", "bench.upstream", "--port", str(up_port)]),
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.support.fake_neuron", "--port", str(up_port)]
+        ),
         subprocess.Popen(
             [
                 sys.executable,

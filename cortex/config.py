@@ -1,6 +1,6 @@
 """Gateway configuration: `cortex.toml` (or YAML) and the `models.toml` it points to.
 
-Keys follow DESIGN.md §5; `[routing]` and `[upstream]` hold the waiting and timeout
+Keys are those of examples/cortex.toml and examples/models.toml; `[routing]` and `[upstream]` hold the waiting and timeout
 knobs the router and proxy need. `CORTEX_SECTION__KEY` variables override the file.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from cortex.common.configfile import ConfigError, build, load_config, load_document
+from cortex.common.limits import server_limits_problem
 
 
 @dataclass
@@ -20,8 +21,17 @@ class GatewaySection:
     api_keys: list[str] = field(default_factory=list)
     admin_keys: list[str] = field(default_factory=list)
     max_body_bytes: int = 8 * 1024 * 1024
+    metrics_keys: list[str] = field(default_factory=list)  # Bearer keys for the metrics port
+    # A connection must complete each request head this long after opening or after its
+    # previous answer (idle keep-alive included), and send a body within its own deadline.
+    header_read_timeout_seconds: float = 60.0
+    body_read_timeout_seconds: float = 60.0
+    max_connections: int = 1024
 
     def validate(self) -> tuple[str, str, str] | None:
+        problem = server_limits_problem(self)
+        if problem is not None:
+            return problem
         for key in ("listen", "metrics_listen"):
             value = getattr(self, key)
             try:
@@ -54,6 +64,14 @@ class RoutingSection:
     max_wait_seconds: float = 120.0
     max_waiting: int = 256
     keepalive_seconds: float = 10.0
+    # A conversation returns to the node holding its prefix cache unless that node has
+    # more than this many more requests of the model in flight than the least-loaded one.
+    cache_affinity_margin: int = 4
+
+    def validate(self) -> tuple[str, str, str] | None:
+        if self.cache_affinity_margin < 0:
+            return "cache_affinity_margin", "0 or more", str(self.cache_affinity_margin)
+        return None
 
 
 @dataclass
@@ -61,6 +79,9 @@ class UpstreamSection:
     """Timeouts towards neurons: a stream is cut when idle, never for being long."""
 
     connect_timeout_seconds: float = 5.0
+    # From the node's choice (after any cold load) to its response head (non-stream: its
+    # first byte); past it the node is marked suspect and the request moves once.
+    first_byte_timeout_seconds: float = 60.0
     stream_idle_timeout_seconds: float = 120.0
     request_timeout_seconds: float = 600.0
     load_timeout_seconds: float = 900.0

@@ -1,4 +1,5 @@
-"""Gateway metrics (DESIGN.md §4.4) on their own registry, served on the metrics port.
+"""Gateway metrics (listed in README.md, "API") on their own registry, served on the
+metrics port.
 
 Each app owns a registry so several gateways (tests, `cortex up`) can live in one
 process. Labels are low-cardinality: model ids from the catalogue, node names from
@@ -22,6 +23,7 @@ from prometheus_client import (
 )
 
 from cortex import __version__
+from cortex.common.secrets import bearer, key_matches
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _RATE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -96,6 +98,13 @@ class Metrics:
             ["model", "node"],
             registry=registry,
         )
+        self.affinity = Counter(
+            "cortex_cache_affinity_total",
+            "Routing of requests with a conversation key: hit (back to the node holding "
+            "the conversation), miss (new or forgotten), override (that node was too busy)",
+            ["model", "outcome"],
+            registry=registry,
+        )
         self.node_up = Gauge(
             "cortex_node_up", "1 if the node is reachable", ["node"], registry=registry
         )
@@ -124,10 +133,12 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def metrics_app(metrics: Metrics) -> web.Application:
-    """A tiny app for the metrics port: GET /metrics."""
+def metrics_app(metrics: Metrics, keys: list[str] | None = None) -> web.Application:
+    """A tiny app for the metrics port: GET /metrics, with `Bearer KEY` when keys are set."""
 
-    async def handle(_: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.Response:
+        if keys and not key_matches(bearer(request.headers.get("Authorization", "")), keys):
+            return web.Response(status=401, text="a metrics key is required\n")
         resp = web.Response(body=metrics.export())
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp

@@ -1,5 +1,10 @@
 """Per-row sampling parameters as tensors, and the counter-based random stream.
 
+`SamplingKnobs` and `SamplingRow` are the one table of sampling columns: each
+field declared with `column()` is one [B] tensor of a `SamplingBatch`, one
+static buffer of the CUDA-graph decode path, and (for the knobs) one setting of
+the neuron's `SamplingParams`, which extends `SamplingKnobs`.
+
 A row's randomness is a pure function of (seed, offset, token id): both the
 Triton kernel and the torch reference hash those with the same 32-bit mixer, so
 a seeded request reproduces its tokens whatever else shares the batch (and the
@@ -9,7 +14,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -17,42 +23,70 @@ MASK32 = 0xFFFFFFFF
 GOLDEN32 = 0x9E3779B9
 
 
-@dataclass
-class SamplingRow:
-    """One request's parameters in plain Python (what the engine knows per row)."""
+def column(default: float, dtype: torch.dtype) -> Any:
+    """A dataclass field that is also a per-row tensor column of this dtype."""
+    return field(default=default, metadata={"dtype": dtype})
 
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+
+@dataclass
+class SamplingKnobs:
+    """What a request may set; each default leaves the distribution as it is."""
+
+    temperature: float = column(1.0, torch.float32)  # 0 → greedy
+    top_k: int = column(0, torch.int32)  # 0 → off
+    top_p: float = column(1.0, torch.float32)  # 1.0 → off
+    min_p: float = column(0.0, torch.float32)  # 0.0 → off
+    repetition_penalty: float = column(1.0, torch.float32)
+    presence_penalty: float = column(0.0, torch.float32)
+    frequency_penalty: float = column(0.0, torch.float32)
+
+    @property
+    def uses_penalties(self) -> bool:
+        return any(getattr(self, name) != PENALTIES[name] for name in PENALTIES)
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values alone (for building a SamplingRow from a subclass)."""
+        return {f.name: getattr(self, f.name) for f in fields(SamplingKnobs)}
+
+
+@dataclass
+class SamplingRow(SamplingKnobs):
+    """One row in plain Python: the knobs, the draw state and the ids penalties read."""
+
+    seed: int = column(0, torch.int64)
+    offset: int = column(0, torch.int64)  # draws so far (tokens generated)
     prompt_ids: Sequence[int] = ()
     output_ids: Sequence[int] = ()
-    seed: int = 0
-    offset: int = 0
+
+
+def _dtypes(cls: type) -> dict[str, torch.dtype]:
+    return {f.name: f.metadata["dtype"] for f in fields(cls) if "dtype" in f.metadata}
+
+
+KNOBS = _dtypes(SamplingKnobs)  # the settings a request may give
+COLUMNS = _dtypes(SamplingRow)  # every tensor column of a batch: the knobs, seed, offset
+PENALTIES: dict[str, float] = {
+    name: getattr(SamplingKnobs, name)
+    for name in ("repetition_penalty", "presence_penalty", "frequency_penalty")
+}
+
+
+def column_values(rows: Sequence[SamplingRow]) -> dict[str, list]:
+    """Each column's values down the rows, as plain lists."""
+    return {name: [getattr(row, name) for row in rows] for name in COLUMNS}
 
 
 @dataclass
 class SamplingBatch:
-    """Tensors on the logits' device; see docs/architecture.md for each field."""
+    """Tensors on the logits' device; see docs/architecture.md for each column."""
 
-    temperature: torch.Tensor
-    top_k: torch.Tensor
-    top_p: torch.Tensor
-    min_p: torch.Tensor
-    repetition_penalty: torch.Tensor
-    presence_penalty: torch.Tensor
-    frequency_penalty: torch.Tensor
-    penalty_ids: torch.Tensor
-    output_counts: torch.Tensor
-    seeds: torch.Tensor
-    offsets: torch.Tensor
+    columns: dict[str, torch.Tensor]  # one [B] tensor per entry of COLUMNS
+    penalty_ids: torch.Tensor  # [B, L] unique ids seen (prompt + output), padded with -1
+    output_counts: torch.Tensor  # [B, L] how often each occurs in the output, padded with 0
 
     @property
     def size(self) -> int:
-        return self.temperature.shape[0]
+        return self.columns["temperature"].shape[0]
 
     @classmethod
     def from_rows(
@@ -73,21 +107,24 @@ class SamplingBatch:
             data = [v + [fill] * (width - len(v)) for v in values]
             return torch.tensor(data, dtype=dtype, device=device).reshape(len(rows), width)
 
-        def col(name: str, dtype: torch.dtype) -> torch.Tensor:
-            return torch.tensor([getattr(r, name) for r in rows], dtype=dtype, device=device)
-
+        values = column_values(rows)
         return cls(
-            temperature=col("temperature", torch.float32),
-            top_k=col("top_k", torch.int32),
-            top_p=col("top_p", torch.float32),
-            min_p=col("min_p", torch.float32),
-            repetition_penalty=col("repetition_penalty", torch.float32),
-            presence_penalty=col("presence_penalty", torch.float32),
-            frequency_penalty=col("frequency_penalty", torch.float32),
+            columns={
+                name: torch.tensor(values[name], dtype=dtype, device=device)
+                for name, dtype in COLUMNS.items()
+            },
             penalty_ids=pad(seen, -1, torch.int64),
             output_counts=pad(counts, 0, torch.int32),
-            seeds=col("seed", torch.int64),
-            offsets=col("offset", torch.int64),
+        )
+
+    @classmethod
+    def without_penalties(cls, columns: dict[str, torch.Tensor]) -> SamplingBatch:
+        """A batch over existing column tensors (the CUDA graph's buffers) that reads no ids."""
+        rows, device = columns["temperature"].shape[0], columns["temperature"].device
+        return cls(
+            columns={name: columns[name] for name in COLUMNS},
+            penalty_ids=torch.zeros(rows, 0, dtype=torch.int64, device=device),
+            output_counts=torch.zeros(rows, 0, dtype=torch.int32, device=device),
         )
 
 

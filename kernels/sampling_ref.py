@@ -23,10 +23,10 @@ def apply_penalties_ref(logits: torch.Tensor, batch: SamplingBatch) -> None:
     cols = ids[valid]
     counts = batch.output_counts[valid].float()
     vals = logits[rows, cols]
-    rep = batch.repetition_penalty[rows]
+    rep = batch.columns["repetition_penalty"][rows]
     vals = torch.where(vals > 0, vals / rep, vals * rep)
-    vals = vals - batch.frequency_penalty[rows] * counts
-    vals = vals - batch.presence_penalty[rows] * (counts > 0).float()
+    vals = vals - batch.columns["frequency_penalty"][rows] * counts
+    vals = vals - batch.columns["presence_penalty"][rows] * (counts > 0).float()
     logits[rows, cols] = vals
 
 
@@ -77,16 +77,16 @@ def sample_ref(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     """Token ids int64 [B] for logits [B, V] of any float dtype (computed in fp32)."""
     x = logits.to(torch.float32, copy=True)
     apply_penalties_ref(x, batch)
-    greedy = batch.temperature <= 0
+    greedy = batch.columns["temperature"] <= 0
     best = x.argmax(dim=-1)
     if bool(greedy.all()):
         return best
-    x = x / torch.where(greedy, 1.0, batch.temperature).unsqueeze(1)
-    x = _top_k_mask(x, batch.top_k)
+    x = x / torch.where(greedy, 1.0, batch.columns["temperature"]).unsqueeze(1)
+    x = _top_k_mask(x, batch.columns["top_k"])
     # Unnormalised probabilities relative to the max: min-p compares to them directly.
     peak, top = x.max(dim=-1, keepdim=True)
     e = torch.exp(x - peak)
-    e = _top_p_mask(e, batch.top_p)
-    e = e.masked_fill(e < batch.min_p.unsqueeze(1), 0.0)
-    keys = row_keys(batch.seeds, batch.offsets)
+    e = _top_p_mask(e, batch.columns["top_p"])
+    e = e.masked_fill(e < batch.columns["min_p"].unsqueeze(1), 0.0)
+    keys = row_keys(batch.columns["seed"], batch.columns["offset"])
     return torch.where(greedy, best, _race(e, top.squeeze(1), keys))

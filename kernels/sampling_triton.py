@@ -150,11 +150,11 @@ def apply_penalties_triton(logits: torch.Tensor, batch: SamplingBatch) -> None:
     width = batch.penalty_ids.shape[1]
     if width == 0 or logits.shape[0] == 0:
         return
-    ids, counts = batch.penalty_ids, batch.output_counts
+    ids, counts, c = batch.penalty_ids, batch.output_counts, batch.columns
     with launch_guard(logits):
         _penalty_kernel[(logits.shape[0],)](
             logits, ids, counts,
-            batch.repetition_penalty, batch.presence_penalty, batch.frequency_penalty,
+            c["repetition_penalty"], c["presence_penalty"], c["frequency_penalty"],
             width, logits.stride(0), ids.stride(0), counts.stride(0),
             BLOCK_L=min(triton.next_power_of_2(width), 1024),
         )  # fmt: skip
@@ -168,11 +168,12 @@ def sample_triton(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     out = torch.empty(rows, dtype=torch.int64, device=logits.device)
     if rows == 0:
         return out
-    keys = row_keys(batch.seeds, batch.offsets)
+    c = batch.columns
+    keys = row_keys(c["seed"], c["offset"])
     block = 64 if interpreting() else min(triton.next_power_of_2(vocab), 4096)
     with launch_guard(x):
         _sample_kernel[(rows,)](
-            x, out, batch.temperature, batch.top_k, batch.top_p, batch.min_p, keys,
+            x, out, c["temperature"], c["top_k"], c["top_p"], c["min_p"], keys,
             vocab, x.stride(0), BLOCK_V=block,
         )  # fmt: skip
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from cortex.common.configfile import ConfigError, load_config
+from cortex.common.limits import server_limits_problem
 
 __all__ = ["ConfigError", "DefaultModel", "NeuronConfig", "load"]
 
@@ -26,6 +27,7 @@ class DefaultModel:
     devices: list[str] | None = None
     dtype: Dtype = "auto"
     max_context: int | None = None
+    prefix_cache: bool | None = None  # None: the daemon's `prefix_cache`
 
 
 @dataclass
@@ -34,6 +36,8 @@ class NeuronConfig:
     listen: str = "0.0.0.0"
     models_dir: Path = Path("models")
     hf_cache: Path | None = None
+    # Model ids resolve only inside models_dir, the HF cache and these folders.
+    allowed_model_roots: list[Path] = field(default_factory=list)
     allow_download: bool = False
     kv_cache_memory_fraction: float = 0.9  # of the GPU memory free once the weights are in
     cpu_kv_cache_mb: int = 512
@@ -41,7 +45,11 @@ class NeuronConfig:
     max_waiting: int = 256  # per model, beyond the running batch; more → 503
     max_prefill_tokens: int = 2048
     block_size: int = 16
+    prefix_cache: bool = True  # keep and share full KV blocks of prompts (per model: load request)
     max_body_bytes: int = 8 * 1024 * 1024
+    header_read_timeout_seconds: float = 60.0  # to each request head, idle keep-alive included
+    body_read_timeout_seconds: float = 60.0
+    max_connections: int = 1024
     drain_timeout_seconds: float = 300.0
     cpu_dtype: Dtype = "float32"
     cuda_dtype: Dtype = "bfloat16"
@@ -84,7 +92,7 @@ class NeuronConfig:
         for key, ok, expected, got in checks:
             if not ok:
                 return key, expected, str(got)
-        return None
+        return server_limits_problem(self)
 
     def dtype_for(self, kind: str, requested: str = "auto") -> str:
         if requested != "auto":
@@ -100,4 +108,5 @@ def load(path: str | Path) -> NeuronConfig:
         config.models_dir = base / config.models_dir
     if config.hf_cache is not None and not config.hf_cache.is_absolute():
         config.hf_cache = base / config.hf_cache
+    config.allowed_model_roots = [base / root for root in config.allowed_model_roots]
     return config

@@ -18,7 +18,9 @@ import time
 
 from aiohttp import web
 
-from neuron import devices, notify
+from cortex.common import notify
+from cortex.common.limits import cap_connections
+from neuron import devices
 from neuron.api.app import make_app
 from neuron.api.state import DaemonState
 from neuron.config import NeuronConfig
@@ -37,7 +39,7 @@ async def _activate(daemon: DaemonState) -> None:
         notify.notify(f"STATUS=loading {model.model_id}")
         try:
             await daemon.registry.load(
-                model.model_id, model.devices, model.dtype, model.max_context
+                model.model_id, model.devices, model.dtype, model.max_context, model.prefix_cache
             )
             state["status"] = "ready"
         except Exception as exc:
@@ -69,8 +71,14 @@ async def serve(config: NeuronConfig) -> int:
     metrics = NeuronMetrics()
     daemon = DaemonState(config, found, workers, Registry(config, workers, metrics), metrics)
     daemon.activation = {m.model_id: {"status": "pending"} for m in config.default_models}
-    runner = web.AppRunner(make_app(daemon), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        make_app(daemon),
+        handler_cancellation=True,
+        access_log=None,
+        keepalive_timeout=config.header_read_timeout_seconds,
+    )
     await runner.setup()
+    cap_connections(runner, config.max_connections)
     site = web.TCPSite(runner, config.listen, config.port, reuse_address=True)
     try:
         await site.start()
@@ -87,20 +95,17 @@ async def serve(config: NeuronConfig) -> int:
     notify.notify("READY=1")
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
-    interval = notify.watchdog_interval()
-    watchdog = asyncio.create_task(notify.watchdog_loop(interval)) if interval else None
-    activation = asyncio.create_task(_activate(daemon))
-    await daemon.stop.wait()
-    log.info("draining (%d in flight)", daemon.registry.inflight())
-    activation.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await activation
-    await _drain(daemon, site)
-    await runner.cleanup()
-    for worker in workers:
-        await asyncio.to_thread(worker.stop)
-    if watchdog is not None:
-        watchdog.cancel()
+    async with notify.watchdog():
+        activation = asyncio.create_task(_activate(daemon))
+        await daemon.stop.wait()
+        log.info("draining (%d in flight)", daemon.registry.inflight())
+        activation.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await activation
+        await _drain(daemon, site)
+        await runner.cleanup()
+        for worker in workers:
+            await asyncio.to_thread(worker.stop)
     if daemon.restart:
         log.info("restarting")
         notify.notify("RELOADING=1")

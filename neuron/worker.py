@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 import torch
@@ -24,10 +24,15 @@ import torch
 from neuron import devices
 from neuron.devices import Device
 
+if TYPE_CHECKING:
+    from neuron.engine.engine import Engine
+    from neuron.engine.records import EngineRequest, EngineStats, RequestOutput
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Sink = Callable[[Any], None]  # receives a RequestOutput, or the exception that ended it
+# Receives each RequestOutput, or the exception that ended the request.
+Sink = Callable[["RequestOutput | BaseException"], None]
 
 _REFRESH_SECONDS = 1.0
 _STOP = object()
@@ -64,10 +69,10 @@ class DeviceWorker:
         self.device = device
         self.name = f"cuda-dev-{device.index}" if device.kind == "cuda" else f"cpu-{device.index}"
         self.failed: str | None = None
-        self.stats: dict[str, Any] = {}  # model id -> EngineStats, replaced whole after each step
+        self.stats: dict[str, EngineStats] = {}  # by model id, replaced whole after each step
         self._loop = loop
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._engines: dict[str, Any] = {}
+        self._engines: dict[str, Engine] = {}
         self._sinks: dict[str, tuple[str, Sink]] = {}
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._last_refresh = 0.0
@@ -87,7 +92,9 @@ class DeviceWorker:
         self._jobs.put((fn, fut))
         return fut
 
-    def attach(self, model_id: str, make_engine: Callable[[], tuple[Any, T]]) -> asyncio.Future[T]:
+    def attach(
+        self, model_id: str, make_engine: Callable[[], tuple[Engine, T]]
+    ) -> asyncio.Future[T]:
         """Build (engine, facts) on the thread, start stepping the engine; resolves to facts.
 
         Only the plain facts come back: the engine and its tensors stay on the thread.
@@ -118,7 +125,7 @@ class DeviceWorker:
 
         return self.call(job)
 
-    def submit(self, model_id: str, request: Any, sink: Sink) -> asyncio.Future[None]:
+    def submit(self, model_id: str, request: EngineRequest, sink: Sink) -> asyncio.Future[None]:
         """Queue a EngineRequest; the future fails (ValueError) if the engine refuses it."""
 
         def job() -> None:
@@ -205,7 +212,7 @@ class DeviceWorker:
     def _publish(self) -> None:
         self.stats = {mid: engine.stats() for mid, engine in self._engines.items()}
 
-    def _deliver(self, sink: Sink, item: Any) -> None:
+    def _deliver(self, sink: Sink, item: RequestOutput | BaseException) -> None:
         self._loop.call_soon_threadsafe(sink, item)
 
     def _fail(self, exc: BaseException) -> None:

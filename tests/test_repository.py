@@ -102,3 +102,72 @@ def test_ruff_is_clean(args: list[str]) -> None:
     ruff = Path(sys.executable).with_name("ruff")
     done = subprocess.run([str(ruff), *args], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _test_modules() -> dict[str, set[str]]:
+    return {
+        path: names
+        for path, names in _imported_modules("tests").items()
+        if not path.startswith("tests/clients/")
+    }
+
+
+def test_no_test_imports_a_conftest_or_another_test_module() -> None:
+    """Shared test code lives in tests/support (or a helper module beside its tests)."""
+    offenders = {
+        path: sorted(n for n in names if n.split(".")[-1] == "conftest" or ".test_" in n)
+        for path, names in _test_modules().items()
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_daemons_are_started_and_spoken_to_from_tests_support() -> None:
+    """One place starts neurons and gateways and speaks HTTP; it needs nothing of bench/."""
+    helpers = {"start_neuron", "start_gateway", "http"}
+    defined = sorted(
+        f"{path.relative_to(ROOT)}: {node.name}"
+        for path in (ROOT / "tests").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef) and node.name in helpers
+    )
+    assert [d for d in defined if not d.startswith("tests/support/")] == []
+    support = _imported_roots("tests/support")
+    assert [path for path, roots in support.items() if "bench" in roots] == []
+
+
+def test_requests_are_counted_in_one_place() -> None:
+    """cortex_requests_total (`Metrics.requests`, defined in cortex/metrics.py) moves only
+    in the gateway middleware."""
+    users = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "cortex").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "requests"
+    }
+    assert users == {"cortex/metrics.py", "cortex/app/middleware.py"}
+
+
+NODE_STATE = {"models", "inflight", "last_used", "cycles", "draining", "failures", "health"}
+
+
+def test_only_the_node_changes_fleet_state() -> None:
+    """Outside cortex/fleet/nodes.py, no code assigns a node's state fields: it calls the
+    node's transitions (which also move the gauges and wake waiters)."""
+    offenders = []
+    for path in sorted((ROOT / "cortex").rglob("*.py")):
+        if path == ROOT / "cortex" / "fleet" / "nodes.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = []
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                while isinstance(target, ast.Subscript):
+                    target = target.value
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr in NODE_STATE
+                    and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

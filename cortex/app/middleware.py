@@ -3,18 +3,18 @@
 Keys: when `gateway.api_keys` is set, `/v1/*` and `/fleet` need one of them (or an
 admin key) as `Authorization: Bearer KEY` or `x-api-key: KEY`. `/admin/*` needs an
 admin key when `gateway.admin_keys` is set, otherwise whatever `/v1/*` needs.
-`/health` is always open.
+`/health` and `/` (a connectivity probe) are always open.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 
 from aiohttp import web
 
-from cortex.app.state import COUNTED, STARTED, state_of
+from cortex.app.gateway import RECORD, RequestRecord, gateway_of
+from cortex.common.secrets import bearer, key_matches
 from cortex.common.wire import ApiError, anthropic_error_response, openai_error_response
 
 log = logging.getLogger("cortex.app.server")
@@ -28,58 +28,70 @@ def wants_anthropic(request: web.Request) -> bool:
     )
 
 
-# Model routes whose rejected requests (bad body, auth, size) are counted as requests too.
+# The routes counted in cortex_requests_total (rejected requests too: bad body, auth, size).
 _MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages")
 
 
 def error_response(request: web.Request, err: ApiError) -> web.Response:
-    anthropic = wants_anthropic(request)
-    if request.path.startswith(_MODEL_ROUTES) and not request.get(COUNTED):
-        dialect = "anthropic" if anthropic else "openai"
-        metrics = state_of(request).metrics
-        metrics.child(metrics.requests, "none", "none", dialect, str(err.status)).inc()
-    return anthropic_error_response(err) if anthropic else openai_error_response(err)
+    if wants_anthropic(request):
+        return anthropic_error_response(err)
+    return openai_error_response(err)
+
+
+def count_request(request: web.Request, record: RequestRecord, status: int) -> None:
+    """The one place a request is counted, once its response has gone out: by the HTTP
+    status, or by the outcome the proxy noted when that was a stream's 200."""
+    code = record.code if status == 200 and record.code is not None else status
+    metrics = gateway_of(request).metrics
+    metrics.child(metrics.requests, record.model, record.node, record.dialect, str(code)).inc()
 
 
 def _presented_key(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.headers.get("x-api-key")
-
-
-def _matches(key: str | None, allowed: list[str]) -> bool:
-    return key is not None and any(hmac.compare_digest(key, a) for a in allowed)
+    token = bearer(request.headers.get("Authorization", ""))
+    return token if token is not None else request.headers.get("x-api-key")
 
 
 def check_keys(request: web.Request) -> None:
-    gateway = state_of(request).config.gateway
+    keys = gateway_of(request).config.gateway
     path = request.path
-    if path == "/health":
+    if path in ("/health", "/"):
         return
     key = _presented_key(request)
-    if path.startswith("/admin/") and gateway.admin_keys:
-        if not _matches(key, gateway.admin_keys):
+    if path.startswith("/admin/") and keys.admin_keys:
+        if not key_matches(key, keys.admin_keys):
             raise ApiError(401 if key is None else 403, "an admin key is required")
         return
-    if gateway.api_keys and not _matches(key, gateway.api_keys + gateway.admin_keys):
+    if keys.api_keys and not key_matches(key, keys.api_keys + keys.admin_keys):
         message = "missing API key" if key is None else "invalid API key"
         raise ApiError(401, message, code="invalid_api_key")
 
 
 @web.middleware
 async def gateway_middleware(request: web.Request, handler) -> web.StreamResponse:
-    request[STARTED] = time.monotonic()
+    record = RequestRecord(time.monotonic(), "anthropic" if wants_anthropic(request) else "openai")
+    request[RECORD] = record
+    status = 499  # unless a response goes out: the client went away first
+    try:
+        response = await _answer(request, handler)
+        status = response.status
+        return response
+    finally:
+        if request.path.startswith(_MODEL_ROUTES):
+            count_request(request, record, status)
+
+
+async def _answer(request: web.Request, handler) -> web.StreamResponse:
+    """The handler's response, or the client's dialect's error envelope for what it raised."""
     try:
         check_keys(request)
-        limit = state_of(request).config.gateway.max_body_bytes
+        limit = gateway_of(request).config.gateway.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, f"request body is larger than {limit} bytes")
         return await handler(request)
     except ApiError as err:
         return error_response(request, err)
     except web.HTTPRequestEntityTooLarge:
-        limit = state_of(request).config.gateway.max_body_bytes
+        limit = gateway_of(request).config.gateway.max_body_bytes
         return error_response(request, ApiError(413, f"request body is larger than {limit} bytes"))
     except web.HTTPException as exc:
         if exc.status < 400:

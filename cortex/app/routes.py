@@ -1,69 +1,49 @@
-"""Gateway routes that are not a model dialect: catalogue, health, fleet, admin lifecycle."""
+"""Gateway routes that are not a model dialect: catalogue, health, fleet, admin lifecycle,
+and `/` (clients such as Claude Code probe it with HEAD before their first request)."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
 from cortex import __version__
-from cortex.app.state import State, state_of
+from cortex.app.gateway import Gateway, gateway_of
 from cortex.common.wire import ApiError, read_json_object
-from cortex.routing.catalogue import Entry
+from cortex.dialects.anthropic import models as anthropic_models
+from cortex.dialects.openai import models as openai_models
 
-_BOOT = int(time.time())
-
-
-def _openai_model(entry: Entry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "object": "model",
-        "created": _BOOT,
-        "owned_by": "cortex",
-        "loaded_on": entry.loaded_on,
-        "loading_on": entry.loading_on,
-        "loadable_on": entry.loadable_on,
-        "alias_of": entry.alias_of,
-        "context_length": entry.context_length,
-    }
-
-
-def _anthropic_model(entry: Entry) -> dict[str, Any]:
-    created = datetime.fromtimestamp(_BOOT, timezone.utc).isoformat().replace("+00:00", "Z")
-    return {"type": "model", "id": entry.id, "display_name": entry.id, "created_at": created}
+_BOOT = int(time.time())  # every model's `created`
 
 
 async def list_models(request: web.Request) -> web.Response:
-    state = state_of(request)
-    entries = state.catalogue.entries(state.fleet)
+    gateway = gateway_of(request)
+    entries = gateway.catalogue.entries(gateway.fleet)
     if "anthropic-version" in request.headers:
-        data = [_anthropic_model(e) for e in entries]
-        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
-        return web.json_response(
-            {"data": data, "has_more": False, "first_id": first, "last_id": last}
-        )
-    return web.json_response({"object": "list", "data": [_openai_model(e) for e in entries]})
+        return web.json_response(anthropic_models.model_list(entries, _BOOT, request.query))
+    return web.json_response(openai_models.model_list(entries, _BOOT))
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.json_response({"service": "cortex", "version": __version__})
 
 
 async def get_model(request: web.Request) -> web.Response:
-    state = state_of(request)
+    gateway = gateway_of(request)
     name = request.match_info["model"]
-    entry = state.catalogue.find(state.fleet, name)
+    entry = gateway.catalogue.find(gateway.fleet, name)
     if entry is None:
         raise ApiError(404, f"The model '{name}' does not exist", "model", "model_not_found")
-    if "anthropic-version" in request.headers:
-        return web.json_response(_anthropic_model(entry))
-    return web.json_response(_openai_model(entry))
+    shape = anthropic_models if "anthropic-version" in request.headers else openai_models
+    return web.json_response(shape.model(entry, _BOOT))
 
 
 async def health(request: web.Request) -> web.Response:
-    state = state_of(request)
-    nodes = list(state.fleet)
-    up = sum(1 for n in nodes if n.state == "up")
+    nodes = list(gateway_of(request).fleet)
+    up = sum(1 for n in nodes if n.status == "up")
     status = "ok" if up else "degraded"
-    counts = {s: sum(1 for n in nodes if n.state == s) for s in {n.state for n in nodes}}
+    counts = {s: sum(1 for n in nodes if n.status == s) for s in {n.status for n in nodes}}
     return web.json_response(
         {
             "status": status,
@@ -75,10 +55,10 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
-def fleet_view(state: State) -> dict[str, Any]:
+def fleet_view(gateway: Gateway) -> dict[str, Any]:
     """Everything `cortex status` shows, as JSON."""
     nodes = []
-    for node in state.fleet:
+    for node in gateway.fleet:
         models = [
             {
                 "id": m.id,
@@ -86,7 +66,7 @@ def fleet_view(state: State) -> dict[str, Any]:
                 "devices": m.devices,
                 "memory_bytes": m.memory_bytes,
                 "in_flight": node.inflight.get(m.id, 0),
-                "pinned": state.catalogue.pinned(m.id, node.name),
+                "pinned": gateway.catalogue.pinned(m.id, node.name),
                 "idle_seconds": round(max(0.0, time.time() - node.idle_since(m.id)), 1),
             }
             for m in node.models.values()
@@ -95,7 +75,7 @@ def fleet_view(state: State) -> dict[str, Any]:
             {
                 "name": node.name,
                 "endpoint": node.endpoint,
-                "state": "draining" if node.draining else node.state,
+                "state": "draining" if node.draining else node.status,
                 "failures": node.failures,
                 "last_error": node.last_error,
                 "uptime_seconds": node.uptime,
@@ -108,59 +88,62 @@ def fleet_view(state: State) -> dict[str, Any]:
         )
     return {
         "nodes": nodes,
-        "catalogue": [_openai_model(e) for e in state.catalogue.entries(state.fleet)],
-        "waiting": {m: n for m, n in state.router.waiting.items() if n},
+        "catalogue": [
+            openai_models.model(e, _BOOT) for e in gateway.catalogue.entries(gateway.fleet)
+        ],
+        "waiting": {m: n for m, n in gateway.router.waiting.items() if n},
     }
 
 
 async def fleet(request: web.Request) -> web.Response:
-    return web.json_response(fleet_view(state_of(request)))
+    return web.json_response(fleet_view(gateway_of(request)))
 
 
-async def _admin_target(request: web.Request) -> tuple[State, str, str | None]:
-    state = state_of(request)
+async def _admin_target(request: web.Request) -> tuple[Gateway, str, str | None]:
+    gateway = gateway_of(request)
     body = await read_json_object(request)
     model, node = body.get("model"), body.get("node")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "`model` must be a non-empty string", "model")
-    if node is not None and node not in state.fleet.nodes:
+    if node is not None and node not in gateway.fleet.nodes:
         raise ApiError(404, f"no node named '{node}'", "node")
-    return state, state.catalogue.resolve(model), node
+    return gateway, gateway.catalogue.resolve(model), node
 
 
 async def admin_load(request: web.Request) -> web.Response:
-    state, model, node_name = await _admin_target(request)
-    profile = state.catalogue.profile(model)
+    gateway, model, node_name = await _admin_target(request)
+    profile = gateway.catalogue.profile(model)
     if profile is None:
         raise ApiError(404, f"model '{model}' has no profile in the catalogue", "model")
     if node_name is None:
-        node = await state.router.acquire(model)
-        state.router.release(node, model)
+        node = await gateway.router.acquire(model)
+        node.release(model)
         return web.json_response({"model": model, "node": node.name, "status": "ready"})
-    node = state.fleet.nodes[node_name]
+    node = gateway.fleet.nodes[node_name]
     if not node.routable:
-        raise ApiError(503, f"node '{node_name}' is {node.state}", retry_after=5)
+        raise ApiError(503, f"node '{node_name}' is {node.status}", retry_after=5)
     if not node.has_ready(model):
-        await state.lifecycle.load_on(node, profile)
+        await gateway.lifecycle.load_on(node, profile)
     return web.json_response({"model": model, "node": node_name, "status": "ready"})
 
 
 async def admin_unload(request: web.Request) -> web.Response:
-    state, model, node_name = await _admin_target(request)
-    names = [node_name] if node_name else [n.name for n in state.fleet if model in n.models]
+    gateway, model, node_name = await _admin_target(request)
+    names = [node_name] if node_name else [n.name for n in gateway.fleet if model in n.models]
     if not names:
         raise ApiError(404, f"model '{model}' is not loaded on any node", "model")
     for name in names:
-        if state.catalogue.pinned(model, name):
+        if gateway.catalogue.pinned(model, name):
             raise ApiError(409, f"model '{model}' is pinned on node '{name}'", "model")
-        node = state.fleet.nodes[name]
+        node = gateway.fleet.nodes[name]
         if model not in node.models:
             raise ApiError(404, f"model '{model}' is not loaded on node '{name}'", "model")
-        await state.lifecycle.unload(node, model, reason=None)
+        await gateway.lifecycle.unload(node, model, reason=None)
     return web.json_response({"model": model, "nodes": names, "status": "unloaded"})
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", root)  # aiohttp answers HEAD from the GET handler
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_get("/health", health)

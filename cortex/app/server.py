@@ -1,7 +1,7 @@
-"""The gateway app: factory, lifecycle of shared state, and the serve loop.
+"""The gateway app: factory, lifecycle of its parts, and the serve loop.
 
 `create_app(settings)` builds an aiohttp app whose cleanup contexts open the upstream
-HTTP session and state, poll the fleet once before serving (so the first request
+HTTP session and the gateway's parts, poll the fleet once before serving (so the first request
 already sees it), run the poller and evictor, and serve metrics on their own port.
 """
 
@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -24,8 +22,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     uvloop = None
 
 from cortex.app import routes
+from cortex.app.gateway import GATEWAY, Gateway
 from cortex.app.middleware import gateway_middleware
-from cortex.app.state import STATE, State
+from cortex.common import notify
+from cortex.common.limits import BODY_TIMEOUT, cap_connections
 from cortex.config import Settings, parse_listen
 from cortex.dialects.anthropic import routes as anthropic_routes
 from cortex.dialects.openai import routes as openai_routes
@@ -40,7 +40,8 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
         middlewares=[gateway_middleware], client_max_size=settings.cortex.gateway.max_body_bytes
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(_state_ctx)
+    app[BODY_TIMEOUT] = settings.cortex.gateway.body_read_timeout_seconds
+    app.cleanup_ctx.append(_gateway_ctx)
     app.cleanup_ctx.append(_poller_ctx)
     if serve_metrics:
         app.cleanup_ctx.append(_metrics_ctx)
@@ -50,19 +51,19 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
     return app
 
 
-async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        app[STATE] = State.build(app[SETTINGS], session)
+        app[GATEWAY] = Gateway.build(app[SETTINGS], session)
         yield
 
 
 async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    timeout = state.config.poller.timeout_seconds * 3 + 1
+    gateway = app[GATEWAY]
+    timeout = gateway.config.poller.timeout_seconds * 3 + 1
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(state.poller.poll_all(), timeout)
-    task = asyncio.create_task(state.poller.run(state.evictor.round))
+        await asyncio.wait_for(gateway.poller.poll_all(), timeout)
+    task = asyncio.create_task(gateway.poller.run(gateway.evictor.round))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -70,9 +71,15 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    host, port = parse_listen(app[SETTINGS].cortex.gateway.metrics_listen)
-    runner = web.AppRunner(metrics_app(app[STATE].metrics), access_log=None)
+    gateway = app[SETTINGS].cortex.gateway
+    host, port = parse_listen(gateway.metrics_listen)
+    runner = web.AppRunner(
+        metrics_app(app[GATEWAY].metrics, gateway.metrics_keys),
+        access_log=None,
+        keepalive_timeout=gateway.header_read_timeout_seconds,
+    )
     await runner.setup()
+    cap_connections(runner, gateway.max_connections)
     await web.TCPSite(runner, host, port).start()
     yield
     await runner.cleanup()
@@ -80,9 +87,16 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set; then drain and close everything."""
-    host, port = parse_listen(settings.cortex.gateway.listen)
-    runner = web.AppRunner(create_app(settings), handler_cancellation=True, access_log=None)
+    gateway = settings.cortex.gateway
+    host, port = parse_listen(gateway.listen)
+    runner = web.AppRunner(
+        create_app(settings),
+        handler_cancellation=True,
+        access_log=None,
+        keepalive_timeout=gateway.header_read_timeout_seconds,
+    )
     await runner.setup()
+    cap_connections(runner, gateway.max_connections)
     try:
         await web.TCPSite(runner, host, port).start()
         log.info(
@@ -90,9 +104,11 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             settings.cortex.gateway.listen,
             settings.cortex.gateway.metrics_listen,
         )
-        notify_systemd("READY=1")
-        await stop.wait()
-        notify_systemd("STOPPING=1")
+        notify.notify("READY=1")
+        notify.notify(f"STATUS=serving on {settings.cortex.gateway.listen}")
+        async with notify.watchdog():
+            await stop.wait()
+            notify.notify("STOPPING=1")
     finally:
         await runner.cleanup()
 
@@ -111,14 +127,3 @@ def serve(settings: Settings) -> None:
         uvloop.run(main())
     else:
         asyncio.run(main())
-
-
-def notify_systemd(message: str) -> None:
-    """sd_notify without a dependency: a datagram to $NOTIFY_SOCKET when it is set."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(message.encode(), address)

@@ -29,6 +29,8 @@ from cortex.config import (
 log = logging.getLogger("cortex.cli.up")
 NODE = "local"
 DEMO_ALIAS = "smollm2"
+# Claude Code asks for Claude models by name (its main and its small model): all are the demo.
+CLAUDE_ALIAS = "claude-*"
 
 
 def fetch_demo(models_dir: Path) -> str:
@@ -43,13 +45,15 @@ def demo_settings(model_id: str, port: int, metrics_port: int, neuron_port: int)
         gateway=GatewaySection(
             listen=f"127.0.0.1:{port}", metrics_listen=f"127.0.0.1:{metrics_port}"
         ),
-        poller=PollerSection(interval_seconds=1.0, timeout_seconds=2.0, unhealthy_after=3),
+        # The neuron imports torch and loads the demo while the gateway already answers:
+        # a minute of failed polls is still "coming up", and requests wait for it.
+        poller=PollerSection(interval_seconds=1.0, timeout_seconds=2.0, unhealthy_after=60),
         neurons=[NeuronEntry(NODE, f"http://127.0.0.1:{neuron_port}")],
     )
     # Pinned: kept loaded (and reloaded should the neuron restart), never evicted.
     models = ModelsConfig(
         models=[ModelProfile(id=model_id, vram_mb=512, pinned_on=[NODE])],
-        aliases={DEMO_ALIAS: model_id},
+        aliases={DEMO_ALIAS: model_id, CLAUDE_ALIAS: model_id},
     )
     return Settings(cortex, models, "<cortex up>")
 
@@ -94,8 +98,8 @@ async def _run(settings: Settings, neuron: subprocess.Popen, model_id: str) -> i
     watcher = asyncio.create_task(watch())
     base = f"http://{settings.cortex.gateway.listen}"
     print(
-        f"cortex up: {model_id} (alias {DEMO_ALIAS!r}) through {base}/v1 "
-        "(OpenAI and Anthropic); Ctrl-C stops",
+        f"cortex up: {model_id} (aliases {DEMO_ALIAS!r}, {CLAUDE_ALIAS!r}) through {base}/v1 "
+        f"(OpenAI and Anthropic; Claude Code: ANTHROPIC_BASE_URL={base}); Ctrl-C stops",
         flush=True,
     )
     try:

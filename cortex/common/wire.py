@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from cortex.common.limits import MAX_JSON_DEPTH, read_body, too_deep
+
 # OpenAI error `type` for each status the API can return.
 _OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -110,9 +112,18 @@ def openai_error_from_upstream(status: int, body: bytes) -> ApiError:
         return ApiError(status, f"upstream returned {status}: {text}")
 
 
+_TOO_DEEP = f"request body nests deeper than {MAX_JSON_DEPTH} levels"
+
+
+CLIENT_BODY = "cortex.client_body"  # the parsed body, kept on the request for routing
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    raw = await request.read()
+    """The request body as a JSON object, or a 400 that says what is wrong with it.
+
+    The object is also kept as `request[CLIENT_BODY]`, so routing can read the client's
+    own fields (its conversation key) after a dialect translated the body."""
+    raw = await read_body(request)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -124,6 +135,11 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
             400,
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from None
+    except RecursionError:  # nested far deeper than the limit
+        raise ApiError(400, _TOO_DEEP) from None
+    if too_deep(body):
+        raise ApiError(400, _TOO_DEEP)
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
+    request[CLIENT_BODY] = body
     return body

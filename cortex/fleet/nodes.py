@@ -1,8 +1,10 @@
 """What the gateway knows about each neuron: reachability, devices, models, in-flight work.
 
-The poller writes it, the router and evictor read it; every change wakes the waiters
-that `Fleet.changed()` hands out, so a request waiting for a load or a node sleeps
-on an event instead of polling.
+`Node` is the one owner of that state: every change is one of its transition methods
+(mark up or down, take and release a request, begin and finish a load or an unload,
+reset after a restart), which also moves the node's gauges and wakes the waiters of
+`Fleet.wait_change()`, so a request waiting for a load or a node sleeps on an event
+instead of polling. The poller, lifecycle, evictor and router call them.
 """
 
 from __future__ import annotations
@@ -10,67 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from cortex.fleet.client import NeuronClient
+from cortex.fleet.models import ModelOnNode
+from cortex.metrics import Metrics
 
-NodeState = str  # "unknown" | "up" | "starting" | "draining" | "down"
-
-
-@dataclass
-class ModelOnNode:
-    """One entry of a neuron's `GET /models` `loaded` list."""
-
-    id: str
-    status: str = "ready"
-    devices: list[str] = field(default_factory=list)
-    memory_bytes: int = 0
-    context_length: int | None = None
-    running: int = 0
-    waiting: int = 0
-    last_used: float | None = None
-    error: str | None = None
-    seen_at: float = 0.0  # when the poller read running/waiting
-
-    @classmethod
-    def from_wire(cls, item: dict[str, Any]) -> ModelOnNode:
-        return cls(
-            id=str(item["id"]),
-            status=str(item.get("status", "ready")),
-            devices=[str(d) for d in item.get("devices") or []],
-            memory_bytes=int(item.get("memory_bytes") or 0),
-            context_length=item.get("context_length"),
-            running=int(item.get("running") or 0),
-            waiting=int(item.get("waiting") or 0),
-            last_used=_epoch(item.get("last_used")),
-            error=item.get("error"),
-        )
+# What the poller last concluded about a node ("unknown" until its first answer).
+NodeStatus = Literal["unknown", "up", "starting", "draining", "suspect", "down"]
 
 
-def _epoch(value: Any) -> float | None:
-    """`last_used` as epoch seconds, whether the neuron sent a number or an ISO time."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-@dataclass
+@dataclass(eq=False)
 class Node:
     name: str
     endpoint: str
     client: NeuronClient
-    state: NodeState = "unknown"
+    metrics: Metrics = field(repr=False)
+    notify: Callable[[], None] = field(repr=False)  # wakes the fleet's waiters
+    status: NodeStatus = "unknown"
     failures: int = 0
     last_error: str | None = None
     uptime: float = 0.0
-    health: dict[str, Any] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)  # the last /health answer
     discovery: dict[str, Any] = field(default_factory=dict)
     models: dict[str, ModelOnNode] = field(default_factory=dict)
     available: list[dict[str, Any]] = field(default_factory=list)
@@ -79,9 +44,11 @@ class Node:
     cycles: int = 0
     draining: bool = False
 
+    # Reading.
+
     @property
     def routable(self) -> bool:
-        return self.state == "up" and not self.draining
+        return self.status == "up" and not self.draining
 
     def has_ready(self, model_id: str) -> bool:
         entry = self.models.get(model_id)
@@ -103,9 +70,6 @@ class Node:
             return False
         return bool(entry.running or entry.waiting)
 
-    def touch(self, model_id: str) -> None:
-        self.last_used[model_id] = time.time()
-
     def idle_since(self, model_id: str) -> float:
         """When the model was last used here, by our clock or, failing that, the neuron's."""
         entry = self.models.get(model_id)
@@ -119,15 +83,146 @@ class Node:
         cuda = [d for d in found if d.get("kind") == "cuda"]
         return cuda or [d for d in found if d.get("kind", "cpu") == "cpu"][:1]
 
+    # Reachability (the poller, and the proxy when a node fails a request).
+
+    def mark_up(self, status: NodeStatus, health: dict[str, Any], uptime: float) -> None:
+        """A good answer to /health: failures forgotten, the neuron's own status taken."""
+        self.failures, self.last_error = 0, None
+        self.health, self.uptime, self.status = health, uptime, status
+        self.metrics.child(self.metrics.node_up, self.name).set(1)
+
+    def count_failure(self, reason: str) -> None:
+        self.failures += 1
+        self.last_error = reason
+
+    def mark_down(self) -> None:
+        """No traffic until the poller hears from it again; its models no longer count."""
+        self.status = "down"
+        for model_id in self.models:
+            self._loaded_gauge(model_id, False)
+        self.metrics.child(self.metrics.node_up, self.name).set(0)
+        self.notify()
+
+    def mark_suspect(self, reason: str) -> None:
+        """The node took a request and did not answer in time: route nothing new to it
+        until the poller hears from it again (a good poll sets the status afresh)."""
+        if self.status != "down":
+            self.status = "suspect"
+        self.last_error = reason
+        self.notify()
+
+    def restarted(self) -> None:
+        """The neuron came back with nothing of ours: forget uses and unload cycles."""
+        self.last_used.clear()
+        self.cycles = 0
+
+    def begin_drain(self) -> None:
+        """No new requests (defrag waits for those in flight, then restarts the neuron)."""
+        self.draining = True
+
+    def end_drain(self, restarted: bool) -> None:
+        """Routable again; after a restart, unknown until the next poll."""
+        if restarted:
+            self.status, self.models, self.cycles = "unknown", {}, 0
+        self.draining = False
+        self.notify()
+
+    def apply_models(self, payload: dict[str, Any], seen_at: float, pending: list[str]) -> None:
+        """The neuron's /models answer, keeping what the gateway is doing meanwhile
+        (unloads it started, loads still in flight)."""
+        previous = self.models
+        fresh = {}
+        for item in payload.get("loaded") or []:
+            entry = ModelOnNode.from_wire(item)
+            entry.seen_at = seen_at
+            if previous.get(entry.id) and previous[entry.id].status == "unloading":
+                entry.status = "unloading"
+            fresh[entry.id] = entry
+            self.last_used.setdefault(entry.id, seen_at)  # idle counts from first sight
+        for model_id in pending:
+            fresh.setdefault(model_id, previous.get(model_id) or ModelOnNode(model_id, "loading"))
+        self.models = fresh
+        self.available = list(payload.get("available") or [])
+        for model_id in set(previous) | set(fresh):
+            self._loaded_gauge(model_id, model_id in fresh and fresh[model_id].status == "ready")
+
+    # Requests (the router).
+
+    def take(self, model_id: str) -> None:
+        """Count a request in flight (before any await, so no eviction races it)."""
+        self.inflight[model_id] = self.inflight.get(model_id, 0) + 1
+        self.metrics.child(self.metrics.inflight, model_id, self.name).inc()
+
+    def release(self, model_id: str) -> None:
+        self.inflight[model_id] = max(0, self.inflight.get(model_id, 0) - 1)
+        self.touch(model_id)
+        self.metrics.child(self.metrics.inflight, model_id, self.name).dec()
+        if not self.inflight[model_id]:
+            self.notify()  # an eviction or a drain may be waiting for this
+
+    def touch(self, model_id: str) -> None:
+        self.last_used[model_id] = time.time()
+
+    # Loads and unloads (the lifecycle).
+
+    def begin_load(self, model_id: str, devices: list[str], victims: list[str]) -> None:
+        """Mark the load and its victims at once, so no request is routed to either."""
+        for victim in victims:
+            self.models[victim].status = "unloading"
+        self.models[model_id] = ModelOnNode(model_id, "loading", devices)
+
+    def finish_load(self, model_id: str, devices: list[str], context_length: int | None) -> None:
+        entry = self.models.setdefault(model_id, ModelOnNode(model_id))
+        entry.status = "ready"
+        entry.devices = devices
+        if context_length is not None:
+            entry.context_length = context_length
+        self.touch(model_id)
+        self._loaded_gauge(model_id, True)
+        self.notify()
+
+    def abort_load(self, model_id: str) -> None:
+        self.models.pop(model_id, None)
+        self.notify()
+
+    def begin_unload(self, model_id: str) -> None:
+        entry = self.models.get(model_id)
+        if entry is not None:
+            entry.status = "unloading"
+
+    def abort_unload(self, model_id: str) -> None:
+        entry = self.models.get(model_id)
+        if entry is not None:
+            entry.status = "ready"
+
+    def finish_unload(self, model_id: str, eviction: str | None) -> None:
+        """Gone from the node; `eviction` (a reason) counts it as an eviction."""
+        self.models.pop(model_id, None)
+        self.last_used.pop(model_id, None)
+        self.cycles += 1
+        self._loaded_gauge(model_id, False)
+        if eviction:
+            self.metrics.child(self.metrics.evictions, model_id, self.name, eviction).inc()
+        self.notify()
+
+    def _loaded_gauge(self, model_id: str, ready: bool) -> None:
+        self.metrics.child(self.metrics.model_loaded, model_id, self.name).set(1 if ready else 0)
+
 
 class Fleet:
     """All nodes by name, plus an event that fires whenever any of them changes."""
 
-    def __init__(self, nodes: list[Node]) -> None:
-        self.nodes = {node.name: node for node in nodes}
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.nodes: dict[str, Node] = {}
         self._event = asyncio.Event()
 
-    def __iter__(self):
+    def add(self, name: str, endpoint: str, client: NeuronClient) -> Node:
+        node = Node(name, endpoint, client, self.metrics, self.notify)
+        self.nodes[name] = node
+        return node
+
+    def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes.values())
 
     def notify(self) -> None:

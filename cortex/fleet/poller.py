@@ -14,23 +14,19 @@ from collections.abc import Awaitable, Callable
 
 from cortex.config import PollerSection
 from cortex.fleet.client import describe_exc
-from cortex.fleet.nodes import Fleet, ModelOnNode, Node
-from cortex.metrics import Metrics
+from cortex.fleet.nodes import Fleet, Node, NodeStatus
 
 log = logging.getLogger("cortex.fleet.poller")
 
-_STATES = {"ready": "up", "starting": "starting", "draining": "draining"}
+# A neuron's /health status → the node's status (anything else: still starting).
+_STATUSES: dict[str, NodeStatus] = {"ready": "up", "starting": "starting", "draining": "draining"}
 
 
 class Poller:
     def __init__(
-        self,
-        fleet: Fleet,
-        metrics: Metrics,
-        config: PollerSection,
-        pending: Callable[[str], list[str]],
+        self, fleet: Fleet, config: PollerSection, pending: Callable[[str], list[str]]
     ) -> None:
-        self.fleet, self.metrics, self.config = fleet, metrics, config
+        self.fleet, self.config = fleet, config
         self.pending = pending  # model ids whose load on the named node is in flight
 
     async def run(self, after_round: Callable[[], Awaitable[None]]) -> None:
@@ -52,51 +48,24 @@ class Poller:
             health = await node.client.get("/health", timeout)
             asked = time.time()  # the running counts below are no older than this
             models = await node.client.get("/models", timeout)
-            restarted = node.state in ("unknown", "down") or _uptime(health) < node.uptime
+            restarted = node.status in ("unknown", "down") or _uptime(health) < node.uptime
             if restarted or not node.discovery:
                 node.discovery = await node.client.get("/discovery", timeout)
         except Exception as exc:  # any failure to answer sensibly counts against the node
             self.failed(node, describe_exc(exc), definite=False)
             return
-        if restarted and node.state != "unknown":
+        if restarted and node.status != "unknown":
             log.info("node %s is back", node.name)
-            node.last_used.clear()
-            node.cycles = 0
-        node.failures, node.last_error = 0, None
-        node.health, node.uptime = health, _uptime(health)
-        node.state = _STATES.get(str(health.get("status")), "starting")
-        self._apply_models(node, models, asked)
-        self.metrics.node_up.labels(node.name).set(1)
+            node.restarted()
+        node.mark_up(_STATUSES.get(str(health.get("status")), "starting"), health, _uptime(health))
+        node.apply_models(models, asked, self.pending(node.name))
 
     def failed(self, node: Node, reason: str, definite: bool) -> None:
         """Count a failure; mark the node down at the threshold (or at once if definite)."""
-        node.failures += 1
-        node.last_error = reason
-        if node.state != "down" and (definite or node.failures >= self.config.unhealthy_after):
+        node.count_failure(reason)
+        if node.status != "down" and (definite or node.failures >= self.config.unhealthy_after):
             log.warning("node %s is down: %s", node.name, reason)
-            node.state = "down"
-            for model_id in node.models:
-                self.metrics.model_loaded.labels(model_id, node.name).set(0)
-            self.metrics.node_up.labels(node.name).set(0)
-            self.fleet.notify()
-
-    def _apply_models(self, node: Node, payload: dict, now: float) -> None:
-        previous = node.models
-        fresh = {}
-        for item in payload.get("loaded") or []:
-            entry = ModelOnNode.from_wire(item)
-            entry.seen_at = now
-            if previous.get(entry.id) and previous[entry.id].status == "unloading":
-                entry.status = "unloading"
-            fresh[entry.id] = entry
-            node.last_used.setdefault(entry.id, now)  # idle counts from first sight
-        for model_id in self.pending(node.name):
-            fresh.setdefault(model_id, previous.get(model_id) or ModelOnNode(model_id, "loading"))
-        node.models = fresh
-        node.available = list(payload.get("available") or [])
-        for model_id in set(previous) | set(fresh):
-            ready = model_id in fresh and fresh[model_id].status == "ready"
-            self.metrics.model_loaded.labels(model_id, node.name).set(1 if ready else 0)
+            node.mark_down()
 
 
 def _uptime(health: dict) -> float:

@@ -75,18 +75,18 @@ class Evictor:
 
     async def _drain_and_restart(self, node: Node) -> None:
         log.info("defragmenting %s after %d load/unload cycles", node.name, node.cycles)
-        node.draining = True
+        node.begin_drain()
+        restarted = False
         try:
             deadline = time.monotonic() + self.config.upstream.request_timeout_seconds
             while node.total_inflight() and time.monotonic() < deadline:
                 await self.fleet.wait_change(1.0)
             await node.client.restart(self.config.upstream.connect_timeout_seconds * 4)
-            node.state, node.models, node.cycles = "unknown", {}, 0
+            restarted = True
         except ApiError as err:
             log.warning("restart of %s failed: %s", node.name, err)
         finally:
-            node.draining = False
-            self.fleet.notify()
+            node.end_drain(restarted)
 
 
 async def _logged(load, node: Node, model: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 
 from cortex.common.wire import ApiError
 from cortex.config import CortexConfig, ModelProfile
-from cortex.fleet.nodes import Fleet, ModelOnNode, Node
+from cortex.fleet.nodes import Fleet, Node
 from cortex.metrics import Metrics
 from cortex.routing.catalogue import Catalogue
 from cortex.routing.placement import Plan, device_ids_for_load, feasible, plan_load
@@ -74,6 +74,10 @@ class Lifecycle:
                 for n in self.fleet.routable()
             ):
                 return None  # a neuron is loading it on its own (its default models, say)
+            if any(
+                n.name not in exclude and n.status in ("unknown", "starting") for n in self.fleet
+            ):
+                return None  # a neuron still coming up (loading its default models) may hold it
             where = "healthy neuron" if self.fleet.routable() else "neuron (none is healthy)"
             raise ApiError(503, f"no {where} can hold model '{profile.model_id}'", retry_after=10)
         plan = self._best_plan(profile, nodes, allow_busy=False)
@@ -119,9 +123,7 @@ class Lifecycle:
             raise ApiError(
                 507, f"model '{profile.model_id}' does not fit on node '{node.name}' now"
             )
-        for victim in plan.victims:
-            node.models[victim].status = "unloading"
-        node.models[profile.model_id] = ModelOnNode(profile.model_id, "loading", plan.devices)
+        node.begin_load(profile.model_id, plan.devices, plan.victims)
         task = spawn(self._load(node, profile, plan))
         self._loads[key] = task
         task.add_done_callback(lambda _: self._loads.pop(key, None))
@@ -139,40 +141,25 @@ class Lifecycle:
                 model_id, device_ids_for_load(node, plan.devices), timeout
             )
         except BaseException:
-            node.models.pop(model_id, None)
-            self.fleet.notify()
+            node.abort_load(model_id)
             raise
         self.metrics.load_duration.labels(model_id, node.name).observe(time.monotonic() - started)
-        entry = node.models.setdefault(model_id, ModelOnNode(model_id))
-        entry.status = "ready"
-        entry.devices = [str(d) for d in answer.get("devices") or plan.devices]
-        entry.context_length = answer.get("context_length", entry.context_length)
-        node.touch(model_id)
-        self.metrics.model_loaded.labels(model_id, node.name).set(1)
+        devices = [str(d) for d in answer.get("devices") or plan.devices]
+        node.finish_load(model_id, devices, answer.get("context_length"))
         log.info("loaded %s on %s in %.1fs", model_id, node.name, time.monotonic() - started)
-        self.fleet.notify()
         return node.name
 
     async def unload(self, node: Node, model_id: str, reason: str | None) -> None:
         """Unload a model; `reason` set means an eviction and is counted as one."""
-        entry = node.models.get(model_id)
-        if entry is not None:
-            entry.status = "unloading"
+        node.begin_unload(model_id)
         try:
             await node.client.unload(model_id, self.config.upstream.request_timeout_seconds)
         except ApiError as err:
             if err.status != 404:
-                if entry is not None:
-                    entry.status = "ready"
+                node.abort_unload(model_id)
                 raise
-        node.models.pop(model_id, None)
-        node.last_used.pop(model_id, None)
-        node.cycles += 1
-        self.metrics.model_loaded.labels(model_id, node.name).set(0)
-        if reason:
-            self.metrics.evictions.labels(model_id, node.name, reason).inc()
+        node.finish_unload(model_id, eviction=reason)
         log.info("unloaded %s from %s (%s)", model_id, node.name, reason or "operator")
-        self.fleet.notify()
 
 
 def _holds(node: Node, model_id: str) -> bool:

@@ -17,6 +17,7 @@ from cortex.common.wire import ApiError
 from cortex.config import RoutingSection
 from cortex.fleet.nodes import Fleet, Node
 from cortex.metrics import Metrics
+from cortex.routing.affinity import Affinity
 from cortex.routing.catalogue import Catalogue
 from cortex.routing.lifecycle import Lifecycle
 
@@ -35,6 +36,7 @@ class Router:
         self.fleet, self.catalogue, self.lifecycle = fleet, catalogue, lifecycle
         self.metrics, self.config = metrics, config
         self.waiting: dict[str, int] = {}
+        self.affinity = Affinity(config.cache_affinity_margin)
 
     def known(self, model_id: str) -> bool:
         """In the catalogue, or held by some node (even one that is down now)."""
@@ -42,29 +44,27 @@ class Router:
             model_id in node.models for node in self.fleet
         )
 
-    def take(self, node: Node, model_id: str) -> Node:
-        """Count a request in flight on the node (before any await, so no eviction races)."""
-        node.inflight[model_id] = node.inflight.get(model_id, 0) + 1
-        self.metrics.child(self.metrics.inflight, model_id, node.name).inc()
+    @staticmethod
+    def _take(node: Node, model_id: str) -> Node:
+        node.take(model_id)
         return node
-
-    def release(self, node: Node, model_id: str) -> None:
-        node.inflight[model_id] = max(0, node.inflight.get(model_id, 0) - 1)
-        node.touch(model_id)
-        self.metrics.child(self.metrics.inflight, model_id, node.name).dec()
-        if not node.inflight[model_id]:
-            self.fleet.notify()  # an eviction or a drain may be waiting for this
 
     async def acquire(
         self,
         model_id: str,
         keepalive: Keepalive | None = None,
         exclude: frozenset[str] = frozenset(),
+        conversation: str | None = None,
     ) -> Node:
-        """A node serving the model, already counted in flight; raises ApiError."""
-        node = self._pick(model_id, exclude)
+        """A node serving the model, already counted in flight (`node.release(model_id)`
+        when done); raises ApiError.
+
+        `conversation` (cortex.routing.affinity.conversation_key) sends a conversation
+        back to the node that served it while that node is not much busier than others.
+        """
+        node = self._pick(model_id, exclude, conversation)
         if node is not None:
-            return self.take(node, model_id)
+            return self._take(node, model_id)
         if not self.known(model_id):
             raise ApiError(
                 404, f"The model '{model_id}' does not exist", "model", "model_not_found"
@@ -74,26 +74,37 @@ class Router:
         self.waiting[model_id] = self.waiting.get(model_id, 0) + 1
         started = time.monotonic()
         try:
-            return await self._wait(model_id, keepalive, exclude, started)
+            return await self._wait(model_id, keepalive, exclude, started, conversation)
         finally:
             self.waiting[model_id] -= 1
             self.metrics.queue_wait.labels(model_id).observe(time.monotonic() - started)
 
-    def _pick(self, model_id: str, exclude: frozenset[str]) -> Node | None:
+    def _pick(
+        self, model_id: str, exclude: frozenset[str], conversation: str | None
+    ) -> Node | None:
         holders = [n for n in self.fleet.holders(model_id) if n.name not in exclude]
-        return holders[0] if holders else None
+        if not holders or conversation is None:
+            return holders[0] if holders else None
+        node, outcome = self.affinity.choose(model_id, conversation, holders)
+        self.metrics.child(self.metrics.affinity, model_id, outcome).inc()
+        return node
 
     async def _wait(
-        self, model_id: str, keepalive: Keepalive | None, exclude: frozenset[str], started: float
+        self,
+        model_id: str,
+        keepalive: Keepalive | None,
+        exclude: frozenset[str],
+        started: float,
+        conversation: str | None,
     ) -> Node:
         deadline = started + self.config.max_wait_seconds
         next_ping = started + self.config.keepalive_seconds
         profile = self.catalogue.profile(model_id)
         blocked = False  # the last cold load found no room until requests finish
         while True:
-            node = self._pick(model_id, exclude)
+            node = self._pick(model_id, exclude, conversation)
             if node is not None:
-                return self.take(node, model_id)
+                return self._take(node, model_id)
             tasks = self.lifecycle.loading(model_id)
             if not tasks and profile is not None and not blocked:
                 tasks = [self.lifecycle.ensure_loaded(profile, exclude)]
@@ -118,7 +129,7 @@ class Router:
     def _coming(self, model_id: str, exclude: frozenset[str]) -> bool:
         """A model outside the catalogue can only be waited for while some node loads it."""
         return any(
-            node.state in ("up", "starting")
+            node.status in ("up", "starting")
             and node.name not in exclude
             and node.models.get(model_id) is not None
             and node.models[model_id].status in ("loading", "ready")

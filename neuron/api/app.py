@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from cortex.common.limits import BODY_TIMEOUT
+from cortex.common.secrets import bearer, key_matches
 from cortex.common.wire import ApiError, openai_error_response
 from neuron.api import lifecycle_routes, openai_routes
-from neuron.api.state import DAEMON, DaemonState
+from neuron.api.state import AUTHORIZED, DAEMON, DaemonState
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app[DAEMON].config.token
-    if token and request.path not in _OPEN_PATHS:
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            value.strip().encode(), token.encode()
-        ):
-            raise ApiError(401, "missing or wrong bearer token")
+    given = bearer(request.headers.get("Authorization", ""))
+    authorized = not token or key_matches(given, [token])
+    request[AUTHORIZED] = authorized
+    if not authorized and request.path not in _OPEN_PATHS:
+        raise ApiError(401, "missing or wrong bearer token")
     return await handler(request)
 
 
@@ -74,6 +73,7 @@ def make_app(daemon: DaemonState) -> web.Application:
         middlewares=[_errors, _auth], client_max_size=daemon.config.max_body_bytes
     )
     app[DAEMON] = daemon
+    app[BODY_TIMEOUT] = daemon.config.body_read_timeout_seconds
     lifecycle_routes.add_routes(app)
     openai_routes.add_routes(app)
     return app

@@ -1,45 +1,67 @@
-"""POST /v1/chat/completions: the model's chat template, tool calls, streaming."""
+"""POST /v1/chat/completions: the model's chat template, reasoning, tool calls, streaming."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from cortex.common.wire import ApiError
 from neuron.api import shapes
-from neuron.api.generation import Generation, admit_generation, run_generation
+from neuron.api.generation import (
+    Generation,
+    admit_generation,
+    answer_json,
+    run_generation,
+    tokenize_input,
+)
 from neuron.api.requests import ParsedRequest, parse_chat
 from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
 from neuron.text.chat_template import ChatTemplateError
+from neuron.text.reasoning import ThinkSplitter, opens_in_prompt
 from neuron.text.tool_calls import ContentEvent, ToolCallStreamParser, collect
 from neuron.text.tool_prompt import TOOL_CALL_OPEN, forced_call_prefix
 
 
-def chat_prompt(
-    entry: ModelEntry, messages: list[dict[str, Any]], tools: Any = None, tool_choice: Any = None
-) -> tuple[list[int], str]:
-    """The prompt ids (the model's own template, plus any forced call opening) and that
-    opening, which the reply's parser reads before the model's output."""
-    prefix = _call_prefix(entry, tools, tool_choice)
-    text = _render(entry, messages, tools, tool_choice) + prefix
-    return entry.facts.tokenizer.encode(text), prefix
+@dataclass
+class ChatPrompt:
+    """The prompt ids and what the reply's parser must know about how the prompt ends."""
+
+    ids: list[int]
+    prefix: str  # a forced tool-call opening, read before the model's output
+    think_open: bool  # the prompt leaves a <think> block open
 
 
-def chat_prompt_ids(
-    entry: ModelEntry, messages: list[dict[str, Any]], tools: Any = None, tool_choice: Any = None
-) -> list[int]:
-    return chat_prompt(entry, messages, tools, tool_choice)[0]
+def chat_prompt(entry: ModelEntry, req: ParsedRequest) -> ChatPrompt:
+    """The model's own template over the request (plus any forced call opening)."""
+    prefix = _call_prefix(entry, req.tools, req.tool_choice)
+    messages, tail = req.messages, ""
+    if req.continue_final:  # prefill: the template opens the turn, the text continues it
+        messages, tail = messages[:-1], _text(messages[-1].get("content"))
+    text = _render(entry, messages, req) + tail
+    ids = tokenize_input(entry, text + prefix, "messages")
+    return ChatPrompt(ids, prefix, opens_in_prompt(text))
 
 
-def _render(entry: ModelEntry, messages: list[dict[str, Any]], tools: Any, tool_choice: Any) -> str:
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part["text"] for part in content)
+    return content or ""
+
+
+def _render(entry: ModelEntry, messages: list[dict[str, Any]], req: ParsedRequest) -> str:
     template = entry.facts.chat_template
     if template is None:
         raise ApiError(400, f"model {entry.id!r} has no chat template; use /v1/completions")
+    if not messages:
+        raise ApiError(400, "`messages` needs a turn before the continued one", param="messages")
     try:
-        return template.render(messages, tools=tools, tool_choice=tool_choice)
+        return template.render(
+            messages, tools=req.tools, tool_choice=req.tool_choice, **req.template_kwargs
+        )
     except ChatTemplateError as exc:
         raise ApiError(400, str(exc), param="messages") from None
 
@@ -53,32 +75,49 @@ def _call_prefix(entry: ModelEntry, tools: Any, tool_choice: Any) -> str:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
-    entry, body = admitted[1], admitted[2]
+    entry, body = admitted.entry, admitted.body
     req = parse_chat(body, entry.facts.generation_defaults)
-    prompt, prefix = chat_prompt(entry, req.messages, req.tools, req.tool_choice)
+    prompt = chat_prompt(entry, req)
+    req.params.think_in_prompt = prompt.think_open
 
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
-            return await _stream(request, gen, req, len(prompt), prefix)
-        return await _complete(gen, req, len(prompt), prefix)
+            return await _stream(request, gen, req, len(prompt.ids), prompt)
+        return await answer_json(request, lambda: _complete(gen, req, len(prompt.ids), prompt))
 
-    return await run_generation(admitted, prompt, req, respond)
+    return await run_generation(admitted, prompt.ids, req, respond)
+
+
+@dataclass(frozen=True)
+class ReasoningEvent:
+    text: str
 
 
 class _Choice:
-    """One choice's text, calls and logprobs as they arrive."""
+    """One choice's reasoning, text, calls and logprobs as they arrive."""
 
-    def __init__(self, tools: bool, prefix: str = "") -> None:
+    def __init__(self, tools: bool, prompt: ChatPrompt) -> None:
         self.parser = ToolCallStreamParser() if tools else None
+        self.thinking = ThinkSplitter(inside=prompt.think_open)
         self.events: list[Any] = []
+        self.reasoning: list[str] = []
         self.logprobs: list[Any] = []
         self.finish: tuple[str | None, str | int | None] = (None, None)
         self.called = False
-        self.pending = prefix  # a forced call opening, parsed with the first output
+        self.pending = prompt.prefix  # a forced call opening, parsed with the first output
 
     def feed(self, text: str, finished: bool) -> list[Any]:
-        text, self.pending = self.pending + text, ""
-        return self._feed(text, finished)
+        split = self.thinking.feed(text)
+        if finished:
+            tail = self.thinking.finish()
+            split.reasoning, split.content = (
+                split.reasoning + tail.reasoning,
+                split.content + tail.content,
+            )
+        events: list[Any] = [ReasoningEvent(split.reasoning)] if split.reasoning else []
+        self.reasoning += [split.reasoning]
+        content, self.pending = self.pending + split.content, ""
+        return events + self._feed(content, finished)
 
     def _feed(self, text: str, finished: bool) -> list[Any]:
         if self.parser is None:
@@ -91,9 +130,9 @@ class _Choice:
 
 
 async def _complete(
-    gen: Generation, req: ParsedRequest, prompt_len: int, prefix: str
-) -> web.Response:
-    choices = [_Choice(bool(req.tools), prefix) for _ in range(req.n)]
+    gen: Generation, req: ParsedRequest, prompt_len: int, prompt: ChatPrompt
+) -> dict[str, Any]:
+    choices = [_Choice(bool(req.tools), prompt) for _ in range(req.n)]
     async for index, out in gen.outputs():
         choice = choices[index]
         choice.feed(out.text, out.finished)
@@ -104,24 +143,33 @@ async def _complete(
     for i, choice in enumerate(choices):
         parsed = collect(choice.events)
         logprobs = choice.logprobs if req.params.logprobs is not None else None
+        reasoning = "".join(choice.reasoning) or None
         body["choices"].append(
-            shapes.chat_choice(i, parsed.content, parsed.tool_calls, *choice.finish, logprobs)
+            shapes.chat_choice(
+                i, parsed.content, parsed.tool_calls, *choice.finish, logprobs, reasoning
+            )
         )
-    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens)
-    return web.json_response(body)
+    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens)
+    return body
 
 
 def _delta(event: Any) -> dict[str, Any]:
+    if isinstance(event, ReasoningEvent):
+        return {"reasoning_content": event.text}
     if isinstance(event, ContentEvent):
         return {"content": event.text}
     return {"tool_calls": [shapes.tool_call(event.call, event.index)]}
 
 
 async def _stream(
-    request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, prefix: str
+    request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, prompt: ChatPrompt
 ) -> web.StreamResponse:
-    usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
-    chunks = _chunks(gen, req, prefix)
+    usage = (
+        (lambda: shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens))
+        if req.include_usage
+        else None
+    )
+    chunks = _chunks(gen, req, prompt)
     return await relay_chunks(
         request,
         "chat.completion.chunk",
@@ -134,12 +182,12 @@ async def _stream(
 
 
 async def _chunks(
-    gen: Generation, req: ParsedRequest, prefix: str
+    gen: Generation, req: ParsedRequest, prompt: ChatPrompt
 ) -> AsyncIterator[dict[str, Any]]:
-    """Role first, then content and tool-call deltas, then each choice's finish."""
+    """Role first, then reasoning, content and tool-call deltas, then each choice's finish."""
     for i in range(req.n):
         yield shapes.chat_delta(i, {"role": "assistant", "content": ""})
-    choices = [_Choice(bool(req.tools), prefix) for _ in range(req.n)]
+    choices = [_Choice(bool(req.tools), prompt) for _ in range(req.n)]
     async for index, out in gen.outputs():
         choice = choices[index]
         events = choice.feed(out.text, out.finished)

@@ -9,7 +9,13 @@ from aiohttp import web
 
 from cortex.common.wire import ApiError
 from neuron.api import shapes
-from neuron.api.generation import Generation, admit_generation, run_generation
+from neuron.api.generation import (
+    Generation,
+    admit_generation,
+    answer_json,
+    run_generation,
+    tokenize_input,
+)
 from neuron.api.requests import ParsedRequest, parse_completion
 from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
@@ -19,7 +25,7 @@ def completion_prompt(entry: ModelEntry, prompt: str | list[int]) -> tuple[list[
     """Token ids and text of a legacy prompt (a string, or token ids)."""
     tokenizer = entry.facts.tokenizer
     if isinstance(prompt, str):
-        return tokenizer.encode(prompt), prompt
+        return tokenize_input(entry, prompt, "prompt"), prompt
     vocab = entry.facts.vocab_size
     bad = [t for t in prompt if not 0 <= t < vocab]
     if bad:
@@ -33,7 +39,7 @@ def completion_prompt(entry: ModelEntry, prompt: str | list[int]) -> tuple[list[
 
 async def completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
-    entry, body = admitted[1], admitted[2]
+    entry, body = admitted.entry, admitted.body
     req = parse_completion(body, entry.facts.generation_defaults)
     prompt_ids, prompt_text = completion_prompt(entry, req.prompt)
     head = prompt_text if req.echo else ""
@@ -41,14 +47,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
             return await _stream(request, gen, req, len(prompt_ids), head)
-        return await _complete(gen, req, len(prompt_ids), head)
+        return await answer_json(request, lambda: _complete(gen, req, len(prompt_ids), head))
 
     return await run_generation(admitted, prompt_ids, req, respond)
 
 
 async def _complete(
     gen: Generation, req: ParsedRequest, prompt_len: int, head: str
-) -> web.Response:
+) -> dict[str, Any]:
     texts = [head] * req.n
     logprobs: list[list[Any]] = [[] for _ in range(req.n)]
     finish: list[tuple[Any, Any]] = [(None, None)] * req.n
@@ -66,14 +72,18 @@ async def _complete(
         )
         choices.append(shapes.completion_choice(i, texts[i], *finish[i], lp))
     body = shapes.envelope("text_completion", f"cmpl-{gen.id}", req.model, choices)
-    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens)
-    return web.json_response(body)
+    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens)
+    return body
 
 
 async def _stream(
     request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, head: str
 ) -> web.StreamResponse:
-    usage = (lambda: shapes.usage(prompt_len, gen.completion_tokens)) if req.include_usage else None
+    usage = (
+        (lambda: shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens))
+        if req.include_usage
+        else None
+    )
     chunks = _chunks(gen, req, head)
     return await relay_chunks(
         request, "text_completion", f"cmpl-{gen.id}", req.model, chunks, usage, req.continuous_usage

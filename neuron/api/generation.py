@@ -11,32 +11,53 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
+from neuron.api.requests import ParsedRequest
 from neuron.api.state import DAEMON, DaemonState
 from neuron.engine.records import EngineRequest, RequestOutput
 from neuron.engine.sampling_params import SamplingParams
 from neuron.metrics import NeuronMetrics
 from neuron.registry import ModelEntry, Registry
+from neuron.text.tokenizer import UntokenizableText
 from neuron.worker import WorkerFailed
 
 _counter = itertools.count()
 
 
-def fit_to_context(entry: ModelEntry, prompt_len: int, max_tokens: int | None) -> int:
-    """The max_tokens to use, or a 400 that states the numbers when it cannot fit."""
+def tokenize_input(entry: ModelEntry, text: str, param: str) -> list[int]:
+    """The prompt's token ids, or a 400 naming the field when the text cannot be tokenized."""
+    try:
+        return entry.facts.tokenizer.encode(text)
+    except UntokenizableText as exc:
+        raise ApiError(400, f"`{param}` cannot be tokenized: {exc}", param=param) from None
+
+
+# A choice's stop_reason when it ended at the end of the context (`truncate_max_tokens`).
+CONTEXT_WINDOW = "context_window"
+
+
+def fit_to_context(
+    entry: ModelEntry, prompt_len: int, max_tokens: int | None, truncate: bool = False
+) -> tuple[int, bool]:
+    """The max_tokens to use and whether the context cut it (only when `truncate` allows
+    that), or a 400 that states the numbers when it cannot fit."""
     context = entry.facts.context_length
     room = context - prompt_len
     if max_tokens is None and room >= 1:
-        return room
+        return room, False
     if max_tokens is not None and max_tokens <= room:
-        return max_tokens
+        return max_tokens, False
+    if truncate and room >= 1:
+        return room, True
     asked = f" and {max_tokens} completion tokens" if max_tokens is not None else ""
     raise ApiError(
         400,
@@ -59,8 +80,10 @@ class Generation:
         params: SamplingParams,
         n: int,
         arrived: float,
+        capped: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex[:24]
+        self._capped = capped  # max_tokens was cut to the context's room
         self._registry, self._metrics, self._entry = registry, metrics, entry
         self._prompt_ids, self._params, self._n = prompt_ids, params, n
         self._arrived = arrived
@@ -69,6 +92,7 @@ class Generation:
         self._open: set[str] = set()
         self._first: float | None = None
         self.completion_tokens = 0
+        self.cached_tokens = 0  # prompt tokens the prefix cache served (the best of the n)
 
     async def start(self) -> None:
         """Submit every sequence; a refusal (e.g. too long for the engine) is a 400."""
@@ -100,12 +124,15 @@ class Generation:
                 self._open.clear()
                 raise ApiError(503, str(item), retry_after=5)
             now = time.monotonic()
+            self.cached_tokens = max(self.cached_tokens, item.cached_tokens)
             if self._first is None and item.token_ids:
                 self._first = now
                 self._metrics.ttft.labels(self._entry.id).observe(now - self._arrived)
             if item.finished:
                 self._open.discard(item.request_id)
                 self._finished(item, now)
+                if self._capped and item.finish_reason == "length":
+                    item.stop_reason = CONTEXT_WINDOW
             yield self._index[item.request_id], item
 
     def _finished(self, item: RequestOutput, now: float) -> None:
@@ -121,33 +148,67 @@ class Generation:
         for rid in self._open:
             self._entry.worker.abort(self._entry.id, rid)
         self._open.clear()
-        self._metrics.tokens.labels(self._entry.id, "prompt").inc(len(self._prompt_ids))
+        model = self._entry.id
+        self._metrics.tokens.labels(model, "prompt").inc(len(self._prompt_ids))
+        self._metrics.prefix_queries.labels(model).inc(len(self._prompt_ids))
+        self._metrics.prefix_hits.labels(model).inc(self.cached_tokens)
         self._registry.end(self._entry)
 
 
-async def admit_generation(
-    request: web.Request,
-) -> tuple[DaemonState, ModelEntry, dict[str, Any], float]:
-    """DaemonState, model entry, body and arrival time of a generation request, or its 4xx/503."""
+async def answer_json(
+    request: web.Request, body: Callable[[], Awaitable[dict[str, Any]]]
+) -> web.StreamResponse:
+    """A non-streamed answer whose 200 head goes out as soon as the sequences run (the
+    gateway's first-byte deadline then sees a live node, however long the answer takes);
+    the JSON follows once complete. A failure after the head can no longer change the
+    status: the connection is cut, which the gateway counts against this node."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        payload = await body()
+    except ApiError as err:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(f"generation failed after the answer began: {err}") from None
+    await response.write(json.dumps(payload).encode())
+    await response.write_eof()
+    return response
+
+
+@dataclass
+class Admission:
+    """A generation request let in: the daemon, the ready model, its body, when it came."""
+
+    daemon: DaemonState
+    entry: ModelEntry
+    body: dict[str, Any]
+    arrived: float  # time.monotonic()
+
+
+async def admit_generation(request: web.Request) -> Admission:
+    """Let a generation request in, or raise its 4xx/503."""
     daemon = request.app[DAEMON]
     arrived = time.monotonic()
     daemon.admit()
     body = await read_json_object(request)
-    return daemon, daemon.registry.get_ready(body.get("model")), body, arrived
+    return Admission(daemon, daemon.registry.get_ready(body.get("model")), body, arrived)
 
 
 async def run_generation(
-    admitted: tuple[DaemonState, ModelEntry, dict[str, Any], float],
+    admitted: Admission,
     prompt_ids: list[int],
-    request: Any,
+    request: ParsedRequest,
     respond: Callable[[Generation], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
     """Fit max_tokens to the context, start the sequences, respond, always clean up."""
-    daemon, entry, _body, arrived = admitted
-    request.params.max_tokens = fit_to_context(entry, len(prompt_ids), request.max_tokens)
-    gen = Generation(
-        daemon.registry, daemon.metrics, entry, prompt_ids, request.params, request.n, arrived
+    daemon, entry = admitted.daemon, admitted.entry
+    request.params.max_tokens, capped = fit_to_context(
+        entry, len(prompt_ids), request.max_tokens, request.truncate
     )
+    gen = Generation(
+        daemon.registry, daemon.metrics, entry, prompt_ids, request.params, request.n,
+        admitted.arrived, capped,
+    )  # fmt: skip
     try:
         await gen.start()
         return await respond(gen)

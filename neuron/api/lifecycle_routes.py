@@ -10,13 +10,16 @@ from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
 from neuron import devices as device_info
-from neuron.api.state import DAEMON
+from neuron.api.state import AUTHORIZED, DAEMON
 from neuron.metrics import CONTENT_TYPE
 from neuron.models.resolve import list_local_models
 
 
 async def health(request: web.Request) -> web.Response:
+    """Everything for the token holder (the gateway); without the token only `status`."""
     daemon = request.app[DAEMON]
+    if not request.get(AUTHORIZED, False):
+        return web.json_response({"status": daemon.status})
     return web.json_response(
         {
             "status": daemon.status,
@@ -72,7 +75,10 @@ async def load(request: web.Request) -> web.Response:
     max_context = _field(body, "max_context", int, "a positive integer")
     if max_context is not None and max_context < 1:
         raise ApiError(400, "`max_context` must be a positive integer", param="max_context")
-    entry = await daemon.registry.load(model_id, devices or None, dtype, max_context)
+    prefix_cache = body.get("prefix_cache")
+    if prefix_cache is not None and not isinstance(prefix_cache, bool):
+        raise ApiError(400, "`prefix_cache` must be a boolean", param="prefix_cache")
+    entry = await daemon.registry.load(model_id, devices or None, dtype, max_context, prefix_cache)
     return web.json_response(entry.public())
 
 

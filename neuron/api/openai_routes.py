@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
-from neuron.api.chat import chat_completions, chat_prompt_ids
+from neuron.api.chat import chat_completions, chat_prompt
 from neuron.api.completions import completion_prompt, completions
 from neuron.api.requests import parse_chat
 from neuron.api.state import DAEMON
@@ -17,10 +17,10 @@ async def tokenize(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     entry = daemon.registry.get_ready(body.get("model"))
     if "messages" in body:
-        chat = parse_chat(
-            {k: body[k] for k in ("model", "messages", "tools", "tool_choice") if k in body}, {}
-        )
-        ids = chat_prompt_ids(entry, chat.messages, chat.tools, chat.tool_choice)
+        keys = ("model", "messages", "tools", "tool_choice", "chat_template_kwargs",
+                "reasoning_effort", "continue_final_message")  # fmt: skip
+        chat = parse_chat({k: body[k] for k in keys if k in body}, {})
+        ids = chat_prompt(entry, chat).ids
     elif isinstance(body.get("prompt"), (str, list)) and body["prompt"]:
         ids, _text = completion_prompt(entry, body["prompt"])
     else:

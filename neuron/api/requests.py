@@ -11,20 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cortex.common.wire import ApiError
+from kernels.sampling import KNOBS
 from neuron.engine.sampling_params import SamplingParams
 
 MAX_N = 16
 _MISSING = object()
 _NUMBER = (int, float)
-_SAMPLING_FLOATS = (
-    "temperature",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+_SAMPLING_FLOATS = tuple(name for name, dtype in KNOBS.items() if dtype.is_floating_point)
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+_EFFORTS = ("minimal", "low", "medium", "high")
 
 
 @dataclass
@@ -43,6 +38,9 @@ class ParsedRequest:
     tool_choice: Any = None
     prompt: str | list[int] | None = None
     echo: bool = False
+    truncate: bool = False  # cap max_tokens at the room the context leaves (no 400)
+    template_kwargs: dict[str, Any] = field(default_factory=dict)  # chat template switches
+    continue_final: bool = False  # the last (assistant) message is continued, not answered
 
 
 def _get(body: dict[str, Any], key: str, kinds: type | tuple[type, ...], default: Any) -> Any:
@@ -146,6 +144,7 @@ def _common(body: dict[str, Any], defaults: dict[str, Any], logprobs: int | None
         stream=stream,
         include_usage=bool(options.get("include_usage", False)),
         continuous_usage=bool(options.get("continuous_usage_stats", False)),
+        truncate=_get(body, "truncate_max_tokens", bool, False),
     )
 
 
@@ -222,7 +221,36 @@ def parse_chat(body: dict[str, Any], defaults: dict[str, Any]) -> ParsedRequest:
         raise ApiError(400, "`messages` must be a non-empty array", param="messages")
     request.messages = [_message(i, m) for i, m in enumerate(messages)]
     request.tools, request.tool_choice = _tools(body)
+    _reasoning(body, request)
+    request.continue_final = _get(body, "continue_final_message", bool, False)
+    if request.continue_final and request.messages[-1]["role"] != "assistant":
+        raise ApiError(
+            400,
+            "`continue_final_message` needs an assistant message last",
+            param="continue_final_message",
+        )
     return request
+
+
+def _reasoning(body: dict[str, Any], request: ParsedRequest) -> None:
+    """Template switches (`enable_thinking`…), the effort, and the reasoning budget."""
+    kwargs = dict(_get(body, "chat_template_kwargs", dict, {}))
+    effort = _get(body, "reasoning_effort", str, None)
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise ApiError(
+                400,
+                f"`reasoning_effort` must be one of {', '.join(_EFFORTS)}, got {effort!r}",
+                param="reasoning_effort",
+            )
+        kwargs.setdefault("reasoning_effort", effort)
+    request.template_kwargs = kwargs
+    budget = _get(body, "thinking_budget", int, None)
+    if budget is not None and budget < 1:
+        raise ApiError(
+            400, f"`thinking_budget` must be at least 1, got {budget}", param="thinking_budget"
+        )
+    request.params.thinking_budget = budget
 
 
 def parse_completion(body: dict[str, Any], defaults: dict[str, Any]) -> ParsedRequest:

@@ -12,11 +12,13 @@ from typing import Any
 from neuron.engine.records import TokenLogprob
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
+    """OpenAI usage; `cached_tokens` are the prompt tokens the prefix cache served."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 
@@ -75,8 +77,14 @@ def chat_choice(
     finish_reason: str | None,
     stop_reason: str | int | None,
     logprobs: list[TokenLogprob] | None,
+    reasoning: str | None = None,
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content or None, "refusal": None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content or None,
+        "reasoning_content": reasoning,
+        "refusal": None,
+    }
     if calls:
         message["tool_calls"] = [tool_call(c) for c in calls]
         finish_reason = "tool_calls"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -16,6 +16,12 @@ from neuron.metrics import NeuronMetrics
 from neuron.registry import Registry
 from neuron.worker import DeviceWorker
 
+# Per request: whether it carried the daemon's token (or none is configured).
+AUTHORIZED = "neuron.authorized"
+
+# What /health reports: the port answers while starting, drains before it stops.
+DaemonStatus = Literal["starting", "ready", "draining"]
+
 
 @dataclass
 class DaemonState:
@@ -25,7 +31,7 @@ class DaemonState:
     registry: Registry
     metrics: NeuronMetrics
     started: float = field(default_factory=time.monotonic)
-    status: str = "starting"  # starting | ready | draining
+    status: DaemonStatus = "starting"
     # default model id -> {"status": pending|loading|ready|failed, "error"?}
     activation: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)

@@ -23,26 +23,17 @@ from dataclasses import dataclass
 import torch
 
 import kernels
-from kernels.sampling import SamplingBatch
-from neuron.engine.sampler import SampledLogprobs, sample, sampling_row
+from kernels.sampling import COLUMNS, SamplingBatch
+from neuron.engine.decode_inputs import DECODE_COLUMNS, decode_inputs, decode_metadata
+from neuron.engine.sampler import SampledLogprobs, sample, sampling_columns
 from neuron.engine.sequence import Sequence
-from neuron.models.attention import AttentionMetadata, KVCache
+from neuron.models.attention import KVCache
 from neuron.models.llama import LlamaForCausalLM
 
 log = logging.getLogger(__name__)
 MAX_GRAPH_BATCH = 256
-COLUMN_DTYPES = {
-    "input_ids": torch.int64,
-    "positions": torch.int64,
-    "slot_mapping": torch.int64,
-    "context_lens": torch.int32,
-    "top_k": torch.int32,
-    "seeds": torch.int64,
-    "offsets": torch.int64,
-    "temperature": torch.float32,
-    "top_p": torch.float32,
-    "min_p": torch.float32,
-}
+# Every static buffer: the decode step's model inputs, then the sampler's columns.
+COLUMN_DTYPES: dict[str, torch.dtype] = {**DECODE_COLUMNS, **COLUMNS}
 
 
 def graphs_enabled(device: torch.device) -> bool:
@@ -66,41 +57,10 @@ def bucket_for(n: int, sizes: list[int]) -> int | None:
 def decode_columns(
     seqs: list[Sequence], block_size: int, bucket: int, width: int
 ) -> tuple[dict[str, list], list[list[int]]]:
-    """Host-side inputs of one decode step, padded to `bucket` rows by repeating row 0.
-
-    Returns the per-row columns (see COLUMN_DTYPES) and the block tables, each
-    padded with block 0 to `width` entries (entries past a context are never read).
-    """
-    if not 0 < len(seqs) <= bucket:
-        raise ValueError(f"{len(seqs)} sequences do not fit a bucket of {bucket}")
-    columns: dict[str, list] = {name: [] for name in COLUMN_DTYPES}
-    tables: list[list[int]] = []
-    for seq in seqs:
-        if len(seq.block_table) > width:
-            raise ValueError(f"block table of {len(seq.block_table)} exceeds width {width}")
-        position = seq.num_tokens - 1
-        row = sampling_row(seq)
-        values = {
-            "input_ids": seq.token_ids[-1],
-            "positions": position,
-            "slot_mapping": seq.block_table[position // block_size] * block_size
-            + position % block_size,
-            "context_lens": seq.num_tokens,
-            "top_k": row.top_k,
-            "seeds": row.seed,
-            "offsets": row.offset,
-            "temperature": row.temperature,
-            "top_p": row.top_p,
-            "min_p": row.min_p,
-        }
-        for name, value in values.items():
-            columns[name].append(value)
-        tables.append(seq.block_table + [0] * (width - len(seq.block_table)))
-    for values in columns.values():
-        values += values[:1] * (bucket - len(seqs))
-    columns["temperature"][len(seqs) :] = [0.0] * (bucket - len(seqs))  # padding draws nothing
-    tables += tables[:1] * (bucket - len(seqs))
-    return columns, tables
+    """Host-side inputs of one graphed decode step (see COLUMN_DTYPES), padded to `bucket`
+    rows by repeating row 0 (greedy, for the sampler), and the block tables `width` wide."""
+    step = decode_inputs(seqs, block_size, rows=bucket, width=width)
+    return {**step.columns, **sampling_columns(seqs, bucket)}, step.block_tables
 
 
 class StaticDecodeInputs:
@@ -126,21 +86,7 @@ class StaticDecodeInputs:
 
     def sampling_batch(self, bucket: int) -> SamplingBatch:
         """The in-graph sampler's settings: no penalties (those rows sample outside)."""
-        c = self.view(bucket)
-        device = c["temperature"].device
-        return SamplingBatch(
-            temperature=c["temperature"],
-            top_k=c["top_k"],
-            top_p=c["top_p"],
-            min_p=c["min_p"],
-            repetition_penalty=torch.ones(bucket, device=device),
-            presence_penalty=torch.zeros(bucket, device=device),
-            frequency_penalty=torch.zeros(bucket, device=device),
-            penalty_ids=torch.zeros(bucket, 0, dtype=torch.int64, device=device),
-            output_counts=torch.zeros(bucket, 0, dtype=torch.int32, device=device),
-            seeds=c["seeds"],
-            offsets=c["offsets"],
-        )
+        return SamplingBatch.without_penalties(self.view(bucket))
 
 
 @dataclass
@@ -204,12 +150,7 @@ class GraphedDecoder:
 
     def _forward(self, bucket: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.inputs.view(bucket)
-        meta = AttentionMetadata(
-            is_prefill=False,
-            slot_mapping=c["slot_mapping"],
-            block_tables=self.inputs.block_tables[:bucket],
-            context_lens=c["context_lens"],
-        )
+        meta = decode_metadata(c, self.inputs.block_tables[:bucket])
         with torch.inference_mode():
             hidden = self.model(c["input_ids"], c["positions"], meta, self.kv_cache)
             logits = self.model.compute_logits(hidden)

@@ -23,6 +23,7 @@ from neuron.engine.sequence import Sequence
 from neuron.models.attention import KVCache
 from neuron.models.config import ModelConfig
 from neuron.text.detokenizer import StreamDetokenizer
+from neuron.text.reasoning import BUDGET_CLOSE, ThinkBudget
 from neuron.text.stop import StopMatcher
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Engine:
         max_batch_size: int = 32,
         max_prefill_tokens: int = 2048,
         max_model_len: int | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         config = loaded.config
         limits = {
@@ -60,7 +62,10 @@ class Engine:
         self.config = config
         self.tokenizer = loaded.tokenizer
         self.eos_token_ids = loaded.eos_token_ids
-        self.block_manager = BlockManager(num_blocks, block_size)
+        # Salted by the weights' source: two models never share a block.
+        self.block_manager = BlockManager(
+            num_blocks, block_size, prefix_cache, salt=f"{loaded.source}:{loaded.dtype}"
+        )
         self.cache_tokens = num_blocks * block_size
         # The longest sequence served: the context length, cut to what the cache holds.
         self.max_model_len = min(max_model_len or config.max_position_embeddings, self.cache_tokens)
@@ -121,6 +126,8 @@ class Engine:
             StreamDetokenizer(self.tokenizer, prompt),
             StopMatcher(params.stop),
         )
+        if params.thinking_budget is not None:
+            seq.think_budget = ThinkBudget(params.thinking_budget, params.think_in_prompt)
         self._next_seq_id += 1
         self._seqs[request.request_id] = seq
         self.scheduler.add(seq)
@@ -142,6 +149,7 @@ class Engine:
         sampled = self.runner.run(batch)
         for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
             seq.num_cached_tokens += chunk
+            self.block_manager.cache_computed(seq)
         outputs = [self._accept(row) for row in sampled]
         return [out for out in outputs if out is not None]
 
@@ -149,18 +157,25 @@ class Engine:
         return self.scheduler.has_work()
 
     def stats(self) -> EngineStats:
+        blocks = self.block_manager
         return EngineStats(
             running=len(self.scheduler.running),
             waiting=len(self.scheduler.waiting),
-            free_blocks=self.block_manager.num_free,
-            total_blocks=self.block_manager.num_blocks,
-            block_size=self.block_manager.block_size,
+            free_blocks=blocks.num_free,
+            total_blocks=blocks.num_blocks,
+            block_size=blocks.block_size,
+            prefix_cache=blocks.prefix_cache,
+            cached_blocks=blocks.num_cached,
+            prefix_queried_tokens=blocks.queried_tokens,
+            prefix_hit_tokens=blocks.hit_tokens,
         )
 
     def _accept(self, row: Sampled) -> RequestOutput | None:
         """Append a sampled token, decide whether the sequence ends, and emit its text."""
         seq, token, params = row.seq, row.token_id, row.seq.params
         logprob = None if row.logprobs is None else self._logprob(token, row.logprobs)
+        if seq.forced:  # closing a think block whose budget is spent
+            token, logprob = seq.forced.pop(0), None
         seq.append_token(token, logprob)
         if token in params.stop_token_ids or (
             not params.ignore_eos and token in self.eos_token_ids
@@ -169,7 +184,9 @@ class Engine:
             seq.finish("stop", token)
             text = seq.stop_matcher.flush()
         else:
-            text, matched = seq.stop_matcher.feed(seq.detokenizer.step(token))
+            piece = seq.detokenizer.step(token)
+            self._count_reasoning(seq, piece)
+            text, matched = seq.stop_matcher.feed(piece)
             if matched is not None:
                 seq.finish("stop", matched)
             elif seq.num_completion_tokens >= params.max_tokens:
@@ -181,6 +198,16 @@ class Engine:
         if text or seq.is_finished:
             return seq.take_output(text)
         return None
+
+    def _count_reasoning(self, seq: Sequence, piece: str) -> None:
+        """Past the thinking budget, the next tokens close the block instead of sampling."""
+        if seq.think_budget is not None and seq.think_budget.feed(piece):
+            seq.think_budget.closed()
+            seq.forced = list(self._budget_close_ids)
+
+    @functools.cached_property
+    def _budget_close_ids(self) -> list[int]:
+        return self.tokenizer.encode(BUDGET_CLOSE, add_bos=False)
 
     def _logprob(self, token: int, sampled: SampledLogprobs) -> TokenLogprob:
         """Attach token texts; special tokens keep their names (a client asked for them)."""

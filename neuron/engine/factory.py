@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -18,6 +17,7 @@ from neuron.engine.engine import Engine
 from neuron.models.errors import ModelLoadError
 from neuron.models.loader import load_model
 from neuron.text.chat_template import ChatTemplate
+from neuron.text.tokenizer import Tokenizer
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -26,7 +26,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 class ModelFacts:
     """What the API needs to know about a loaded model, without its tensors."""
 
-    tokenizer: Any
+    tokenizer: Tokenizer
     chat_template: ChatTemplate | None
     context_length: int
     vocab_size: int
@@ -48,7 +48,12 @@ def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
 
 
 def build_engine(
-    config: NeuronConfig, model_id: str, device: Device, dtype: str, max_context: int | None
+    config: NeuronConfig,
+    model_id: str,
+    device: Device,
+    dtype: str,
+    max_context: int | None,
+    prefix_cache: bool = True,
 ) -> tuple[Engine, ModelFacts]:
     if dtype not in _DTYPES:
         raise ModelLoadError("invalid", f"unknown dtype {dtype!r} (use {', '.join(_DTYPES)})")
@@ -83,6 +88,7 @@ def build_engine(
         max_batch_size=config.max_batch_size,
         max_prefill_tokens=config.max_prefill_tokens,
         max_model_len=context,
+        prefix_cache=prefix_cache,
     )
     tok = loaded.tokenizer
     template = None

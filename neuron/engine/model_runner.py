@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from neuron.engine.cuda_graphs import GraphedDecoder
+from neuron.engine.decode_inputs import cache_slot, decode_inputs, decode_metadata
 from neuron.engine.sampler import SampledLogprobs, sample
 from neuron.engine.scheduler import ScheduledBatch
 from neuron.engine.sequence import Sequence
@@ -22,8 +23,8 @@ from neuron.models.llama import LlamaForCausalLM
 
 @dataclass
 class PassInputs:
-    input_ids: list[int]
-    positions: list[int]
+    input_ids: torch.Tensor
+    positions: torch.Tensor
     meta: AttentionMetadata
     sample_rows: list[int]  # rows of the pass whose logits are sampled
     sample_seqs: list[Sequence]  # the sequence each of those rows belongs to
@@ -53,12 +54,7 @@ class ModelRunner:
             return [Sampled(*row) for row in zip(batch.seqs, token_ids, logprobs, strict=True)]
         inputs = self._prepare_prefill(batch) if batch.is_prefill else self._prepare_decode(batch)
         with torch.inference_mode():
-            hidden = self.model(
-                self._tensor(inputs.input_ids),
-                self._tensor(inputs.positions),
-                inputs.meta,
-                self.kv_cache,
-            )
+            hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, self.kv_cache)
             if not inputs.sample_rows:
                 return []
             if len(inputs.sample_rows) < hidden.shape[0]:
@@ -103,28 +99,19 @@ class ModelRunner:
             max_seqlen_k=max_k,
             key_slots=self._tensor(key_slots) if gather else None,
         )
-        return PassInputs(ids, positions, meta, rows, sampling)
+        return PassInputs(self._tensor(ids), self._tensor(positions), meta, rows, sampling)
 
     def _prepare_decode(self, batch: ScheduledBatch) -> PassInputs:
         seqs = batch.seqs
-        positions = [seq.num_tokens - 1 for seq in seqs]
-        width = max(len(seq.block_table) for seq in seqs)
-        tables = [seq.block_table + [0] * (width - len(seq.block_table)) for seq in seqs]
-        meta = AttentionMetadata(
-            is_prefill=False,
-            slot_mapping=self._tensor(
-                [self._slots(s, p, p + 1)[0] for s, p in zip(seqs, positions, strict=True)]
-            ),
-            block_tables=self._tensor(tables, torch.int32),
-            context_lens=self._tensor([seq.num_tokens for seq in seqs], torch.int32),
-        )
-        ids = [seq.token_ids[-1] for seq in seqs]
-        return PassInputs(ids, positions, meta, list(range(len(seqs))), list(seqs))
+        step = decode_inputs(seqs, self.block_size)
+        columns, tables = step.to(self.device)
+        meta = decode_metadata(columns, tables)
+        rows = list(range(len(seqs)))
+        return PassInputs(columns["input_ids"], columns["positions"], meta, rows, list(seqs))
 
     def _slots(self, seq: Sequence, start: int, end: int) -> list[int]:
         """Cache slots (block * block_size + offset) of positions start..end-1."""
-        table, size = seq.block_table, self.block_size
-        return [table[p // size] * size + p % size for p in range(start, end)]
+        return [cache_slot(seq.block_table, p, self.block_size) for p in range(start, end)]
 
     def _tensor(self, values: list, dtype: torch.dtype = torch.int64) -> torch.Tensor:
         return torch.tensor(values, dtype=dtype, device=self.device)

@@ -37,6 +37,7 @@ class RequestOutput:
     finish_reason: str | None  # "stop" | "length" | "abort"
     stop_reason: str | int | None  # the matched stop string or stop token id
     prompt_tokens: int
+    cached_tokens: int  # prompt tokens served from the prefix cache
     completion_tokens: int
     logprobs: list[TokenLogprob] | None
 
@@ -48,3 +49,7 @@ class EngineStats:
     free_blocks: int
     total_blocks: int
     block_size: int
+    prefix_cache: bool
+    cached_blocks: int  # blocks holding a reusable prefix, in use or not
+    prefix_queried_tokens: int  # prompt tokens looked up in the prefix cache (cumulative)
+    prefix_hit_tokens: int  # of those, found there (cumulative)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 import kernels
-from kernels.sampling import SamplingBatch, SamplingRow
+from kernels.sampling import SamplingBatch, SamplingRow, column_values
 from neuron.engine.sequence import Sequence
 
 
@@ -31,13 +31,7 @@ def sampling_row(seq: Sequence) -> SamplingRow:
         prompt = seq.token_ids[: seq.num_prompt_tokens]
         output = seq.token_ids[seq.num_prompt_tokens :]
     return SamplingRow(
-        temperature=params.temperature,
-        top_k=params.top_k,
-        top_p=params.top_p,
-        min_p=params.min_p,
-        repetition_penalty=params.repetition_penalty,
-        presence_penalty=params.presence_penalty,
-        frequency_penalty=params.frequency_penalty,
+        **params.knobs(),
         prompt_ids=prompt,
         output_ids=output,
         seed=seq.seed,
@@ -45,6 +39,14 @@ def sampling_row(seq: Sequence) -> SamplingRow:
         # sequence draws exactly the numbers it would have drawn anyway.
         offset=seq.num_completion_tokens,
     )
+
+
+def sampling_columns(seqs: list[Sequence], rows: int) -> dict[str, list]:
+    """Every sampling column of the batch, padded to `rows` with greedy copies of row 0
+    (a padded row draws nothing and changes nothing)."""
+    first = sampling_row(seqs[0])
+    first.temperature = 0.0
+    return column_values([sampling_row(s) for s in seqs] + [first] * (rows - len(seqs)))
 
 
 def sample(

@@ -1,8 +1,9 @@
 """Per-request generation settings, checked once at the door.
 
-Every knob maps onto one column of `kernels.sampling.SamplingBatch`, so a bad
-value is rejected here with a message the API can hand back verbatim instead of
-surfacing later as a kernel error on the device thread.
+The sampling knobs are inherited from `kernels.sampling.SamplingKnobs` (each one
+column of a `SamplingBatch`), so a bad value is rejected here with a message the
+API can hand back verbatim instead of surfacing later as a kernel error on the
+device thread.
 """
 
 from __future__ import annotations
@@ -10,33 +11,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from kernels.sampling import SamplingKnobs
+
 MAX_LOGPROBS = 20
 MAX_STOP_STRINGS = 16
 
 
 @dataclass
-class SamplingParams:
+class SamplingParams(SamplingKnobs):
+    """The kernel's knobs plus what the engine itself acts on."""
+
     max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None  # None: off; 0: the chosen token only; n: top-n as well
-
-    @property
-    def uses_penalties(self) -> bool:
-        return (
-            self.repetition_penalty != 1.0
-            or self.presence_penalty != 0.0
-            or self.frequency_penalty != 0.0
-        )
+    # At most this many reasoning tokens (<think>…</think>); then the engine closes the block.
+    thinking_budget: int | None = None
+    think_in_prompt: bool = False  # the prompt left a think block open
 
     def validate(self, vocab_size: int) -> None:
         """Raise ValueError naming the first offending field and its allowed range."""
@@ -52,6 +45,8 @@ class SamplingParams:
             _check_int("seed", self.seed)
         if self.logprobs is not None:
             _check_int("logprobs", self.logprobs, low=0, high=MAX_LOGPROBS)
+        if self.thinking_budget is not None:
+            _check_int("thinking_budget", self.thinking_budget, low=1)
         if len(self.stop) > MAX_STOP_STRINGS:
             raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
         for text in self.stop:

@@ -3,7 +3,8 @@
 A step is all prefill or all decode. Prefill goes first (unfinished prompt
 chunks, then newcomers) within `max_prefill_tokens`; a newcomer is admitted only
 when blocks for its whole prompt are free, so a prompt in progress never waits
-on memory. Otherwise every running sequence decodes one token; when blocks run
+on memory. A newcomer takes the leading blocks the prefix cache holds for it and
+its prefill starts after them. Otherwise every running sequence decodes one token; when blocks run
 out the youngest sequence is preempted: its blocks are freed and it goes back to
 the front of the queue, to be recomputed later.
 """
@@ -65,10 +66,11 @@ class Scheduler:
                 budget -= chunks[-1]
         while self.waiting and budget > 0 and len(self.running) < self.max_batch_size:
             seq = self.waiting[0]
-            if not self.block_manager.can_reserve(seq, seq.num_tokens):
+            if not self.block_manager.admit(seq):
                 break
             self.waiting.popleft()
-            self.block_manager.reserve(seq, seq.num_tokens)
+            if seq.prompt_cache_hit is None:
+                seq.prompt_cache_hit = seq.num_cached_tokens
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
             chunks.append(min(seq.num_uncomputed, budget))

@@ -1,8 +1,9 @@
 """One request's state inside the engine.
 
 The token list holds prompt and output together: a preempted sequence is
-recomputed by prefilling all of it, and the sampling offset (tokens generated so
-far) survives, so its continuation is the same as if it had never been evicted.
+recomputed by prefilling all of it (less what the prefix cache still holds), and
+the sampling offset (tokens generated so far) survives, so its continuation is the
+same as if it had never been evicted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from neuron.engine.records import EngineRequest, RequestOutput, TokenLogprob
 
 if TYPE_CHECKING:
     from neuron.text.detokenizer import StreamDetokenizer
+    from neuron.text.reasoning import ThinkBudget
     from neuron.text.stop import StopMatcher
 
 
@@ -40,6 +42,8 @@ class Sequence:
         self.status = SequenceStatus.WAITING
         self.block_table: list[int] = []
         self.num_cached_tokens = 0  # tokens whose keys and values are in the cache
+        self.block_keys: list[bytes] = []  # prefix-cache keys of its leading full blocks
+        self.prompt_cache_hit: int | None = None  # prompt tokens found cached when first admitted
         self.seed = seed
         self.detokenizer = detokenizer
         self.stop_matcher = stop_matcher
@@ -47,6 +51,8 @@ class Sequence:
         self.stop_reason: str | int | None = None
         self._pending_ids: list[int] = []
         self._pending_logprobs: list[TokenLogprob] = []
+        self.think_budget: ThinkBudget | None = None
+        self.forced: list[int] = []  # tokens the engine appends instead of sampling
 
     @property
     def num_tokens(self) -> int:
@@ -86,6 +92,7 @@ class Sequence:
             finish_reason=self.finish_reason,
             stop_reason=self.stop_reason,
             prompt_tokens=self.num_prompt_tokens,
+            cached_tokens=self.prompt_cache_hit or 0,
             completion_tokens=self.num_completion_tokens,
             logprobs=self._pending_logprobs if self.params.logprobs is not None else None,
         )

@@ -1,6 +1,7 @@
 """Find a model on local disk by repo id, GGUF quant or path; list what is available.
 
-Places searched, in order: an explicit path, `models_dir/<org>/<name>`,
+Places searched, in order: an absolute path (for trusted callers: the daemon
+confines ids first, see neuron.models.confine), `models_dir/<org>/<name>`,
 `models_dir/<name>`, then the Hugging Face hub cache
 (`models--<org>--<name>/snapshots/<rev>/`). A GGUF is addressed as
 `<repo id>:<QUANT>` (the file whose name contains the quant) or by its path.
@@ -95,13 +96,14 @@ def resolve_model(
 ) -> ModelSource:
     """Locate `spec` (repo id, `repo:QUANT`, or a path) or raise ModelLoadError("not_found")."""
     models_dir = Path(models_dir) if models_dir is not None else None
-    for path in (Path(spec), *([models_dir / spec] if models_dir else [])):
+    direct = [Path(spec)] if Path(spec).is_absolute() else []
+    for path in (*direct, *([models_dir / spec] if models_dir else [])):
         if path.is_file() and path.suffix == ".gguf":
             return ModelSource(spec, "gguf", path)
         if path.is_dir() and (path / "config.json").is_file():
             return ModelSource(spec, "hf", path)
         if path.is_dir() and ":" not in spec and not list(path.glob("*.gguf")):
-            raise ModelLoadError("invalid", f"model folder {path} has no config.json")
+            raise ModelLoadError("invalid", f"model folder {spec!r} has no config.json")
     repo_id, _, quant = spec.partition(":")
     for folder in _candidate_dirs(repo_id, models_dir, hf_cache):
         if not quant and (folder / "config.json").is_file():
@@ -111,11 +113,13 @@ def resolve_model(
             return ModelSource(spec, "gguf", gguf_file)
     if allow_download:
         return _download(spec, repo_id, quant or None, hf_cache)
-    places = [str(p) for p in (models_dir, hub_cache_dir(hf_cache)) if p is not None]
-    raise ModelLoadError(
-        "not_found",
-        f"model {spec!r} not found in {' or '.join(places)} (downloads are disabled)",
-    )
+    raise ModelLoadError("not_found", not_found_message(spec, allow_download))
+
+
+def not_found_message(spec: str, allow_download: bool = False) -> str:
+    """The one answer for a model that is not here: it names the id, never a folder."""
+    tail = "" if allow_download else " (downloads are disabled)"
+    return f"model {spec!r} not found in this neuron's model folders or Hugging Face cache{tail}"
 
 
 def _download(spec: str, repo_id: str, quant: str | None, hf_cache: Path | None) -> ModelSource:

@@ -46,6 +46,10 @@ def _pick_template(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class UntokenizableText(ValueError):
+    """Input text no tokenizer can take (the client's fault: a 400, never a 500)."""
+
+
 class Tokenizer:
     """Encode/decode with the model's own BOS policy and end-of-generation ids."""
 
@@ -84,6 +88,13 @@ class Tokenizer:
         """Token ids of `text`. Special tokens written in the text are recognised; the only
         token ever added is BOS (per the model's config, or `add_bos`), and never twice —
         a rendered chat prompt that already starts with it keeps a single one."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates: no bytes, so no tokens
+            raise UntokenizableText(
+                f"the text has a lone surrogate (U+{ord(text[exc.start]):04X}) at "
+                f"character {exc.start}, which is not valid Unicode"
+            ) from None
         ids = self.backend.encode(text, add_special_tokens=False).ids
         want_bos = self.add_bos if add_bos is None else add_bos
         if want_bos and self.bos_token_id is not None and ids[:1] != [self.bos_token_id]:

@@ -58,14 +58,6 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
         "messages.0.role",
     ),
     (
-        "last message assistant (prefill)",
-        base_request(
-            messages=[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
-        ),
-        400,
-        "last message",
-    ),
-    (
         "unknown block type",
         base_request(messages=[{"role": "user", "content": [{"type": "hologram", "text": "x"}]}]),
         400,
@@ -185,6 +177,12 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
         "server tool",
         base_request(tools=[{"type": "web_search_20250305", "name": "web_search"}]),
         400,
+        "tools.0.type: 'web_search_20250305' is a server tool, which this server cannot run",
+    ),
+    (
+        "schema-less client tool",
+        base_request(tools=[{"type": "bash_20250124", "name": "bash"}]),
+        400,
         "tools.0.type",
     ),
     (
@@ -210,11 +208,56 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("top_k negative", base_request(top_k=-1), 400, "top_k"),
     ("stop_sequences not strings", base_request(stop_sequences=["ok", 3]), 400, "stop_sequences.1"),
     ("unknown field", base_request(frobnicate=True), 400, "frobnicate"),
+    ("container", base_request(container="cntr_1"), 400, "container: this server cannot run"),
     (
-        "extended thinking",
-        base_request(thinking={"type": "enabled", "budget_tokens": 2048}),
+        "mcp_servers",
+        base_request(mcp_servers=[{"type": "url", "url": "https://example.com", "name": "x"}]),
         400,
-        "thinking",
+        "mcp_servers: this server cannot run",
+    ),
+    (
+        "code execution tool",
+        base_request(tools=[{"type": "code_execution_20250825", "name": "code_execution"}]),
+        400,
+        "tools.0.type: 'code_execution_20250825' is a server tool, which this server cannot run",
+    ),
+    ("thinking type", base_request(thinking={"type": "sometimes"}), 400, "thinking.type"),
+    (
+        "thinking budget not below max_tokens",
+        base_request(thinking={"type": "enabled", "budget_tokens": 16}),
+        400,
+        "thinking.budget_tokens",
+    ),
+    (
+        "thinking budget missing",
+        base_request(thinking={"type": "enabled"}),
+        400,
+        "thinking.budget_tokens",
+    ),
+    ("effort", base_request(output_config={"effort": "extreme"}), 400, "output_config.effort"),
+    (
+        "output format type",
+        base_request(output_config={"format": {"type": "xml"}}),
+        400,
+        "output_config.format.type",
+    ),
+    ("output_config field", base_request(output_config={"tone": "dry"}), 400, "output_config.tone"),
+    (
+        "context edit type",
+        base_request(context_management={"edits": [{"type": "forget_everything"}]}),
+        400,
+        "context_management.edits.0.type",
+    ),
+    (
+        "prefill with a tool call",
+        base_request(
+            messages=[
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": [_TOOL_USE]},
+            ]
+        ),
+        400,
+        "prefill",
     ),
     ("stream not boolean", base_request(stream="yes"), 400, "stream"),
 ]

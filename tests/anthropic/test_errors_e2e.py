@@ -10,14 +10,14 @@ import anthropic
 import pytest
 
 from tests.anthropic.bad_requests import BAD_REQUESTS
-from tests.anthropic.conftest import LONG_MODEL, Stack, start_gateway, start_neuron
+from tests.support.anthropic_stack import LONG_MODEL, Stack, start_stack
 from tests.support.procs import Proc
 
 pytestmark = pytest.mark.slow
 
 
 def _assert_envelope(response, status: int, kind: str, fragment: str) -> None:
-    assert response.status_code == status, response.text
+    assert response.status == status, response.text
     body = response.json()
     assert body["type"] == "error" and body["error"]["type"] == kind, body
     assert fragment in body["error"]["message"], body
@@ -68,15 +68,10 @@ def test_sdk_raises_typed_errors(anthropic_client) -> None:
 @pytest.fixture
 def doomed(anthropic_models: Path, tmp_path: Path) -> Iterator[tuple[Proc, Proc]]:
     """A neuron of its own (to be killed) behind a gateway of its own."""
-    neuron = start_neuron(tmp_path, anthropic_models, [LONG_MODEL])
-    try:
-        gateway = start_gateway(tmp_path, neuron, (LONG_MODEL,))
-    except BaseException:
-        neuron.stop()
-        raise
-    yield neuron, gateway
-    neuron.stop()
-    assert gateway.stop() == 0, gateway.tail()
+    stack = start_stack(tmp_path, anthropic_models, (LONG_MODEL,))
+    yield stack.neuron, stack.gateway
+    stack.neuron.stop()
+    assert stack.gateway.stop() == 0, stack.gateway.tail()
 
 
 def test_upstream_death_mid_stream_is_an_error_event(doomed: tuple[Proc, Proc]) -> None:

@@ -2,7 +2,7 @@
 
 Each stream is read strictly (`event:` line, `data:` line, blank line), ids are
 checked for their shape and then masked, and consecutive deltas of one block
-are joined (how many tokens a delta carries is not part of the contract; their
+and type are joined (how many tokens a delta carries is not part of the contract; their
 order, block index, type and text are). Set CORTEX_UPDATE_GOLDEN=1 to re-record
 after a deliberate change, and review the diff.
 """
@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.anthropic.conftest import Stack
 from tests.anthropic.sse import parse_sse
-from tests.anthropic.test_tools_e2e import ASK, WEATHER
+from tests.support.anthropic_stack import ASK, THINK_MODEL, WEATHER, Stack
 
 pytestmark = pytest.mark.slow
 GOLDEN = Path(__file__).parent / "golden"
@@ -29,7 +28,11 @@ REQUESTS: dict[str, dict[str, Any]] = {
                       "stop_sequences": ["STOP"], "system": [{"type": "text", "text": "Be brief."}]},
     "max_tokens": {"model": "scripted-text", "max_tokens": 4, "messages": ASK},
     "tool_use": {"model": "scripted-tool", "max_tokens": 128, "messages": ASK, "tools": [WEATHER]},
+    "thinking": {"model": THINK_MODEL, "max_tokens": 2048, "messages": ASK,
+                 "thinking": {"type": "enabled", "budget_tokens": 1024}},
 }  # fmt: skip
+_DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json",
+               "thinking_delta": "thinking", "signature_delta": "signature"}  # fmt: skip
 _IDS = {"msg_": re.compile(r"msg_[A-Za-z0-9]{24}"), "toolu_": re.compile(r"toolu_[A-Za-z0-9]{24}")}
 
 
@@ -42,16 +45,27 @@ def _mask(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(text)
 
 
+def _whole_prompt(data: dict[str, Any]) -> dict[str, Any]:
+    """How much of the prompt the prefix cache served depends on what ran before it, so
+    the golden records the whole prompt (plain + cache creation + cache read) as input."""
+    usage = (data.get("message") or data).get("usage")
+    if usage and "cache_read_input_tokens" in usage:
+        usage["input_tokens"] += usage["cache_creation_input_tokens"]
+        usage["input_tokens"] += usage["cache_read_input_tokens"]
+        usage["cache_creation_input_tokens"] = usage["cache_read_input_tokens"] = 0
+    return data
+
+
 def normalise(raw: bytes) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, data in parse_sse(raw):
         assert data["type"] == name, "the event: line names the payload's type"
-        data = _mask(data)
+        data = _whole_prompt(_mask(data))
         last = out[-1] if out else None
         if (name == "content_block_delta" and last and last["type"] == name
-                and last["index"] == data["index"]):  # fmt: skip
-            assert last["delta"]["type"] == data["delta"]["type"]
-            key = "text" if data["delta"]["type"] == "text_delta" else "partial_json"
+                and last["index"] == data["index"]
+                and last["delta"]["type"] == data["delta"]["type"]):  # fmt: skip
+            key = _DELTA_TEXT[data["delta"]["type"]]
             last["delta"][key] += data["delta"][key]
             continue
         out.append(data)
@@ -62,7 +76,7 @@ def normalise(raw: bytes) -> list[dict[str, Any]]:
 def test_stream_matches_golden(stack: Stack, name: str) -> None:
     response = stack.post("/v1/messages", {**REQUESTS[name], "stream": True},
                           **{"anthropic-version": "2023-06-01"})  # fmt: skip
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     events = normalise(response.content)
     path = GOLDEN / f"{name}.json"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from neuron.demo import DEMO_MODEL_ID
-from tests.anthropic.conftest import ALIAS, COLD_MODEL, TEXT_SCRIPT, Stack
 from tests.anthropic.sse import parse_sse
+from tests.support.anthropic_stack import ALIAS, COLD_MODEL, TEXT_SCRIPT, Stack, whole_prompt
 
 pytestmark = pytest.mark.slow
 QUESTION = [{"role": "user", "content": "Name three colours."}]
@@ -28,14 +28,15 @@ def test_greedy_stream_final_message_equals_create(anthropic_client) -> None:
     assert "".join(texts) == created.content[0].text
     assert (streamed.stop_reason, streamed.stop_sequence) == (created.stop_reason, None)
     assert created.stop_reason in ("end_turn", "max_tokens")
-    assert streamed.usage.input_tokens == created.usage.input_tokens > 0
+    assert whole_prompt(streamed.usage) == whole_prompt(created.usage) > 0
+    assert created.usage.cache_read_input_tokens <= streamed.usage.cache_read_input_tokens
     assert streamed.usage.output_tokens == created.usage.output_tokens > 0
 
 
 def test_count_tokens_matches_the_prompt_the_model_saw(anthropic_client) -> None:
     counted = anthropic_client.messages.count_tokens(model=DEMO_MODEL_ID, messages=QUESTION)
     created = anthropic_client.messages.create(model=DEMO_MODEL_ID, max_tokens=1, messages=QUESTION)
-    assert counted.input_tokens == created.usage.input_tokens > 0
+    assert counted.input_tokens == whole_prompt(created.usage) > 0
     assert created.stop_reason == "max_tokens" and created.usage.output_tokens == 1
 
 
@@ -54,7 +55,7 @@ def test_system_blocks_reach_the_prompt(anthropic_client) -> None:
     created = anthropic_client.messages.create(
         model=DEMO_MODEL_ID, max_tokens=2, system=blocks, messages=QUESTION
     )
-    assert created.usage.input_tokens == as_blocks
+    assert whole_prompt(created.usage) == as_blocks
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -101,7 +102,7 @@ def test_emoji_and_cjk_stream_intact_through_both_dialects(anthropic_client, ope
 def test_cold_load_streams_pings_while_waiting(stack: Stack) -> None:
     body = {"model": COLD_MODEL, "max_tokens": 64, "messages": QUESTION, "stream": True}
     response = stack.post("/v1/messages", body)
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     names = [name for name, _ in parse_sse(response.content)]
     first = names.index("message_start")
     assert first > 0 and set(names[:first]) == {"ping"}, "pings while the model loads"

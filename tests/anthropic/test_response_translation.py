@@ -48,7 +48,17 @@ def test_text_message_matches_the_sdk_model() -> None:
     assert re.fullmatch(r"msg_[A-Za-z0-9]{24}", parsed.id)
     assert parsed.content[0].type == "text" and parsed.content[0].text == "Hi 👋 你好"
     assert (parsed.stop_reason, parsed.stop_sequence) == ("end_turn", None)
-    assert (parsed.usage.input_tokens, parsed.usage.output_tokens) == (11, 7)
+    usage = parsed.usage
+    assert (usage.cache_creation_input_tokens, usage.output_tokens) == (11, 7)
+    assert (usage.input_tokens, usage.cache_read_input_tokens) == (0, 0)
+
+
+def test_cached_prompt_tokens_are_cache_reads() -> None:
+    completion = _completion("Hi")
+    completion["usage"]["prompt_tokens_details"] = {"cached_tokens": 8}
+    usage = Message.model_validate(from_openai_response(completion, "m", [])).usage
+    assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (8, 3)
+    assert usage.input_tokens == 0
 
 
 @pytest.mark.parametrize(
@@ -136,10 +146,15 @@ def test_text_stream_event_sequence() -> None:
         "message_stop",
     ]
     assert events[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
-    assert events[-2][1]["usage"] == {"input_tokens": 11, "output_tokens": 7}
+    assert events[-2][1]["usage"] == {
+        "input_tokens": 0,
+        "output_tokens": 7,
+        "cache_creation_input_tokens": 11,
+        "cache_read_input_tokens": 0,
+    }
     message = _accumulate(raw)
     assert message.content[0].text == "Hello"
-    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7)
+    assert (message.usage.cache_creation_input_tokens, message.usage.output_tokens) == (11, 7)
 
 
 def test_tool_stream_matches_the_non_streamed_message() -> None:

@@ -77,3 +77,25 @@ def test_max_tokens_cuts_the_script(models_root) -> None:
     ]
     assert (reason, count) == ("length", 3)
     assert SCRIPT.startswith(text) and text != SCRIPT
+
+
+def test_a_reply_is_chosen_by_text_in_the_prompt_even_across_prefill_chunks(models_root) -> None:
+    replies = [{"when": "tool said: ok", "script": "Done."}, {"when": "never", "script": "No."}]
+    folder = make_scripted_model(models_root, "scripted-unit-replies", "Calling.", replies)
+    tokenizer = Tokenizer.from_hf_folder(folder)
+    raw = json.loads((folder / "config.json").read_text())
+    config, model = build(folder, raw, tokenizer, torch.device("cpu"), torch.float32)
+    loaded = LoadedModel("r", config, model, tokenizer, None, folder, "hf", torch.device("cpu"),
+                         torch.float32, model.nbytes)  # fmt: skip
+    engine = Engine(loaded, num_blocks=128, block_size=4, max_prefill_tokens=8)
+    # Prompts of 20+ tokens prefill in chunks of 8: the trigger text straddles a boundary
+    # at some offset among these.
+    prompts = {
+        f"p{pad}": tokenizer.encode("x " * pad + "the tool said: ok now") for pad in range(4)
+    }
+    prompts["plain"] = tokenizer.encode("x " * 12 + "nothing to see")
+    results = _run(engine, prompts, SamplingParams(max_tokens=16))
+    assert {rid: text for rid, (text, _, _) in results.items()} == {
+        **{f"p{pad}": "Done." for pad in range(4)},
+        "plain": "Calling.",
+    }

@@ -10,22 +10,13 @@ import pytest
 from cortex.dialects.anthropic.request import to_openai_request
 from neuron.text.chat_template import ChatTemplate
 from neuron.text.tokenizer import Tokenizer
+from tests.support.anthropic_stack import ASK, WEATHER, whole_prompt
 
 pytestmark = pytest.mark.slow
 
 MODEL = "scripted-tool"
 CALL = {"city": "Zürich", "unit": "°C"}
 RESULT = "3 °C, fog ☁️"
-WEATHER = {
-    "name": "get_weather",
-    "description": "Current weather for a city",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-        "required": ["city"],
-    },
-}
-ASK = [{"role": "user", "content": "How is the weather in Zürich?"}]
 
 
 def _check_tool_message(message) -> None:
@@ -124,7 +115,7 @@ def test_tool_result_follow_up_renders_into_the_prompt(
         model=MODEL, messages=follow_up, tools=[WEATHER]
     )
     answered = anthropic_client.messages.create(**body)
-    assert counted.input_tokens == answered.usage.input_tokens == expected
+    assert counted.input_tokens == whole_prompt(answered.usage) == expected
 
     # The same turn in OpenAI's own shape reaches the same prompt.
     openai_messages = [

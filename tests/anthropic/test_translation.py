@@ -35,6 +35,8 @@ def test_plain_text_request_carries_sampling_and_stops() -> None:
             {"role": "user", "content": "Hello"},
         ],
         "max_tokens": 16,
+        "truncate_max_tokens": True,
+        "chat_template_kwargs": {"enable_thinking": False},
         "stop": ["END", "\n\n"],
         "temperature": 0.5,
         "top_p": 0.9,
@@ -183,7 +185,8 @@ def test_tokenize_body_has_no_sampling_fields_and_needs_no_max_tokens() -> None:
     body = base_request(tools=[WEATHER_TOOL], system="S")
     del body["max_tokens"]
     out = to_tokenize_request(body)
-    assert set(out) == {"model", "messages", "tools"}
+    # The thinking switch changes the rendered prompt of thinking templates, so it is kept.
+    assert set(out) == {"model", "messages", "tools", "chat_template_kwargs"}
     assert out["messages"][0] == {"role": "system", "content": "S"}
 
 

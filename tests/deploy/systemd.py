@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.deploy.tools import need, run
 
-# `systemd-analyze security` exposure each unit may reach at most (DESIGN §6).
+# `systemd-analyze security` exposure each unit may reach at most (docs/deploying.md).
 BUDGET = {"cortex": 3.0, "neuron": 5.0}
 
 

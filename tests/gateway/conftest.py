@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.fleet import Gateway, Neuron, start_gateway, start_neuron
+from tests.support.daemons import Gateway, Neuron, start_gateway, start_neuron
 
 # Four different tiny models; their ids are the folder names under models_root.
 MODELS = ("tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-qwen3")
@@ -27,7 +27,11 @@ class Procs:
         self.started: list[Neuron | Gateway] = []
 
     def neuron(self, name: str, port: int | None = None) -> Neuron:
-        neuron = start_neuron(self.workdir, name, self.models_dir, port)
+        """An empty neuron with a small KV cache (the gateway loads what it needs)."""
+        neuron = start_neuron(
+            self.workdir, self.models_dir, name=name, port=port,
+            cpu_kv_cache_mb=16, max_batch_size=16, drain_timeout_seconds=5,
+        )  # fmt: skip
         self.started.append(neuron)
         return neuron
 
@@ -38,7 +42,7 @@ class Procs:
 
     def stop_all(self) -> None:
         for proc in reversed(self.started):
-            proc.proc.stop()
+            proc.stop()
 
 
 @pytest.fixture(scope="module")

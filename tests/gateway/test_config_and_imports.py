@@ -122,7 +122,7 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        from tests.gateway.fleet import http, wait_until
+        from tests.support.http import http, wait_until
 
         def health():
             try:

@@ -12,7 +12,7 @@ from http.client import HTTPConnection
 import openai
 import pytest
 
-from tests.gateway.fleet import http, metric_sum, wait_until
+from tests.support.http import http, metric_sum, wait_until
 
 PINNED, LOW, HIGH, MID = "tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-qwen3"
 
@@ -150,14 +150,14 @@ def test_defrag_restarts_the_node_after_cycles(gateway_for, neuron) -> None:
     def restarted():
         try:
             return (
-                http("GET", neuron.url + "/health", timeout=2)[1]["uptime_seconds"]
+                http("GET", neuron.url + "/health", timeout=2).body["uptime_seconds"]
                 < health["uptime_seconds"]
             )
         except OSError:
             return False
 
     wait_until(restarted, 90, "neuron restarted through /admin/restart")
-    assert neuron.proc.popen.poll() is None, "the neuron re-executes itself in place"
+    assert neuron.popen.poll() is None, "the neuron re-executes itself in place"
     wait_until(lambda: gateway.node("e1")["state"] == "up", 60, "node back up")
     wait_until(lambda: neuron.loaded().get(PINNED) == "ready", 60, "pinned model back")
     assert gateway.node("e1")["cycles"] == 0

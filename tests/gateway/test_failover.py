@@ -9,7 +9,7 @@ import time
 import openai
 import pytest
 
-from tests.gateway.fleet import start_neuron, wait_until
+from tests.support.http import wait_until
 
 MODEL = "tiny-llama"
 
@@ -42,7 +42,7 @@ def test_kill_during_stream_then_restart(fleet, procs) -> None:
         for _ in stream:
             received += 1
             if received == 3:
-                f1.proc.signal(signal.SIGKILL)
+                f1.signal(signal.SIGKILL)
     assert "f1" in info.value.message and "during the stream" in info.value.message
     assert 3 <= received < 3000
 
@@ -55,8 +55,8 @@ def test_kill_during_stream_then_restart(fleet, procs) -> None:
     status, _, headers = gateway.chat(MODEL)
     assert status == 200 and headers["x-cortex-node"] == "f2"
 
-    f1.proc.popen.wait()
-    procs.started.append(start_neuron(procs.workdir, "f1", procs.models_dir, port=f1.port))
+    f1.popen.wait()
+    procs.neuron("f1", port=f1.port)
     wait_until(lambda: gateway.node("f1")["state"] == "up", 60, "f1 back up")
     wait_until(lambda: f1.loaded().get(MODEL) == "ready", 60, "pinned model back on f1")
     wait_until(lambda: gateway.models_on("f1").get(MODEL) == "ready", 30, "gateway sees it")
@@ -84,12 +84,12 @@ def test_stalled_stream_is_cut_but_a_long_one_is_not(fleet, procs) -> None:
     began = time.monotonic()
     while time.monotonic() - began < 2.5:  # longer than the idle timeout, tokens flowing
         assert next(chunks).choices[0].finish_reason is None
-    f2.proc.signal(signal.SIGSTOP)
+    f2.signal(signal.SIGSTOP)
     try:
         with pytest.raises(openai.APIError) as info:
             for _ in chunks:
                 pass
         assert "stalled" in info.value.message
     finally:
-        f2.proc.signal(signal.SIGCONT)
+        f2.signal(signal.SIGCONT)
     wait_until(lambda: gateway.node("f2")["state"] == "up", 30, "f2 answers again")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.gateway.fleet import http, metric_sum
+from tests.support.http import http, metric_sum
 
 CATALOGUE = [
     {"id": "tiny-qwen2", "vram_mb": 100, "priority": 1},
@@ -64,12 +64,12 @@ def test_cold_load_is_single_flight(fleet) -> None:
     assert "tiny-qwen2" not in n1.loaded() and "tiny-qwen2" not in n2.loaded()
     with ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(lambda _: gateway.chat("fast", max_tokens=3), range(10)))
-    assert [a[0] for a in answers] == [200] * 10, answers
-    assert {a[1]["model"] for a in answers} == {"tiny-qwen2"}
+    assert [a.status for a in answers] == [200] * 10, answers
+    assert {a.body["model"] for a in answers} == {"tiny-qwen2"}
     holders = [n for n in (n1, n2) if n.loaded().get("tiny-qwen2") == "ready"]
     assert len(holders) == 1
     assert n1.load_count() + n2.load_count() == loads_before + 1
-    assert {a[2]["x-cortex-node"] for a in answers} == {holders[0].name}
+    assert {a.headers["x-cortex-node"] for a in answers} == {holders[0].name}
     metrics = gateway.metrics()
     assert metric_sum(metrics, "cortex_cold_starts_total", model="tiny-qwen2") == 1
     assert metric_sum(metrics, "cortex_requests_total", model="tiny-qwen2", code="200") == 10
@@ -125,17 +125,17 @@ def test_keys_and_body_limit(fleet, procs) -> None:
         name="keyed",
         gateway={"api_keys": ["user-key"], "admin_keys": ["admin-key"], "max_body_bytes": 2048},
     )
-    assert gateway.get("/health")[0] == 200
+    assert gateway.get("/health").status == 200
     status, body, _ = gateway.get("/v1/models")
     assert status == 401 and body["error"]["type"] == "authentication_error"
-    assert gateway.get("/v1/models", headers={"Authorization": "Bearer wrong"})[0] == 401
-    assert gateway.get("/v1/models", headers={"Authorization": "Bearer user-key"})[0] == 200
-    assert gateway.get("/v1/models", headers={"x-api-key": "user-key"})[0] == 200
+    assert gateway.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status == 401
+    assert gateway.get("/v1/models", headers={"Authorization": "Bearer user-key"}).status == 200
+    assert gateway.get("/v1/models", headers={"x-api-key": "user-key"}).status == 200
     status, body, _ = gateway.post("/v1/messages", {}, headers={})
     assert status == 401 and body["type"] == "error", "Anthropic routes answer in their envelope"
     user = {"Authorization": "Bearer user-key"}
     admin = {"Authorization": "Bearer admin-key"}
-    assert gateway.post("/admin/models/unload", {"model": "tiny-llama"}, headers=user)[0] == 403
+    assert gateway.post("/admin/models/unload", {"model": "tiny-llama"}, headers=user).status == 403
     status, body, _ = gateway.post("/admin/models/unload", {"model": "nope"}, headers=admin)
     assert status == 404 and "not loaded" in body["error"]["message"]
     big = {"model": "tiny-llama", "messages": [{"role": "user", "content": "x" * 4096}]}

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import openai
 import pytest
 
-from tests.gateway.fleet import wait_until
+from tests.support.http import http, wait_until
 from tests.support.procs import free_port
 
 SERIES = (
@@ -69,8 +67,7 @@ def prometheus(tmp_path_factory):
 
 def _ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
+        return http("GET", url, timeout=2).status == 200
     except OSError:
         return False
 
@@ -78,8 +75,7 @@ def _ok(url: str) -> bool:
 def query(base: str, expr: str) -> dict[str, float]:
     """Instant query → {'label=value,...': number}."""
     url = f"{base}/api/v1/query?query={urllib.parse.quote(expr)}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        result = json.loads(resp.read())["data"]["result"]
+    result = http("GET", url, timeout=10).json()["data"]["result"]
     return {
         ",".join(
             f"{k}={v}"

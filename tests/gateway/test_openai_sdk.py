@@ -7,7 +7,7 @@ import http.client
 import openai
 import pytest
 
-from tests.gateway.fleet import http as call
+from tests.support.http import http as call
 
 MODEL = "tiny-llama"
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 
 from cortex.config import ModelProfile, ModelsConfig
-from cortex.fleet.nodes import ModelOnNode, Node
+from cortex.fleet.models import ModelOnNode
+from cortex.fleet.nodes import Fleet, Node
+from cortex.metrics import Metrics
 from cortex.routing.catalogue import Catalogue
 from cortex.routing.placement import device_ids_for_load, eviction_order, feasible, plan_load
 
@@ -19,7 +21,9 @@ def gpu_node(name: str, gpus: int, gib: int) -> Node:
         for i in range(gpus)
     ]
     devices.append({"id": "cpu", "kind": "cpu", "memory_total_bytes": 256 * 1024**3})
-    return Node(name, "http://x", client=None, state="up", health={"devices": devices})
+    node = Fleet(Metrics()).add(name, "http://x", client=None)  # type: ignore[arg-type]
+    node.mark_up("up", {"devices": devices}, uptime=1.0)
+    return node
 
 
 def loaded(node: Node, model: str, devices: list[str], used_ago: float) -> None:

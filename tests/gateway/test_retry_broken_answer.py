@@ -7,8 +7,9 @@ import anthropic
 import openai
 import pytest
 
-from tests.gateway.fleet import Neuron, http, wait_until
-from tests.support.procs import Proc, free_port
+from tests.support.daemons import Neuron
+from tests.support.http import http, wait_until
+from tests.support.procs import free_port
 
 MODEL = "tiny-llama"
 
@@ -16,14 +17,14 @@ MODEL = "tiny-llama"
 @pytest.fixture(scope="module")
 def nodes(procs):
     port = free_port()
-    proc = Proc(
+    broken = Neuron(
         ["tests.support.breaking_node", "--port", str(port)],
         procs.workdir / "broken.log",
         f"http://127.0.0.1:{port}",
+        name="broken",
     ).start()
-    broken = Neuron("broken", proc, port)
     procs.started.append(broken)
-    proc.wait_http("/health")
+    broken.wait_http("/health")
     good = procs.neuron("good")
     for node in (broken, good):
         status, body, _ = http("POST", node.url + "/models/load", {"model_id": MODEL})
@@ -36,8 +37,8 @@ def test_broken_answer_is_retried_on_another_node(procs, nodes, dialect) -> None
     broken, good = nodes
     # A fresh gateway per dialect: the broken node is healthy to it and listed first.
     gateway = procs.gateway([broken, good], [{"id": MODEL, "vram_mb": 100}], name=dialect)
-    wait_until(lambda: gateway.get("/health")[1].get("nodes_up") == 2, 30, "both nodes up")
-    before = len(http("GET", broken.url + "/hits")[1])
+    wait_until(lambda: gateway.get("/health").body.get("nodes_up") == 2, 30, "both nodes up")
+    before = len(http("GET", broken.url + "/hits").body)
     if dialect == "openai":
         client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
@@ -51,4 +52,4 @@ def test_broken_answer_is_retried_on_another_node(procs, nodes, dialect) -> None
             model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "hi"}]
         )
         assert message.usage.output_tokens >= 1
-    assert len(http("GET", broken.url + "/hits")[1]) == before + 1
+    assert len(http("GET", broken.url + "/hits").body) == before + 1

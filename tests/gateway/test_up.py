@@ -9,7 +9,7 @@ import sys
 
 import openai
 
-from tests.gateway.fleet import http, wait_until
+from tests.support.http import http, wait_until
 from tests.support.procs import free_port
 
 
@@ -42,8 +42,8 @@ def test_cortex_up_serves_the_demo_and_stops_both(tmp_path, demo_gguf) -> None:
             try:
                 return [
                     m
-                    for m in http("GET", base + "/v1/models", timeout=5)[1]["data"]
-                    if m["loaded_on"] == ["local"] and m["id"] != "smollm2"
+                    for m in http("GET", base + "/v1/models", timeout=5).body["data"]
+                    if m["loaded_on"] == ["local"] and m["alias_of"] is None
                 ]
             except OSError:
                 return None

@@ -4,7 +4,6 @@ probabilities computed independently here, and per-row seeded reproducibility.""
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 
 import pytest
 import torch
@@ -43,11 +42,13 @@ def draw(row: torch.Tensor, params: SamplingRow, n: int = DRAWS) -> torch.Tensor
     """n draws of one row: half with distinct seeds, half one seed at distinct offsets."""
     one = SamplingBatch.from_rows([params])
     batch = SamplingBatch(
-        **{f.name: getattr(one, f.name).repeat_interleave(n, 0) for f in fields(one)}
+        columns={name: t.repeat_interleave(n, 0) for name, t in one.columns.items()},
+        penalty_ids=one.penalty_ids.repeat_interleave(n, 0),
+        output_counts=one.output_counts.repeat_interleave(n, 0),
     )
     i = torch.arange(n)
-    batch.seeds = torch.where(i < n // 2, i, 12345)
-    batch.offsets = torch.where(i < n // 2, 0, i)
+    batch.columns["seed"] = torch.where(i < n // 2, i, 12345)
+    batch.columns["offset"] = torch.where(i < n // 2, 0, i)
     return sample_ref(row.expand(n, -1), batch)
 
 
@@ -122,7 +123,7 @@ def test_from_rows_collects_unique_ids_and_output_counts() -> None:
     )
     assert batch.penalty_ids.tolist() == [[4, 2, 7], [-1, -1, -1]]
     assert batch.output_counts.tolist() == [[0, 1, 2], [0, 0, 0]]
-    assert batch.penalty_ids.dtype == torch.int64 and batch.top_k.dtype == torch.int32
+    assert batch.penalty_ids.dtype == torch.int64 and batch.columns["top_k"].dtype == torch.int32
 
 
 def test_greedy_and_top_k_1_are_the_argmax() -> None:

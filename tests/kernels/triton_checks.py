@@ -139,6 +139,6 @@ def sampling_graph(device: str = "cuda") -> None:
     with torch.cuda.graph(graph):
         out = sample_triton(x, batch)
     x.copy_(logits(4, 1000, seed=5).to(device))
-    batch.offsets.add_(1)
+    batch.columns["offset"].add_(1)
     graph.replay()
     assert out.tolist() == sample_ref(x, batch).tolist()

@@ -74,7 +74,8 @@ def test_not_found_is_a_clear_error(layout):
     with pytest.raises(ModelLoadError) as err:
         resolve_model("acme/missing", models, hub)
     assert err.value.kind == "not_found"
-    assert "acme/missing" in str(err.value) and str(models) in str(err.value)
+    assert "acme/missing" in str(err.value)
+    assert str(models) not in str(err.value) and str(hub) not in str(err.value)
     with pytest.raises(ModelLoadError, match="not found"):
         resolve_model("acme/small-GGUF:Q2_K", models, hub)
 

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from tests.neuron.conftest import loaded, post
-
 CHAT = "/v1/chat/completions"
 OK_MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -90,7 +88,7 @@ CASES = [
     ("path", "raw", "status", "needle"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_bad_request_gets_an_openai_error(shared_neuron, path, raw, status, needle):
-    got, body = post(shared_neuron, path, raw=raw)
+    got, body, _ = shared_neuron.post(path, raw)
     assert got == status, body
     error = body["error"]
     assert needle.lower() in error["message"].lower(), error
@@ -98,9 +96,9 @@ def test_bad_request_gets_an_openai_error(shared_neuron, path, raw, status, need
 
 
 def test_daemon_still_serves_after_bad_input(shared_neuron):
-    status, body = post(
-        shared_neuron, CHAT, {"model": "tiny-llama", "messages": OK_MESSAGES, "max_tokens": 2}
+    status, body, _ = shared_neuron.post(
+        CHAT, {"model": "tiny-llama", "messages": OK_MESSAGES, "max_tokens": 2}
     )
     assert status == 200 and body["choices"][0]["message"]["content"] is not None
-    info = loaded(shared_neuron, "tiny-llama")
+    info = shared_neuron.model("tiny-llama")
     assert info["status"] == "ready" and info["running"] == 0

@@ -10,11 +10,10 @@ import openai
 import pytest
 
 from neuron.demo import DEMO_MODEL_ID
-from tests.neuron.conftest import loaded
 
 
 def _blocks(proc, model: str) -> tuple[int, int, int]:
-    info = loaded(proc, model)
+    info = proc.model(model)
     return info["kv_blocks"]["free"], info["kv_blocks"]["total"], info["running"]
 
 

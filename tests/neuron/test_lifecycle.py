@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import psutil
 
-from tests.neuron.conftest import get_json, post
+from tests.support.http import http
 
 MODEL = "tiny-qwen2"
 
 
 def _load_count(proc) -> float:
-    with urllib.request.urlopen(proc.url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+    text = http("GET", proc.url + "/metrics", timeout=10).text
     pattern = rf'neuron_model_load_duration_seconds_count{{model="{MODEL}"}} (\S+)'
     match = re.search(pattern, text)
     return float(match.group(1)) if match else 0.0
@@ -28,25 +26,25 @@ def test_concurrent_loads_join_one_load(shared_neuron):
     before = _load_count(shared_neuron)
     with ThreadPoolExecutor(4) as pool:
         results = list(
-            pool.map(lambda _: post(shared_neuron, "/models/load", {"model_id": MODEL}), range(4))
+            pool.map(lambda _: shared_neuron.post("/models/load", {"model_id": MODEL}), range(4))
         )
-    assert [status for status, _ in results] == [200] * 4
-    assert all(body["status"] == "ready" for _, body in results)
+    assert [reply.status for reply in results] == [200] * 4
+    assert all(reply.json()["status"] == "ready" for reply in results)
     assert _load_count(shared_neuron) == before + 1
-    assert post(shared_neuron, "/models/unload", {"model_id": MODEL})[0] == 200
-    assert MODEL not in [m["id"] for m in get_json(shared_neuron, "/models")["loaded"]]
+    assert shared_neuron.post("/models/unload", {"model_id": MODEL}).status == 200
+    assert MODEL not in [m["id"] for m in shared_neuron.get_json("/models")["loaded"]]
 
 
 def test_load_unload_cycles_keep_rss_bounded(shared_neuron):
     process = psutil.Process(shared_neuron.popen.pid)
     samples = []
     for _ in range(6):
-        assert post(shared_neuron, "/models/load", {"model_id": MODEL})[0] == 200
-        status, _ = post(
-            shared_neuron, "/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 2}
+        assert shared_neuron.post("/models/load", {"model_id": MODEL}).status == 200
+        status, _, _ = shared_neuron.post(
+            "/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 2}
         )
         assert status == 200
-        assert post(shared_neuron, "/models/unload", {"model_id": MODEL})[0] == 200
+        assert shared_neuron.post("/models/unload", {"model_id": MODEL}).status == 200
         samples.append(process.memory_info().rss)
     # One tiny model plus its 64 MB KV cache: growth over the later cycles must stay
     # far below one load's worth, or each cycle would be leaking it.
@@ -79,7 +77,7 @@ async def _stream_then_unload(proc, force: bool) -> tuple[list[bytes], int, dict
 
 
 async def test_unload_while_streaming_drains(shared_neuron):
-    assert post(shared_neuron, "/models/load", {"model_id": MODEL})[0] == 200
+    assert shared_neuron.post("/models/load", {"model_id": MODEL}).status == 200
     events, status, body = await _stream_then_unload(shared_neuron, force=False)
     assert status == 200 and body == {"id": MODEL, "status": "unloaded"}
     assert events[-1] == b"data: [DONE]\n"
@@ -89,9 +87,9 @@ async def test_unload_while_streaming_drains(shared_neuron):
 
 
 async def test_forced_unload_cancels_the_stream(shared_neuron):
-    assert post(shared_neuron, "/models/load", {"model_id": MODEL})[0] == 200
+    assert shared_neuron.post("/models/load", {"model_id": MODEL}).status == 200
     events, status, _ = await _stream_then_unload(shared_neuron, force=True)
     assert status == 200
     assert events[-1] == b"data: [DONE]\n"
     assert b'"error"' in events[-2] and b"unloaded" in events[-2]
-    assert MODEL not in [m["id"] for m in get_json(shared_neuron, "/models")["loaded"]]
+    assert MODEL not in [m["id"] for m in shared_neuron.get_json("/models")["loaded"]]

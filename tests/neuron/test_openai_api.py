@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import urllib.request
 
 import openai
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from neuron.demo import DEMO_MODEL_ID, demo_gguf_path
 from neuron.text.chat_template import ChatTemplate
 from neuron.text.tokenizer import Tokenizer
-from tests.neuron.conftest import get_json, post
+from tests.support.http import http
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -162,13 +161,13 @@ def test_logprobs(client):
 
 def test_tokenize_counts_the_rendered_prompt(shared_neuron, tokenizers):
     tok = tokenizers["tiny-llama"]
-    status, body = post(shared_neuron, "/tokenize", {"model": "tiny-llama", "messages": MESSAGES})
+    status, body, _ = shared_neuron.post("/tokenize", {"model": "tiny-llama", "messages": MESSAGES})
     assert status == 200 and body["count"] == _chat_prompt_len(tok, MESSAGES)
-    _, body = post(shared_neuron, "/tokenize", {"model": "tiny-llama", "prompt": "a b c"})
+    _, body, _ = shared_neuron.post("/tokenize", {"model": "tiny-llama", "prompt": "a b c"})
     assert body["count"] == len(tok.encode("a b c"))
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    _, body = post(
-        shared_neuron, "/tokenize", {"model": "tiny-llama", "messages": MESSAGES, "tools": tools}
+    _, body, _ = shared_neuron.post(
+        "/tokenize", {"model": "tiny-llama", "messages": MESSAGES, "tools": tools}
     )
     assert body["count"] > _chat_prompt_len(tok, MESSAGES)
 
@@ -183,12 +182,11 @@ def test_response_format_is_refused_clearly(client):
 
 def test_models_discovery_and_metrics(client, shared_neuron):
     assert {m.id for m in client.models.list()} >= {"tiny-llama", DEMO_MODEL_ID}
-    facts = get_json(shared_neuron, "/discovery")
+    facts = shared_neuron.get_json("/discovery")
     assert facts["hostname"] and facts["python"] and facts["torch"]
     assert [d["id"] for d in facts["devices"] if d["kind"] == "cpu"] == ["cpu-0"]
     client.chat.completions.create(model="tiny-llama", messages=MESSAGES, max_tokens=3)
-    with urllib.request.urlopen(shared_neuron.url + "/metrics") as resp:
-        text = resp.read().decode()
+    text = http("GET", shared_neuron.url + "/metrics").text
     completion = re.search(
         r'neuron_tokens_total\{kind="completion",model="tiny-llama"\} (\S+)', text
     )

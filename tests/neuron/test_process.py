@@ -12,14 +12,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from neuron.demo import DEMO_MODEL_ID
-from tests.neuron.conftest import get_json, post, start_neuron, wait_ready, write_config
+from tests.support.daemons import start_neuron, wait_ready, write_neuron_config
+from tests.support.http import http
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -36,7 +36,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
     ],
 )
 def test_bad_config_exits_2_with_one_line(tmp_path, settings, env, key, expected):
-    config = write_config(tmp_path / "neuron.toml", {"models_dir": "m", **settings}, [])
+    config = write_neuron_config(tmp_path / "neuron.toml", {"models_dir": "m", **settings}, [])
     result = subprocess.run(
         [sys.executable, "-m", "neuron.cli", "serve", "-c", str(config)],
         capture_output=True,
@@ -121,19 +121,17 @@ def test_notify_ready_and_watchdog(guarded, listener):
 
 
 def test_bearer_token_guards_all_but_health_and_metrics(guarded):
-    assert get_json(guarded, "/health")["status"] == "ready"
-    with urllib.request.urlopen(guarded.url + "/metrics") as resp:
-        assert b"neuron_requests_total" in resp.read()
-    status, body = post(guarded, "/v1/completions", {"model": "tiny-llama", "prompt": "a"})
+    assert guarded.get_json("/health")["status"] == "ready"
+    assert b"neuron_requests_total" in http("GET", guarded.url + "/metrics").content
+    status, body, _ = guarded.post("/v1/completions", {"model": "tiny-llama", "prompt": "a"})
     assert status == 401 and body["error"]["type"] == "authentication_error"
-    status, _ = post(
-        guarded,
+    status, _, _ = guarded.post(
         "/v1/completions",
         {"model": "tiny-llama", "prompt": "a", "max_tokens": 1},
         headers=AUTH,
     )
     assert status == 200
-    assert get_json(guarded, "/models", token=TOKEN)["loaded"][0]["id"] == "tiny-llama"
+    assert guarded.get_json("/models", token=TOKEN)["loaded"][0]["id"] == "tiny-llama"
 
 
 async def test_full_queue_answers_503_with_retry_after(guarded):
@@ -159,13 +157,14 @@ def test_admin_restart_reexecutes_in_place(guarded, listener):
     pid = guarded.popen.pid
     seen = len(listener.messages)
     asked = time.monotonic()
-    status, body = post(guarded, "/admin/restart", {}, headers=AUTH)
+    status, body, _ = guarded.post("/admin/restart", {}, headers=AUTH)
     assert status == 202 and body["status"] == "restarting"
     listener.wait_for("READY=1", after=seen, timeout=120)
     wait_ready(guarded, timeout=120)
     assert guarded.popen.poll() is None and guarded.popen.pid == pid
     # A fresh process: its uptime counts from after the restart was asked for.
-    assert get_json(guarded, "/health")["uptime_seconds"] <= time.monotonic() - asked
+    health = guarded.get_json("/health", token=TOKEN)
+    assert health["uptime_seconds"] <= time.monotonic() - asked
 
 
 async def test_sigterm_during_stream_finishes_it_and_exits_0(guarded):

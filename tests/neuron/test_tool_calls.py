@@ -8,7 +8,7 @@ import json
 import openai
 import pytest
 
-from tests.neuron.conftest import start_neuron
+from tests.support.daemons import start_neuron
 
 SCRIPT = 'Sure! <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
 # The rest of a call whose opening `<tool_call>{"name": "get_weather", "arguments": ` was forced.

@@ -13,7 +13,7 @@ import argparse
 
 from aiohttp import web
 
-from bench import upstream
+from tests.support import fake_neuron
 
 HITS = web.AppKey("hits", list)
 
@@ -36,15 +36,9 @@ async def hits(request: web.Request) -> web.Response:
 
 
 def create_app() -> web.Application:
-    """The instant upstream's lifecycle routes; every generation route breaks off."""
-    app = web.Application()
-    app[upstream.LOADED] = {}
+    """The fake neuron's lifecycle routes; every generation route breaks off."""
+    app = fake_neuron.lifecycle_app()
     app[HITS] = []
-    app.router.add_get("/health", upstream.health)
-    app.router.add_get("/discovery", upstream.discovery)
-    app.router.add_get("/models", upstream.models)
-    app.router.add_post("/models/load", upstream.load)
-    app.router.add_post("/models/unload", upstream.unload)
     app.router.add_get("/hits", hits)
     for path in ("/v1/chat/completions", "/v1/completions", "/tokenize"):
         app.router.add_post(path, broken_answer)

@@ -2,7 +2,11 @@
 
 Every block is either translated or rejected with a 400 naming it (`messages.2.content.1`):
 a block the neuron cannot take is never dropped, so the model never answers a
-conversation other than the one the client sent.
+conversation other than the one the client sent. Two things are left out on purpose:
+Claude Code's billing-header system block (different on every request: noise to the
+model, and it would defeat a prefix cache) and `redacted_thinking` blocks (encrypted
+by Anthropic for its own models). Thinking blocks sent back become the assistant
+message's `reasoning_content`, which thinking templates render or drop as they do.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ def _unsupported(kind: str, where: str) -> ApiError:
     if kind in ("image", "document"):
         return bad(f"{where}: {kind} blocks are not supported: this model takes text only")
     return bad(f"{where}: unsupported content block type {kind!r}")
+
+
+BILLING_HEADER = "x-anthropic-billing-header:"
 
 
 def _text_blocks(content: Any, where: str) -> list[str]:
@@ -95,11 +102,15 @@ def _user_messages(blocks: _Blocks, where: str, open_calls: set[str]) -> list[di
 
 
 def _assistant_message(blocks: _Blocks, open_calls: set[str]) -> dict[str, Any]:
-    texts, calls = [], []
+    texts, calls, thoughts = [], [], []
     for at, block in blocks:
         kind = block.get("type")
         if kind == "text":
             texts.append(_text_of(block, at))
+        elif kind == "thinking":
+            thoughts.append(expect(block.get("thinking"), str, f"{at}.thinking", "a string"))
+        elif kind == "redacted_thinking":
+            continue
         elif kind == "tool_use":
             call_id = expect(block.get("id"), str, f"{at}.id", "a string")
             name = expect(block.get("name"), str, f"{at}.name", "a string")
@@ -115,21 +126,24 @@ def _assistant_message(blocks: _Blocks, open_calls: set[str]) -> dict[str, Any]:
         else:
             raise _unsupported(str(kind), at)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if thoughts:
+        message["reasoning_content"] = "\n".join(thoughts)
     if calls:
         message["tool_calls"] = calls
     return message
 
 
 def _turns(messages: Any) -> list[tuple[str, _Blocks, str]]:
-    """Validated (role, blocks, where) turns, consecutive same-role turns merged as Anthropic does."""
+    """Validated (role, blocks, where) turns, consecutive same-role turns merged as Anthropic
+    does; `system` turns (Claude Code's mid-conversation instructions) stand on their own."""
     turns: list[tuple[str, _Blocks, str]] = []
     for i, message in enumerate(expect(messages, list, "messages", "an array of messages")):
         where = f"messages.{i}"
         role = expect(message, dict, where, "an object").get("role")
-        if role not in ("user", "assistant"):
-            raise bad(f"{where}.role: must be 'user' or 'assistant', got {role!r}")
+        if role not in ("user", "assistant", "system"):
+            raise bad(f"{where}.role: must be 'user', 'assistant' or 'system', got {role!r}")
         blocks = _blocks(message, where)
-        if turns and turns[-1][0] == role:
+        if turns and turns[-1][0] == role != "system":
             turns[-1] = (role, turns[-1][1] + blocks, turns[-1][2])
         else:
             turns.append((role, blocks, where))
@@ -137,22 +151,43 @@ def _turns(messages: Any) -> list[tuple[str, _Blocks, str]]:
         raise bad("messages: at least one message is required")
     if turns[0][0] != "user":
         raise bad("messages: the first message must use the 'user' role")
-    if turns[-1][0] != "user":
-        raise bad(
-            "messages: the last message must use the 'user' role (assistant prefill is not supported)"
-        )
     return turns
 
 
+def _system_text(content: Any, where: str) -> str:
+    texts = [t for t in _text_blocks(content, where) if not t.startswith(BILLING_HEADER)]
+    return "\n".join(texts)
+
+
+def is_prefill(body: dict[str, Any]) -> bool:
+    """Whether the conversation ends with the assistant's own start of its answer."""
+    messages = body.get("messages")
+    return (
+        bool(messages)
+        and isinstance(messages[-1], dict)
+        and messages[-1].get("role") == "assistant"
+    )
+
+
 def to_openai_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The conversation (system prompt included) as OpenAI chat messages."""
+    """The conversation (system prompt included) as OpenAI chat messages; a last assistant
+    message (prefill) stays last, for the neuron to continue."""
     out: list[dict[str, Any]] = []
     if body.get("system") not in (None, "", []):
-        out.append({"role": "system", "content": "\n".join(_text_blocks(body["system"], "system"))})
+        system = _system_text(body["system"], "system")
+        if system:
+            out.append({"role": "system", "content": system})
     open_calls: set[str] = set()
     for role, blocks, where in _turns(body.get("messages")):
         if role == "user":
             out.extend(_user_messages(blocks, where, open_calls))
+        elif role == "system":
+            out.append(
+                {
+                    "role": "system",
+                    "content": _system_text([b for _, b in blocks], f"{where}.content"),
+                }
+            )
         else:
             out.append(_assistant_message(blocks, open_calls))
     return out

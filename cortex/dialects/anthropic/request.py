@@ -9,30 +9,33 @@ to a question it did not ask.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from cortex.dialects.anthropic.messages import bad, expect, to_openai_messages
+from cortex.dialects.anthropic.context_edits import edits_of
+from cortex.dialects.anthropic.messages import bad, expect, is_prefill, to_openai_messages
+from cortex.dialects.anthropic.options import reasoning_fields
+from cortex.dialects.anthropic.tools import with_tools
 
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 # Fields that change nothing for a local model (prompt caching, billing tiers, regions).
 _NO_OP_FIELDS = {"cache_control", "service_tier", "inference_geo", "speed", "diagnostics"}
-_REQUEST_FIELDS = {
-    "model",
-    "messages",
-    "max_tokens",
-    "system",
-    "stop_sequences",
-    "stream",
-    "temperature",
-    "top_p",
-    "top_k",
-    "tools",
-    "tool_choice",
-    "metadata",
-    "thinking",
-} | _NO_OP_FIELDS
-_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking"} | _NO_OP_FIELDS
+# Features Anthropic's servers run (sandboxes, remote MCP servers): refused by name.
+_SERVER_FIELDS = {"container", "mcp_servers"}
+_COMMON = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config",
+           "context_management"}  # fmt: skip
+_REQUEST_FIELDS = (
+    _COMMON
+    | _NO_OP_FIELDS
+    | {
+        "max_tokens",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "metadata",
+    }
+)
+_COUNT_FIELDS = _COMMON | _NO_OP_FIELDS
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
@@ -44,80 +47,26 @@ def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | 
     return value
 
 
-def to_openai_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
-    tools, names = [], set()
-    for i, tool in enumerate(expect(body.get("tools") or [], list, "tools", "an array of tools")):
-        at = f"tools.{i}"
-        if expect(tool, dict, at, "an object").get("type", "custom") not in ("custom", None):
-            raise bad(
-                f"{at}.type: server tool {tool['type']!r} is not supported; only custom tools are"
-            )
-        name = tool.get("name")
-        if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            raise bad(f"{at}.name: must match {_TOOL_NAME.pattern}")
-        if name in names:
-            raise bad(f"{at}.name: tool names must be unique ({name!r} repeats)")
-        names.add(name)
-        schema = expect(
-            tool.get("input_schema"), dict, f"{at}.input_schema", "a JSON schema object"
-        )
-        if schema.get("type") != "object":
-            raise bad(f"{at}.input_schema.type: must be 'object'")
-        function = {"name": name, "parameters": schema}
-        if tool.get("description") is not None:
-            function["description"] = expect(
-                tool["description"], str, f"{at}.description", "a string"
-            )
-        tools.append({"type": "function", "function": function})
-    return tools
-
-
-def _tool_choice(body: dict[str, Any], names: set[str], out: dict[str, Any]) -> None:
-    choice = body.get("tool_choice")
-    if choice is None:
-        return
-    kind = expect(choice, dict, "tool_choice", "an object").get("type")
-    if kind not in ("auto", "any", "tool", "none"):
-        raise bad(f"tool_choice.type: must be one of 'auto', 'any', 'tool', 'none', got {kind!r}")
-    if not names:
-        if kind in ("any", "tool"):
-            raise bad(f"tool_choice: type {kind!r} needs at least one tool in `tools`")
-        return  # auto/none without tools: plain chat
-    if kind == "tool":
-        name = expect(choice.get("name"), str, "tool_choice.name", "a string")
-        if name not in names:
-            raise bad(f"tool_choice.name: no tool named {name!r} in `tools`")
-        out["tool_choice"] = {"type": "function", "function": {"name": name}}
-    else:
-        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
-    if kind != "none" and expect(
-        choice.get("disable_parallel_tool_use", False),
-        bool,
-        "tool_choice.disable_parallel_tool_use",
-        "a boolean",
-    ):
-        out["parallel_tool_calls"] = False
-
-
 def _check_fields(body: dict[str, Any], allowed: set[str]) -> None:
     for key in body:
+        if key in _SERVER_FIELDS:
+            raise bad(f"{key}: this server cannot run {key} (a feature of Anthropic's own servers)")
         if key not in allowed:
             raise bad(f"{key}: unsupported field")
     expect(body.get("model"), str, "model", "a model id string")
-    thinking = body.get("thinking")
-    if (
-        thinking is not None
-        and expect(thinking, dict, "thinking", "an object").get("type") != "disabled"
-    ):
-        raise bad("thinking: extended thinking is not supported by this model")
+    edits_of(body)  # applied before translation (context_edits.apply_edits); checked here
 
 
-def _with_tools(body: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
-    tools = to_openai_tools(body)
-    if tools:
-        out["tools"] = tools
-    _tool_choice(body, {tool["function"]["name"] for tool in tools}, out)
-    return out
+def _conversation(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any]:
+    """Model, messages (with prefill), tools and the reasoning fields: what both
+    `messages` and `count_tokens` render."""
+    out: dict[str, Any] = {"model": body["model"], "messages": to_openai_messages(body)}
+    if is_prefill(body):
+        if out["messages"][-1].get("tool_calls"):
+            raise bad("messages: an assistant prefill (the last message) must be text only")
+        out["continue_final_message"] = True
+    out.update(reasoning_fields(body, max_tokens))
+    return with_tools(body, out)
 
 
 def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
@@ -132,11 +81,9 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     if metadata.get("user_id") is not None:
         # Accepted for compatibility; an opaque end-user id has no use on a local model.
         expect(metadata["user_id"], str, "metadata.user_id", "a string")
-    out: dict[str, Any] = {
-        "model": body["model"],
-        "messages": to_openai_messages(body),
-        "max_tokens": max_tokens,
-    }
+    out = _conversation(body, max_tokens)
+    # More than the context leaves is capped there (stop_reason model_context_window_exceeded).
+    out["max_tokens"], out["truncate_max_tokens"] = max_tokens, True
     stream = expect(body.get("stream", False), bool, "stream", "a boolean")
     if stream:
         out["stream"] = True
@@ -154,13 +101,21 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
         if top_k < 0:
             raise bad("top_k: must be at least 0")
         out["top_k"] = top_k
-    return _with_tools(body, out)
+    return out
 
 
 def to_tokenize_request(body: dict[str, Any]) -> dict[str, Any]:
     """A `count_tokens` body as the neuron's `/tokenize` body (the prompt it would render)."""
     _check_fields(body, _COUNT_FIELDS)
-    return _with_tools(body, {"model": body["model"], "messages": to_openai_messages(body)})
+    out = _conversation(body, None)
+    out.pop("thinking_budget", None)
+    out.pop("response_format", None)
+    return out
+
+
+def count_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The `count_tokens` body for the prompt a `messages` body renders."""
+    return {key: value for key, value in body.items() if key in _COUNT_FIELDS}
 
 
 def stop_sequences(body: dict[str, Any]) -> list[str]:

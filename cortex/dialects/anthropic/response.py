@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import string
@@ -18,16 +19,33 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
+def signature(thinking: str) -> str:
+    """The opaque signature of a thinking block (a digest of its text): clients keep it and
+    send it back with the block, as they do with Anthropic's."""
+    return "cortex1:" + hashlib.sha256(thinking.encode("utf-8")).hexdigest()
+
+
+def thinking_block(thinking: str, shown: bool) -> dict[str, Any]:
+    return {
+        "type": "thinking",
+        "thinking": thinking if shown else "",
+        "signature": signature(thinking),
+    }
+
+
 def stop_reason(
     finish_reason: str | None, matched: Any, stops: list[str]
 ) -> tuple[str, str | None]:
     """Anthropic (stop_reason, stop_sequence) for an OpenAI finish.
 
     The neuron names the stop string that ended the output in the choice's
-    `stop_reason` (as vLLM does); an EOS ends with "stop" and no string.
+    `stop_reason` (as vLLM does); an EOS ends with "stop" and no string; the end of the
+    context (max_tokens capped there) is "length" with `stop_reason: "context_window"`.
     """
     if finish_reason == "stop" and isinstance(matched, str) and matched in stops:
         return "stop_sequence", matched
+    if finish_reason == "length" and matched == "context_window":
+        return "model_context_window_exceeded", None
     return _FINISH_TO_STOP.get(finish_reason or "stop", "end_turn"), None
 
 
@@ -46,17 +64,24 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 
 def usage(openai_usage: dict[str, Any] | None) -> dict[str, int]:
-    """Anthropic usage from OpenAI's; there is no prompt cache, so its counts are 0."""
+    """Anthropic usage from OpenAI's. The neuron's prefix cache served `cached_tokens`
+    of the prompt (read) and keeps the rest (creation); as with Anthropic, the three
+    input counts add up to the whole prompt, so nothing is left as plain input."""
     openai_usage = openai_usage or {}
+    prompt = int(openai_usage.get("prompt_tokens") or 0)
+    details = openai_usage.get("prompt_tokens_details") or {}
+    cached = min(prompt, int(details.get("cached_tokens") or 0))
     return {
-        "input_tokens": int(openai_usage.get("prompt_tokens") or 0),
+        "input_tokens": 0,
         "output_tokens": int(openai_usage.get("completion_tokens") or 0),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": prompt - cached,
+        "cache_read_input_tokens": cached,
     }
 
 
-def from_openai_response(resp: dict[str, Any], model: str, stops: list[str]) -> dict[str, Any]:
+def from_openai_response(
+    resp: dict[str, Any], model: str, stops: list[str], show_thinking: bool = True
+) -> dict[str, Any]:
     """An OpenAI chat completion as an Anthropic `Message`."""
     try:
         choice = resp["choices"][0]
@@ -64,6 +89,8 @@ def from_openai_response(resp: dict[str, Any], model: str, stops: list[str]) -> 
     except (KeyError, IndexError, TypeError):
         raise ApiError(502, "upstream returned a chat completion without a choice") from None
     content: list[dict[str, Any]] = []
+    if message.get("reasoning_content"):
+        content.append(thinking_block(message["reasoning_content"], show_thinking))
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:

@@ -2,7 +2,7 @@
 
 Requests are translated to the neuron's OpenAI dialect and routed like any other:
 non-streamed ones through `cortex.app.proxy.read_whole` (a node that breaks off while
-answering is retried once elsewhere), streams through `cortex.app.relay.relay_stream`.
+answering is retried once elsewhere), streams through `cortex.app.relay.open_relay`.
 An ApiError raised here reaches the client as Anthropic's error envelope (the gateway
 middleware picks the dialect by path); once a stream has begun it becomes an `error`
 event instead.
@@ -19,11 +19,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from cortex.app.proxy import Upstream, read_whole, record_failure
-from cortex.app.relay import relay_stream
-from cortex.common.sse import EventSplitter, event_data
+from cortex.app.proxy import read_whole
+from cortex.app.relay import open_relay
+from cortex.app.upstream import Upstream
+from cortex.common.sse import event_data
 from cortex.common.wire import ApiError, read_json_object
-from cortex.dialects.anthropic.request import to_openai_request, to_tokenize_request
+from cortex.dialects.anthropic.context_edits import apply_edits
+from cortex.dialects.anthropic.errors import anthropic_error
+from cortex.dialects.anthropic.options import thinking_display
+from cortex.dialects.anthropic.request import (
+    count_request,
+    to_openai_request,
+    to_tokenize_request,
+)
 from cortex.dialects.anthropic.response import from_openai_response
 from cortex.dialects.anthropic.stream import PING, AnthropicStream, error_event
 
@@ -39,28 +47,60 @@ def add_routes(app: web.Application) -> None:
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    upstream_body = to_openai_request(await read_json_object(request))
-    stops: list[str] = upstream_body.get("stop", [])
-    if upstream_body.get("stream"):
-        return await _stream(request, upstream_body, stops)
+    body = await read_json_object(request)
+    to_openai_request(body)  # every field checked before any work is done
 
-    def answer(upstream: Upstream, raw: bytes) -> web.Response:
+    async def count(edited: dict[str, Any]) -> int:
+        return await _count(request, count_request(edited))
+
+    try:
+        body, applied = await apply_edits(body, count)
+        upstream_body = to_openai_request(body)
+        report = {"applied_edits": applied} if "context_management" in body else None
+        turn = _Turn(upstream_body.get("stop", []), thinking_display(body), report)
+        if upstream_body.get("stream"):
+            return await _stream(request, upstream_body, turn)
+        return await read_whole(
+            request, upstream_body, path=CHAT_PATH, dialect="anthropic", use=turn.answer
+        )
+    except ApiError as err:
+        raise anthropic_error(err) from None
+
+
+class _Turn:
+    """What shapes the answer beyond the chat completion: stops, thinking display, edits."""
+
+    def __init__(self, stops: list[str], show_thinking: bool, report: dict | None) -> None:
+        self.stops, self.show_thinking, self.report = stops, show_thinking, report
+
+    def answer(self, upstream: Upstream, raw: bytes) -> web.Response:
         data = _json_object(upstream, raw)
-        upstream.record(data.get("usage"), None)
-        return web.json_response(from_openai_response(data, upstream.model, stops))
+        upstream.record_usage(data.get("usage"), None)
+        message = from_openai_response(data, upstream.model, self.stops, self.show_thinking)
+        if self.report is not None:
+            message["context_management"] = self.report
+        return web.json_response(message)
 
-    return await read_whole(request, upstream_body, path=CHAT_PATH, dialect="anthropic", use=answer)
+    def translator(self, model: str) -> AnthropicStream:
+        return AnthropicStream(model, self.stops, self.show_thinking, self.report)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    tokenize_body = to_tokenize_request(await read_json_object(request))
+    return web.json_response(
+        {"input_tokens": await _count(request, await read_json_object(request))}
+    )
+
+
+async def _count(request: web.Request, body: dict[str, Any]) -> int:
+    """The prompt tokens of a `count_tokens` body, as the neuron renders it."""
+    tokenize_body = to_tokenize_request(body)
     data = await read_whole(
         request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=_json_object
     )
     count = data.get("count")
     if not isinstance(count, int) or isinstance(count, bool):
         raise ApiError(502, f"upstream returned a token count that is not an integer: {count!r}")
-    return web.json_response({"input_tokens": count})
+    return count
 
 
 def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
@@ -75,48 +115,52 @@ def _json_object(upstream: Upstream, raw: bytes) -> dict[str, Any]:
 
 def _upstream_fault(upstream: Upstream, exc: BaseException) -> ApiError:
     """A node that broke off or garbled its answer: count it against the node, tell the client."""
-    record_failure(upstream.state, upstream.node, exc, definite=False)
+    upstream.node_failed(exc)
     status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
     return ApiError(status, f"node '{upstream.node.name}' failed while answering: {exc!r:.200}")
 
 
 async def _stream(
-    request: web.Request, upstream_body: dict[str, Any], stops: list[str]
+    request: web.Request, upstream_body: dict[str, Any], turn: _Turn
 ) -> web.StreamResponse:
-    async def pump(upstream: Upstream, response: web.StreamResponse) -> None:
-        translator = AnthropicStream(upstream.model, stops)
-        first_token_at = None
-        try:
-            async for chunk in _chunks(upstream):
-                events = translator.feed(chunk)
-                if first_token_at is None and translator.has_content:
-                    first_token_at = time.monotonic()
-                await response.write(events)
-            await response.write(translator.finish())
-        except ApiError as err:
-            upstream.code = err.status
-            await response.write(error_event(err))
-        finally:
-            upstream.record(translator.openai_usage, first_token_at)
-
     # Pings while a cold load runs keep proxies and clients from timing out.
-    return await relay_stream(
+    relay = await open_relay(
         request,
         upstream_body,
         path=CHAT_PATH,
         dialect="anthropic",
         ping=PING,
-        error_event=error_event,
-        pump=pump,
+        error_event=lambda err: error_event(anthropic_error(err)),
     )
+    if relay.upstream is not None:
+        async with relay.upstream as upstream:
+            await _translate(upstream, relay.response, turn)
+    return relay.response
+
+
+async def _translate(upstream: Upstream, response: web.StreamResponse, turn: _Turn) -> None:
+    """The node's chat chunks, re-encoded as Anthropic stream events."""
+    translator = turn.translator(upstream.model)
+    first_token_at = None
+    try:
+        async for chunk in _chunks(upstream):
+            events = translator.feed(chunk)
+            if first_token_at is None and translator.has_content:
+                first_token_at = time.monotonic()
+            await response.write(events)
+        await response.write(translator.finish())
+    except ApiError as err:
+        upstream.code = err.status
+        await response.write(error_event(anthropic_error(err)))
+    finally:
+        upstream.record_usage(translator.openai_usage, first_token_at)
 
 
 async def _chunks(upstream: Upstream) -> AsyncIterator[dict[str, Any]]:
     """The JSON chunks of an OpenAI SSE body; ApiError if it breaks off before `[DONE]`."""
-    splitter = EventSplitter()
     try:
-        async for raw in upstream.response.content.iter_any():
-            for event in splitter.feed(raw):
+        async for events in upstream.events():
+            for event in events:
                 data = event_data(event)
                 if data == b"[DONE]":
                     return

@@ -2,9 +2,9 @@
 
 Anthropic clients rebuild the message from a strict sequence (message_start,
 content_block_start, ping, content_block_delta…, content_block_stop,
-message_delta, message_stop) with one open block at a time, so text and each
-tool call become their own numbered block and a block is closed before the next
-one opens.
+message_delta, message_stop) with one open block at a time, so reasoning, text and
+each tool call become their own numbered block and a block is closed before the next
+one opens. A thinking block ends with its `signature_delta`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from cortex.common import sse as _sse
 from cortex.common.wire import ApiError, anthropic_error_body
-from cortex.dialects.anthropic.response import new_id, stop_reason, usage
+from cortex.dialects.anthropic.response import new_id, signature, stop_reason, usage
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -31,7 +31,14 @@ def error_event(err: ApiError) -> bytes:
 class AnthropicStream:
     """Stateful translator for one streamed response; each method returns bytes to send."""
 
-    def __init__(self, model: str, stops: list[str]) -> None:
+    def __init__(
+        self,
+        model: str,
+        stops: list[str],
+        show_thinking: bool = True,
+        context_management: dict[str, Any] | None = None,
+    ) -> None:
+        self._context_management = context_management  # reported in message_delta
         self.message_id = new_id("msg_")
         self._model = model
         self._stops = stops
@@ -39,7 +46,9 @@ class AnthropicStream:
         self._pinged = False
         self._index = -1  # index of the newest block
         self._open = False
-        self._text_block = False  # whether the newest block is text
+        self._kind = ""  # type of the newest block
+        self._show_thinking = show_thinking
+        self._thinking: list[str] = []  # the open thinking block's text, for its signature
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool_call index → block index
         self._finish: str | None = None
         self._matched: Any = None
@@ -54,6 +63,8 @@ class AnthropicStream:
         out = [self._start()]
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                out.append(self._reasoning(delta["reasoning_content"]))
             if delta.get("content"):
                 out.append(self._text(delta["content"]))
             for call in delta.get("tool_calls") or []:
@@ -66,24 +77,19 @@ class AnthropicStream:
     def finish(self) -> bytes:
         """Closing events once the upstream stream ended cleanly."""
         reason, sequence = stop_reason(self._finish, self._matched, self._stops)
-        counts = usage(self._usage)
-        delta_usage = {
-            "input_tokens": counts["input_tokens"],
-            "output_tokens": counts["output_tokens"],
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": reason, "stop_sequence": sequence},
+            "usage": usage(self._usage),
         }
+        if self._context_management is not None:
+            delta["context_management"] = self._context_management
         return b"".join(
             [
                 self._start(),
                 self._close(),
                 b"" if self._pinged else PING,
-                sse(
-                    "message_delta",
-                    {
-                        "type": "message_delta",
-                        "delta": {"stop_reason": reason, "stop_sequence": sequence},
-                        "usage": delta_usage,
-                    },
-                ),
+                sse("message_delta", delta),
                 sse("message_stop", {"type": "message_stop"}),
             ]
         )
@@ -118,7 +124,7 @@ class AnthropicStream:
         closing = self._close()
         self._index += 1
         self._open = True
-        self._text_block = block["type"] == "text"
+        self._kind = block["type"]
         start = sse(
             "content_block_start",
             {"type": "content_block_start", "index": self._index, "content_block": block},
@@ -131,16 +137,30 @@ class AnthropicStream:
         if not self._open:
             return b""
         self._open = False
-        return sse("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        sealed = b""
+        if self._kind == "thinking":
+            seal = {"type": "signature_delta", "signature": signature("".join(self._thinking))}
+            sealed, self._thinking = self._delta(self._index, seal), []
+        stop = sse("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        return sealed + stop
 
     def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
         return sse(
             "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         )
 
+    def _reasoning(self, text: str) -> bytes:
+        opening = b""
+        if not (self._open and self._kind == "thinking"):
+            opening = self._open_block({"type": "thinking", "thinking": "", "signature": ""})
+        self._thinking.append(text)
+        if not self._show_thinking:
+            return opening
+        return opening + self._delta(self._index, {"type": "thinking_delta", "thinking": text})
+
     def _text(self, text: str) -> bytes:
         opening = b""
-        if not (self._open and self._text_block):
+        if not (self._open and self._kind == "text"):
             opening = self._open_block({"type": "text", "text": ""})
         return opening + self._delta(self._index, {"type": "text_delta", "text": text})
 

@@ -11,7 +11,6 @@ client did not ask for it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 from typing import Any
@@ -19,9 +18,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from cortex.app.proxy import Upstream, read_whole, record_failure
-from cortex.app.relay import relay_stream
-from cortex.common.sse import KEEPALIVE, EventSplitter, encode, event_data
+from cortex.app.proxy import read_whole
+from cortex.app.relay import open_relay
+from cortex.app.upstream import Upstream
+from cortex.common.sse import KEEPALIVE, encode, event_data
 from cortex.common.wire import ApiError, openai_error_body, read_json_object
 
 # Which node answered (absent on a stream that began with keep-alives while waiting).
@@ -66,7 +66,7 @@ async def _relay_whole(request: web.Request, body: dict[str, Any], path: str) ->
 
 
 def _answer(upstream: Upstream, raw: bytes) -> web.Response:
-    upstream.record(_usage(raw), None)
+    upstream.record_usage(_usage(raw), None)
     return web.Response(
         body=raw, content_type="application/json", headers={NODE_HEADER: upstream.node.name}
     )
@@ -76,30 +76,33 @@ async def _relay_stream(
     request: web.Request, body: dict[str, Any], path: str, wants_usage: bool
 ) -> web.StreamResponse:
     body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return await relay_stream(
+    relay = await open_relay(
         request,
         body,
         path=path,
         dialect="openai",
         ping=KEEPALIVE,
         error_event=_error_event,
-        pump=functools.partial(_pump, wants_usage=wants_usage),
         node_header=NODE_HEADER,
     )
+    if relay.upstream is not None:
+        async with relay.upstream as upstream:
+            await _pump(upstream, relay.response, wants_usage)
+    return relay.response
 
 
 def _error_event(err: ApiError) -> bytes:
     return encode(openai_error_body(err))
 
 
-async def _pump(upstream: Upstream, response: web.StreamResponse, *, wants_usage: bool) -> None:
-    splitter = EventSplitter()
+async def _pump(upstream: Upstream, response: web.StreamResponse, wants_usage: bool) -> None:
+    """Relay the node's events as they are, noting the first token and the usage."""
     first_token_at: float | None = None
     usage: dict[str, Any] | None = None
     try:
-        async for chunk in upstream.response.content.iter_any():
+        async for events in upstream.events():
             out = []
-            for event in splitter.feed(chunk):
+            for event in events:
                 # Only the events before the first token, and those with usage, are parsed.
                 if first_token_at is None or b'"usage"' in event:
                     data = event_data(event)
@@ -114,14 +117,14 @@ async def _pump(upstream: Upstream, response: web.StreamResponse, *, wants_usage
             if out:
                 await response.write(b"".join(out))
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        record_failure(upstream.state, upstream.node, exc, definite=False)
+        upstream.node_failed(exc)
         timed_out = isinstance(exc, asyncio.TimeoutError)
         upstream.code = 504 if timed_out else 502
         reason = "stalled" if timed_out else "failed"
         err = ApiError(upstream.code, f"node '{upstream.node.name}' {reason} during the stream")
         await response.write(_error_event(err))
     finally:
-        upstream.record(usage, first_token_at)
+        upstream.record_usage(usage, first_token_at)
 
 
 def _has_token(data: bytes) -> bool:

@@ -1,10 +1,11 @@
-"""An upstream that answers instantly and speaks the neuron wire (for gateway benchmarks).
+"""A fake neuron that answers instantly and speaks the neuron wire (for gateway tests
+and benchmarks: bench/gateway.py).
 
 It holds every model it is asked to load, answers chat/completions at once with a fixed
-reply, and streams `?chunks` (body field `max_tokens`, default 100) chunks per stream,
-so what a benchmark measures is the gateway, not inference.
+reply, and streams `max_tokens` (default 100) chunks per stream, so what a benchmark
+measures is the gateway, not inference.
 
-    python -m bench.upstream --port 13131
+    python -m tests.support.fake_neuron --port 13131
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def create_app() -> web.Application:
+def lifecycle_app() -> web.Application:
+    """The lifecycle routes alone: health, discovery, models, load and unload."""
     app = web.Application()
     app[LOADED] = {}
     app.router.add_get("/health", health)
@@ -131,6 +133,11 @@ def create_app() -> web.Application:
     app.router.add_get("/models", models)
     app.router.add_post("/models/load", load)
     app.router.add_post("/models/unload", unload)
+    return app
+
+
+def create_app() -> web.Application:
+    app = lifecycle_app()
     app.router.add_post("/v1/chat/completions", chat)
     return app
 

@@ -1,8 +1,11 @@
-"""systemd notification over $NOTIFY_SOCKET (Type=notify), with no dependency.
+"""systemd notification over $NOTIFY_SOCKET (Type=notify), shared by both daemons.
 
 A unit with `Type=notify` waits for READY=1 before it counts the daemon as
 started, and `WatchdogSec=` restarts it unless WATCHDOG=1 arrives in time; the
-protocol is one datagram per message, so a plain socket is all it takes.
+protocol is one datagram per message, so a plain socket is all it takes. The
+watchdog pings come from a task on the daemon's event loop, so a loop that is
+wedged stops pinging and systemd restarts the process. A socket that is missing
+or gone never raises: the daemon keeps serving and says so once in its log.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
+_failing = False  # the last send failed (logged once, not once a ping)
 
 
 def notify(message: str) -> bool:
     """Send one `KEY=value` message; False when not run under systemd (or it failed)."""
+    global _failing
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
@@ -27,10 +33,13 @@ def notify(message: str) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(address)
             sock.sendall(message.encode())
-        return True
     except OSError as exc:
-        log.warning("systemd notify failed: %s", exc)
+        if not _failing:
+            log.warning("systemd notify failed: %s", exc)
+        _failing = True
         return False
+    _failing = False
+    return True
 
 
 def watchdog_interval() -> float | None:
@@ -46,9 +55,21 @@ def watchdog_interval() -> float | None:
     return period / 2 / 1_000_000 if period > 0 else None
 
 
-async def watchdog_loop(interval: float) -> None:
-    """Ping the watchdog until cancelled; the event loop answering is the liveness signal."""
-    with contextlib.suppress(asyncio.CancelledError):
-        while True:
-            notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+async def _ping(interval: float) -> None:
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def watchdog() -> AsyncIterator[None]:
+    """Ping the watchdog from this event loop for as long as the block runs."""
+    interval = watchdog_interval()
+    task = asyncio.create_task(_ping(interval)) if interval else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
