@@ -34,7 +34,8 @@ PROMPT_LENGTHS = (32, 512)
 VARIANTS = {
     "fp32": ("float32", "none"),
     "bf16": ("bfloat16", "none"),
-    "int8 weights, bf16": ("float32", "int8"),
+    "int8 layers": ("float32", "int8"),
+    "auto: GGUF int4 layers": ("float32", "auto"),
 }
 
 # (prompt ids, new tokens) -> timestamps: request start, then one per sampled token.

@@ -53,9 +53,10 @@ class NeuronConfig:
     drain_timeout_seconds: float = 300.0
     cpu_dtype: Dtype = "float32"
     cuda_dtype: Dtype = "bfloat16"
-    # "int8": CPU models hold their linears as weight-only int8 and compute in bf16
-    # (faster decode, slightly different numbers); "none" keeps cpu_dtype throughout.
-    cpu_quantization: Literal["none", "int8"] = "none"
+    # How CPU models hold their matmul weights (neuron/models/weight_format.py): "auto"
+    # keeps a GGUF's quantisation packed (4-bit as int4, 8-bit as int8), "int4"/"int8"
+    # pack every layer, "none" keeps cpu_dtype throughout.
+    cpu_quantization: Literal["auto", "int4", "int8", "none"] = "auto"
     token: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_models: list[DefaultModel] = field(default_factory=list)

@@ -37,6 +37,8 @@ class ModelFacts:
     source: str
     format: str
     grammars: ModelGrammars  # compiles this model's constrained-decoding grammars
+    weight_format: str  # how the weights are held, e.g. "int4 layers, int8 vocabulary"
+    dtype: str  # what attention and the KV cache compute in
 
 
 def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
@@ -105,5 +107,7 @@ def build_engine(
         source=str(loaded.source),
         format=loaded.format,
         grammars=ModelGrammars(tok, loaded.config.vocab_size),
+        weight_format=loaded.weight_format,
+        dtype=str(loaded.dtype).removeprefix("torch."),
     )
     return engine, facts

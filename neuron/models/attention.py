@@ -8,9 +8,10 @@ reference elsewhere. Nothing here knows about scheduling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 import kernels
 
@@ -44,6 +45,25 @@ class AttentionMetadata:
     key_slots: torch.Tensor | None = None
     block_tables: torch.Tensor | None = None
     context_lens: torch.Tensor | None = None
+    # CPU decode: (key slots [B, L], mask [B, 1, 1, L] or None), built by the first layer.
+    cpu_gather: tuple[torch.Tensor, torch.Tensor | None] | None = field(default=None, repr=False)
+
+    def decode_gather(self, block_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every sequence's key slots padded to the longest context, and the mask that
+        hides the padding (None when no row is padded): computed once per step, shared
+        by all layers."""
+        if self.cpu_gather is None:
+            assert self.block_tables is not None and self.context_lens is not None
+            lens = self.context_lens.long()
+            longest = int(lens.max())
+            pos = torch.arange(longest, device=lens.device)
+            tables = self.block_tables.long()[:, pos // block_size]
+            slots = tables * block_size + pos % block_size
+            mask = None
+            if bool((lens < longest).any()):
+                mask = (pos[None, :] < lens[:, None]).view(len(lens), 1, 1, longest)
+            self.cpu_gather = (slots, mask)
+        return self.cpu_gather
 
 
 class KVCache:
@@ -97,6 +117,8 @@ def paged_attention(
 ) -> torch.Tensor:
     """Store the new k/v in the cache, then attend. q [T, Hq, D], k/v [T, Hkv, D]."""
     kernels.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+    if not meta.is_prefill and q.device.type == "cpu":
+        return _cpu_decode(q, k_cache, v_cache, meta, scale)
     if not meta.is_prefill:
         return kernels.decode_attention(
             q, k_cache, v_cache, meta.block_tables, meta.context_lens, scale
@@ -115,3 +137,29 @@ def paged_attention(
         meta.max_seqlen_k,
         scale,
     )
+
+
+def _cpu_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+) -> torch.Tensor:
+    """The whole batch in one fused attention call over gathered keys, so the number of
+    kernels per layer does not grow with the number of sequences."""
+    block_size, heads, dim = k_cache.shape[1:]
+    slots, mask = meta.decode_gather(block_size)
+    batch, longest = slots.shape
+    flat = slots.view(-1)
+    keys = k_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
+    values = v_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
+    out = F.scaled_dot_product_attention(
+        q.unsqueeze(2),
+        keys.transpose(1, 2),
+        values.transpose(1, 2),
+        attn_mask=mask,
+        scale=scale,
+        enable_gqa=True,
+    )
+    return out.squeeze(2)

@@ -20,6 +20,8 @@ import torch
 from gguf import GGMLQuantizationType as Q
 
 from neuron.models.errors import ModelLoadError
+from neuron.models.gguf_codes import GroupCodes, group_codes
+from neuron.models.weight_format import SourceWeights
 
 SUPPORTED_TYPES = frozenset(
     {Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q4_K, Q.Q5_K, Q.Q6_K}
@@ -86,8 +88,9 @@ def hf_name(name: str) -> str:
     return f"model.layers.{layer}.{_LAYER_NAMES[part]}.{kind}"
 
 
-def unpermute_qk(weight: np.ndarray, n_head: int) -> np.ndarray:
-    """Inverse of llama.cpp's `permute`: rows (head, i, half) back to (head, half, i)."""
+def unpermute_qk(weight: Any, n_head: int) -> Any:
+    """Inverse of llama.cpp's `permute`: rows (head, i, half) back to (head, half, i)
+    (a numpy array or a torch tensor)."""
     rows = weight.shape[0]
     w = weight.reshape(n_head, rows // n_head // 2, 2, *weight.shape[1:])
     return w.swapaxes(1, 2).reshape(weight.shape)
@@ -114,16 +117,31 @@ def dequantize(tensor: Any) -> np.ndarray:
 
 
 def iter_gguf(
-    reader: gguf.GGUFReader, arch: str, n_head: int, n_kv_head: int
+    reader: gguf.GGUFReader,
+    arch: str,
+    n_head: int,
+    n_kv_head: int,
+    source: SourceWeights | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (transformers name, float32 tensor) for every tensor in the file."""
+    """Yield (transformers name, float32 tensor) for every tensor in the file; `source`,
+    when given, also gets each tensor's storage type and its 4-bit codes if it has any."""
     check_tensor_types(reader)
     permuted = arch in _PERMUTED_ARCHS
     for tensor in reader.tensors:
         name = hf_name(tensor.name)
         data = dequantize(tensor)
+        codes = group_codes(tensor) if source is not None else None
+        heads = None
         if permuted and ".self_attn.q_proj." in name:
-            data = unpermute_qk(data, n_head)
+            heads = n_head
         elif permuted and ".self_attn.k_proj." in name:
-            data = unpermute_qk(data, n_kv_head)
+            heads = n_kv_head
+        if heads is not None:
+            data = unpermute_qk(data, heads)
+            if codes is not None:
+                codes = GroupCodes(*(unpermute_qk(t, heads) for t in vars(codes).values()))
+        if source is not None:
+            source.types[name] = tensor.tensor_type
+            if codes is not None:
+                source.codes[name] = codes
         yield name, torch.from_numpy(data)

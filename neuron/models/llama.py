@@ -10,7 +10,7 @@ number of small ops per layer, the main cost of a small model's decode step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -19,11 +19,9 @@ from torch import nn
 from neuron.models.attention import AttentionMetadata, KVCache, paged_attention
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
-from neuron.models.quant_linear import linear, quantize_linears
-from neuron.models.rope import Rotary, apply_rope, rope_inv_freq
-
-# Parameters that are matmul weights (what `quantize_int8` swaps for int8 ones).
-LINEAR_WEIGHTS = frozenset({"qkv_weight", "o_weight", "gate_up_weight", "down_weight", "lm_head"})
+from neuron.models.lm_head import Int8Rows
+from neuron.models.quant_linear import linear
+from neuron.models.rope import Rotary, apply_rope_, rope_inv_freq
 
 
 def _weight(*shape: int, dtype: torch.dtype, device: torch.device) -> nn.Parameter:
@@ -38,6 +36,8 @@ class RMSNorm(nn.Module):
         self.weight = _weight(dim, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one kernel
         # Normalise in fp32, as transformers does, so bf16 models match it.
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -69,15 +69,16 @@ class Attention(nn.Module):
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
     ) -> torch.Tensor:
-        qkv = linear(x, self.qkv_weight, self.qkv_bias)
+        # Packed linears answer in bf16; attention runs in the cache's dtype.
+        qkv = linear(x, self.qkv_weight, self.qkv_bias).to(k_cache.dtype)
         heads, qk_size = (self.num_heads, self.num_kv_heads), self.q_size + self.kv_size
         v = qkv[:, qk_size:].view(-1, self.num_kv_heads, self.head_dim)
         qk = qkv[:, :qk_size].view(-1, sum(heads), self.head_dim)
         if self.q_norm is not None and self.k_norm is not None:
             q, k = qk.split(heads, dim=1)
             qk = torch.cat((self.q_norm(q), self.k_norm(k)), dim=1)
-        # Queries and keys rotate as one tensor: half the small ops of rotating each.
-        q, k = apply_rope(qk, rope).split(heads, dim=1)
+        # Queries and keys rotate as one tensor, in place: half the small ops of each apart.
+        q, k = apply_rope_(qk, rope).split(heads, dim=1)
         out = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
         return linear(out.reshape(-1, self.q_size), self.o_weight, self.o_bias)
 
@@ -112,7 +113,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = linear(x, self.gate_up_weight).chunk(2, dim=-1)
-        return linear(F.silu(gate) * up, self.down_weight)
+        return linear(F.silu(gate).mul_(up), self.down_weight)
 
     def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
         return {
@@ -131,8 +132,9 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(config, dtype, device)
 
     def forward(self, x, rope, meta, k_cache, v_cache) -> torch.Tensor:
-        h = x + self.attn(self.input_norm(x), rope, meta, k_cache, v_cache)
-        return h + self.mlp(self.post_attn_norm(h))
+        """x is the residual stream, updated in place (no new [T, H] tensor per add)."""
+        x.add_(self.attn(self.input_norm(x), rope, meta, k_cache, v_cache))
+        return x.add_(self.mlp(self.post_attn_norm(x)))
 
     def weight_slots(self, prefix: str) -> dict[str, torch.Tensor]:
         return {
@@ -160,6 +162,9 @@ class LlamaForCausalLM(nn.Module):
             else _weight(config.vocab_size, config.hidden_size, **kw)
         )
         self.rotary = Rotary(config, dtype, device)
+        # What attention and the KV cache compute in (the packed linears answer in bf16).
+        self.act_dtype = dtype
+        self.device = device
 
     @torch.inference_mode()
     def forward(
@@ -170,7 +175,10 @@ class LlamaForCausalLM(nn.Module):
         kv: KVCache,
     ) -> torch.Tensor:
         """Hidden states [T, H] after the final norm, for every input token."""
-        x = F.embedding(input_ids, self.embed_tokens)
+        if isinstance(self.embed_tokens, Int8Rows):
+            x = self.embed_tokens.embed(input_ids)
+        else:
+            x = F.embedding(input_ids, self.embed_tokens)
         rope = self.rotary(positions)
         for index, layer in enumerate(self.layers):
             k_cache, v_cache = kv.layer(index)
@@ -180,7 +188,24 @@ class LlamaForCausalLM(nn.Module):
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits [N, V] in fp32 for the rows that need sampling."""
+        if isinstance(self.lm_head, Int8Rows):
+            return self.lm_head(hidden)
         return linear(hidden, self.lm_head).float()
+
+    def packed_slots(self) -> Iterator[tuple[nn.Module, str, list[str]]]:
+        """(module, attribute, checkpoint names in row order) of every layer matmul weight:
+        what a weight format may swap for a packed linear."""
+        for index, layer in enumerate(self.layers):
+            p = f"model.layers.{index}."
+            attn = [f"{p}self_attn.{x}_proj.weight" for x in "qkv"]
+            yield layer.attn, "qkv_weight", attn
+            yield layer.attn, "o_weight", [f"{p}self_attn.o_proj.weight"]
+            yield (
+                layer.mlp,
+                "gate_up_weight",
+                [f"{p}mlp.gate_proj.weight", f"{p}mlp.up_proj.weight"],
+            )
+            yield layer.mlp, "down_weight", [f"{p}mlp.down_proj.weight"]
 
     def weight_slots(self) -> dict[str, torch.Tensor]:
         """Every checkpoint tensor name (transformers naming) → the tensor it fills."""
@@ -224,13 +249,6 @@ class LlamaForCausalLM(nn.Module):
             raise ModelLoadError(
                 "invalid", f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[0]!r}"
             )
-
-    @torch.no_grad()  # plain tensors, not inference ones: the model stays usable anywhere
-    def quantize_int8(self) -> None:
-        """Weight-only int8 projections and lm_head (best from fp32 weights), the rest bf16."""
-        quantize_linears(self, LINEAR_WEIGHTS)
-        self.to(torch.bfloat16)  # floating tensors only: the int8 weights stay as they are
-        self.rotary.to_dtype(torch.bfloat16)
 
     @property
     def nbytes(self) -> int:

@@ -18,9 +18,9 @@ from neuron.models import gguf_io
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.llama import LlamaForCausalLM
-from neuron.models.quant_linear import QUANTIZATIONS
 from neuron.models.resolve import ModelSource, resolve_model
 from neuron.models.safetensors_io import iter_safetensors
+from neuron.models.weight_format import CHOICES, SourceWeights, pack
 from neuron.text.tokenizer import Tokenizer
 
 __all__ = ["LoadedModel", "ModelLoadError", "load_model", "parse_dtype", "register_architecture"]
@@ -59,6 +59,7 @@ class LoadedModel:
     dtype: torch.dtype
     nbytes: int
     generation_defaults: dict[str, float | int] = field(default_factory=dict)
+    weight_format: str = ""  # e.g. "float32", "int4 layers, int8 vocabulary"
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -99,29 +100,38 @@ def load_model(
 ) -> LoadedModel:
     """Resolve, read and place a model; every failure is a ModelLoadError.
 
-    quantization "int8" (CPU only) holds the linears as weight-only int8 and runs the
-    rest in bf16, whatever `dtype` says: the fast CPU decode path.
+    quantization (CPU only; see neuron/models/weight_format.py) packs the matmul
+    weights: packed models keep norms, the residual and attention in fp32 whatever
+    `dtype` says. "auto" packs only
+    what a GGUF stores quantised; a Hugging Face folder stays as `dtype` says.
     """
     device = torch.device(device)
     dtype = parse_dtype(dtype, device)
-    if quantization not in QUANTIZATIONS:
+    if quantization not in CHOICES:
         raise ModelLoadError(
-            "unsupported", f"unsupported quantization {quantization!r}; use one of {QUANTIZATIONS}"
+            "unsupported", f"unsupported quantization {quantization!r}; use one of {CHOICES}"
         )
-    if quantization == "int8" and device.type != "cpu":
-        raise ModelLoadError("unsupported", f"int8 weights are a CPU path, not for {device}")
+    if quantization not in ("none", "auto") and device.type != "cpu":
+        raise ModelLoadError("unsupported", f"packed weights are a CPU path, not for {device}")
     source = resolve_model(model_id_or_path, models_dir, hf_cache, allow_download)
-    loader = _load_gguf if source.format == "gguf" else _load_hf
+    if quantization == "auto" and (source.format != "gguf" or device.type != "cpu"):
+        quantization = "none"
+    weights = SourceWeights() if quantization != "none" else None
+    load_dtype = dtype if weights is None else torch.float32
     try:
-        if quantization == "int8":
-            # Quantise from fp32 weights; the int8 model then computes in bf16.
-            loaded = loader(source, device, torch.float32)
-            loaded.model.quantize_int8()
-            loaded.dtype, loaded.nbytes = torch.bfloat16, loaded.model.nbytes
-            return loaded
-        return loader(source, device, dtype)
+        if source.format == "gguf":
+            loaded = _load_gguf(source, device, load_dtype, weights)
+        else:
+            loaded = _load_hf(source, device, load_dtype)
     except torch.cuda.OutOfMemoryError as exc:
         raise ModelLoadError("out_of_memory", f"not enough memory on {device}: {exc}") from exc
+    loaded.weight_format = str(dtype).removeprefix("torch.")
+    if weights is not None:
+        if not isinstance(loaded.model, LlamaForCausalLM):
+            raise ModelLoadError("unsupported", f"{loaded.model_id} cannot hold packed weights")
+        loaded.weight_format = pack(loaded.model, quantization, weights)
+        loaded.dtype, loaded.nbytes = loaded.model.act_dtype, loaded.model.nbytes
+    return loaded
 
 
 def _build(
@@ -186,7 +196,12 @@ def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> L
     return _loaded(source, config, model, tokenizer, defaults, device, dtype)
 
 
-def _load_gguf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _load_gguf(
+    source: ModelSource,
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: SourceWeights | None = None,
+) -> LoadedModel:
     reader = gguf_io.open_gguf(source.path)
     gguf_io.check_tensor_types(reader)
     meta = gguf_io.gguf_metadata(reader)
@@ -197,10 +212,14 @@ def _load_gguf(source: ModelSource, device: torch.device, dtype: torch.dtype) ->
         for key, ours in _GGUF_SAMPLING.items()
         if f"general.sampling.{key}" in meta
     }
-    weights = gguf_io.iter_gguf(
-        reader, config.architecture, config.num_attention_heads, config.num_key_value_heads
+    tensors = gguf_io.iter_gguf(
+        reader,
+        config.architecture,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        weights,
     )
-    model = _build(config, weights, device, dtype)
+    model = _build(config, tensors, device, dtype)
     return _loaded(source, config, model, tokenizer, defaults, device, dtype)
 
 

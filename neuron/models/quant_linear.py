@@ -1,9 +1,9 @@
-"""Weight-only int8 linears for CPU decode.
+"""Weight-only packed linears for CPU decode: int8 per channel and int4 per group of 32.
 
-A small model's decode step on CPU is bound by reading its weights from memory, so
-storing them as int8 (one symmetric scale per output channel) cuts the bytes per
-token by 4x against fp32. Activations stay bf16: `_weight_int8pack_mm` is fast only
-with bf16 inputs (several times slower with fp32 ones).
+A small model's decode step on CPU is bound by reading its weights, so holding them
+packed cuts the bytes per token (int8: 4x, int4: ~6x against fp32). Activations enter
+the kernels in bf16: `_weight_int8pack_mm` and `_weight_int4pack_mm_for_cpu` are fast
+only with bf16 inputs (an order of magnitude slower with fp32 or fp16 ones).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-QUANTIZATIONS = ("none", "int8")
+from neuron.models.gguf_codes import GROUP, GroupCodes
 
 # `_weight_int8pack_mm` walks the rows one by one, so it loses to a dense bf16 matmul
 # (on weights widened on the fly) beyond a handful of rows: decode uses the former,
@@ -26,6 +26,16 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     scale = w.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127.0
     q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
     return q.contiguous(), scale
+
+
+def quantize_groups(weight: torch.Tensor) -> GroupCodes:
+    """Asymmetric 4-bit per run of 32 along each row (min/max): for dense weights that
+    have no 4-bit codes of their own."""
+    w = weight.float().view(weight.shape[0], -1, GROUP)
+    low, high = w.amin(dim=2), w.amax(dim=2)
+    scale = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)
+    codes = torch.round((w - low[..., None]) / scale[..., None]).clamp(0, 15)
+    return GroupCodes(codes.to(torch.uint8).view(weight.shape), scale, low)
 
 
 class Int8Linear(nn.Module):
@@ -54,24 +64,37 @@ class Int8Linear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-def quantize_linears(model: nn.Module, names: frozenset[str]) -> None:
-    """Swap every parameter called one of `names`, in any submodule, for an Int8Linear.
+class Int4Linear(nn.Module):
+    """y = x @ dequant(W).T + b with W packed as torch's CPU int4 layout, one bf16 scale
+    and zero per output channel and run of 32 inputs: w = (code - 8) * scale + zero."""
 
-    Tied names are visited one by one: a tied lm_head gets its int8 copy while the
-    embedding, under its own name, keeps the dense tensor.
-    """
-    for module in list(model.modules()):
-        params = module.named_parameters(recurse=False, remove_duplicate=False)
-        for name, weight in list(params):
-            if name in names:
-                delattr(module, name)  # a parameter slot cannot take a module
-                setattr(module, name, Int8Linear(weight))
+    def __init__(self, codes: GroupCodes) -> None:
+        super().__init__()
+        self.out_features = codes.codes.shape[0]
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.codes.int(), 1)
+        zero = codes.offset + 8 * codes.scale
+        scales_zeros = torch.stack((codes.scale.t(), zero.t()), dim=-1).contiguous()
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales_zeros", scales_zeros.to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x [..., K] in bf16 (other dtypes are cast) → [..., N] in bf16."""
+        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            rows, self.packed, GROUP, self.scales_zeros
+        )
+        if bias is not None:
+            out = out + bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+PackedLinear = Int8Linear | Int4Linear
 
 
 def linear(
-    x: torch.Tensor, weight: torch.Tensor | Int8Linear, bias: torch.Tensor | None = None
+    x: torch.Tensor, weight: torch.Tensor | PackedLinear, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """F.linear for a dense weight, the int8 kernel for a quantised one."""
+    """F.linear for a dense weight, the packed kernel for a quantised one."""
     if isinstance(weight, torch.Tensor):
         return F.linear(x, weight, bias)
     return weight(x, bias)

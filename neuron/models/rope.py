@@ -37,7 +37,11 @@ def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
 
 
 class Rotary(nn.Module):
-    """cos/sin tables for every position up to the context length, indexed per token."""
+    """cos/sin tables for every position up to the context length, indexed per token.
+
+    Both tables span the whole head dim, with the sign of rotate-half folded into the
+    sine one, so that a rotation is three in-place kernels (see `apply_rope_`).
+    """
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
         super().__init__()
@@ -49,20 +53,23 @@ class Rotary(nn.Module):
         """Recompute the tables (also used when a GGUF carries its own frequency factors)."""
         positions = torch.arange(self.config.max_position_embeddings, device=inv_freq.device)
         freqs = positions.float()[:, None] * inv_freq.float()[None, :]
-        self.cos = freqs.cos().to(self.dtype)
-        self.sin = freqs.sin().to(self.dtype)
+        cos, sin = freqs.cos(), freqs.sin()
+        self.cos = torch.cat((cos, cos), dim=-1).to(self.dtype)
+        self.sin = torch.cat((-sin, sin), dim=-1).to(self.dtype)
 
     def to_dtype(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
         self.cos, self.sin = self.cos.to(dtype), self.sin.to(dtype)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [T, 1, D/2] of the pass's positions: looked up once, used by every layer."""
+        """cos, ±sin [T, 1, D] of the pass's positions: looked up once, used by every layer."""
         return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
 
 
-def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate x [T, H, D] (the half-split layout transformers uses)."""
+def apply_rope_(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate x [T, H, D] in place (the half-split layout transformers uses):
+    x * cos + rotate_half(x) * sin, where rotate_half swaps the halves (one copy)."""
     cos, sin = rope
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    t, h, d = x.shape
+    swapped = x.view(t, h, 2, d // 2).flip(2).view(t, h, d)
+    return x.mul_(cos).addcmul_(swapped, sin)

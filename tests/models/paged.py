@@ -30,8 +30,8 @@ class PagedRunner:
             block_size,
             c.num_key_value_heads,
             c.head_dim,
-            model.embed_tokens.dtype,
-            model.embed_tokens.device,
+            model.act_dtype,
+            model.device,
         )
         # Odd blocks first, then even ones, each descending: neighbours in a sequence
         # land far apart in the cache.
@@ -89,7 +89,7 @@ class PagedRunner:
         return self._run([tokens[s] for s in seqs], positions, meta)
 
     def _run(self, ids: list[int], positions: list[int], meta: AttentionMetadata) -> torch.Tensor:
-        device = self.model.embed_tokens.device
+        device = self.model.device
         meta.slot_mapping = meta.slot_mapping.to(device)
         hidden = self.model(
             torch.tensor(ids, device=device), torch.tensor(positions, device=device), meta, self.kv

@@ -1,0 +1,231 @@
+"""CPU weight formats: each packed matmul against its dequantised reference, GGUF's
+4-bit codes read exactly, and packed models against the fp32 model on a fixed corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neuron.config import ConfigError, NeuronConfig
+from neuron.config import load as load_neuron_config
+from neuron.devices import cpu_device
+from neuron.engine import EngineRequest, SamplingParams
+from neuron.engine.factory import build_engine
+from neuron.models.errors import ModelLoadError
+from neuron.models.gguf_codes import GroupCodes, group_codes
+from neuron.models.lm_head import Int8Rows
+from neuron.models.loader import load_model
+from neuron.models.quant_linear import (
+    PACKED_MAX_ROWS,
+    Int4Linear,
+    Int8Linear,
+    quantize_groups,
+    quantize_per_channel,
+)
+from tests.models.paged import PagedRunner, greedy
+
+Q = gguf.GGMLQuantizationType
+CORPUS = Path(__file__).parent / "data" / "corpus.txt"
+CORPUS_TOKENS = 2000
+
+
+class _Tensor:
+    """The three fields of a GGUF reader tensor that group_codes reads."""
+
+    def __init__(self, kind: Q, raw: np.ndarray, rows: int, cols: int) -> None:
+        self.tensor_type, self.data, self.shape = kind, raw, [cols, rows]
+
+
+def _q4k_blocks(rows: int, cols: int, gen: np.random.Generator) -> np.ndarray:
+    """Random Q4_K blocks with finite fp16 super-scales (gguf cannot quantise Q4_K)."""
+    raw = gen.integers(0, 256, (rows * cols // 256, 144), dtype=np.uint8)
+    raw[:, 0:2] = np.full(len(raw), 0.01, np.float16).view(np.uint8).reshape(-1, 2)
+    raw[:, 2:4] = np.full(len(raw), 0.002, np.float16).view(np.uint8).reshape(-1, 2)
+    return raw.reshape(rows, -1)
+
+
+@pytest.mark.parametrize("kind", [Q.Q4_0, Q.Q4_1, Q.Q4_K])
+def test_group_codes_reproduce_gguf_dequantisation(kind):
+    gen = np.random.default_rng(int(kind))
+    rows, cols = 8, 512
+    if kind == Q.Q4_K:
+        raw = _q4k_blocks(rows, cols, gen)
+    else:
+        raw = gguf.quants.quantize(gen.standard_normal((rows, cols), np.float32), kind)
+    codes = group_codes(_Tensor(kind, raw, rows, cols))
+    expected = gguf.quants.dequantize(raw, kind).reshape(rows, cols)
+    assert codes is not None and int(codes.codes.max()) <= 15
+    assert torch.equal(codes.dequantize(), torch.from_numpy(expected))
+    assert group_codes(_Tensor(Q.Q8_0, raw, rows, cols)) is None
+
+
+@pytest.mark.parametrize("rows", [1, 5, 33])
+def test_int4_linear_equals_dequantised_matmul(rows):
+    gen = torch.Generator().manual_seed(rows)
+    codes = quantize_groups(torch.randn(96, 128, generator=gen))
+    x = torch.randn(rows, 128, generator=gen)
+    bias = torch.randn(96, generator=gen).to(torch.bfloat16)
+    out = Int4Linear(codes)(x, bias)
+    ref = F.linear(x, codes.dequantize(), bias.float())
+    assert out.shape == (rows, 96) and out.dtype == torch.bfloat16
+    # bf16 activations, scales and output: within 2% of the largest magnitude.
+    assert (out.float() - ref).abs().max().item() <= 2e-2 * ref.abs().max().item()
+
+
+def test_quantize_groups_rounds_within_half_a_step():
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(1))
+    codes = quantize_groups(w)
+    step = codes.scale.repeat_interleave(32, dim=1)
+    assert torch.all((codes.dequantize() - w).abs() <= step / 2 + 1e-6)
+
+
+def test_quantize_per_channel_rounds_to_nearest_step():
+    w = torch.randn(48, 96, generator=torch.Generator().manual_seed(0))
+    w[3] = 0.0  # an all-zero channel must not divide by zero
+    q, scale = quantize_per_channel(w)
+    assert q.dtype == torch.int8 and q.abs().max() <= 127
+    assert torch.all((w - q.float() * scale[:, None]).abs() <= scale[:, None] / 2 + 1e-7)
+    assert torch.equal(q[3], torch.zeros(96, dtype=torch.int8))
+
+
+# Both code paths: the packed kernel (few rows) and the widened bf16 matmul (many).
+@pytest.mark.parametrize("rows", [1, PACKED_MAX_ROWS, PACKED_MAX_ROWS + 1])
+def test_int8_linear_equals_dequantised_matmul(rows):
+    gen = torch.Generator().manual_seed(rows)
+    weight = torch.randn(72, 128, generator=gen)
+    x = torch.randn(2, rows, 128, generator=gen).to(torch.bfloat16)
+    layer = Int8Linear(weight)
+    out = layer(x)
+    dequant = layer.qweight.float() * layer.scales.float()[:, None]
+    ref = F.linear(x.float(), dequant)
+    assert out.shape == (2, rows, 72) and out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max().item() <= 2e-2 * ref.abs().max().item()
+
+
+def test_int8_rows_give_fine_fp32_logits():
+    """The vocabulary matrix: logits within 1e-4 (relative) of the fp32 product, with
+    no two alike at a position (bf16 logits would tie), and exact-enough lookups."""
+    gen = torch.Generator().manual_seed(2)
+    weight = torch.randn(4000, 64, generator=gen)
+    hidden = torch.randn(3, 64, generator=gen) * 4
+    rows = Int8Rows(weight)
+    logits = rows(hidden)
+    ref = hidden @ weight.t()
+    assert logits.dtype == torch.float32
+    assert (logits - ref).abs().max().item() <= 1e-4 * ref.abs().max().item()
+    top = logits.topk(20, dim=-1).values
+    assert bool((top[:, 1:] != top[:, :-1]).all())
+    ids = torch.tensor([0, 7, 3999])
+    assert torch.allclose(rows.embed(ids), weight[ids], atol=1e-4 * weight.abs().max().item())
+
+
+def test_bad_quantization_is_a_load_error(demo_gguf):
+    with pytest.raises(ModelLoadError, match="quantization"):
+        load_model(str(demo_gguf), "cpu", quantization="int3")
+    with pytest.raises(ModelLoadError, match="CPU"):
+        load_model(str(demo_gguf), "cuda", quantization="int4")
+
+
+def test_config_key_is_validated(tmp_path):
+    path = tmp_path / "neuron.toml"
+    for choice in ("int4", "int8", "none"):
+        path.write_text(f'cpu_quantization = "{choice}"\n')
+        assert load_neuron_config(path).cpu_quantization == choice
+    path.write_text('cpu_quantization = "int3"\n')
+    with pytest.raises(ConfigError, match="cpu_quantization"):
+        load_neuron_config(path)
+    path.write_text("")
+    assert load_neuron_config(path).cpu_quantization == "auto"
+
+
+@pytest.fixture(scope="module")
+def fp32_and_auto(demo_gguf):
+    return load_model(str(demo_gguf), "cpu", "float32"), load_model(
+        str(demo_gguf), "cpu", quantization="auto"
+    )
+
+
+def test_auto_keeps_the_gguf_packed(fp32_and_auto, demo_gguf):
+    """Q4_1 layers as int4 from the file's own codes, the Q8_0 vocabulary as Int8Rows;
+    resident weights about the GGUF's size."""
+    fp32, auto = fp32_and_auto
+    assert auto.weight_format == "int4 layers, int8 vocabulary"
+    assert fp32.weight_format == "float32"
+    layer = auto.model.layers[0]
+    assert isinstance(layer.attn.qkv_weight, Int4Linear)
+    assert isinstance(layer.mlp.down_weight, Int4Linear)
+    assert auto.model.lm_head is auto.model.embed_tokens
+    assert isinstance(auto.model.lm_head, Int8Rows)
+    assert auto.nbytes < 1.3 * demo_gguf.stat().st_size
+    x = torch.randn(2, fp32.config.hidden_size, generator=torch.Generator().manual_seed(3))
+    ref = F.linear(x, fp32.model.layers[0].attn.qkv_weight)
+    got = layer.attn.qkv_weight(x).float()
+    assert (got - ref).abs().max().item() <= 2e-2 * ref.abs().max().item()
+
+
+def test_auto_against_fp32_on_the_corpus(fp32_and_auto):
+    """Teacher-forced over the fixed corpus: top-1 agreement, logprob error and no
+    quantised logprobs (distinct values, no ties among the top 20)."""
+    fp32, auto = fp32_and_auto
+    ids = fp32.tokenizer.encode(CORPUS.read_text(encoding="utf-8"))[:CORPUS_TOKENS]
+    assert len(ids) == CORPUS_TOKENS
+    ref = PagedRunner(fp32.model, num_blocks=160).prefill({"s": ids})
+    got = PagedRunner(auto.model, num_blocks=160).prefill({"s": ids})
+    agreement = (ref.argmax(-1) == got.argmax(-1)).float().mean().item()
+    lp_ref, lp_got = torch.log_softmax(ref, -1), torch.log_softmax(got, -1)
+    chosen = ref.argmax(-1, keepdim=True)
+    delta = (lp_ref.gather(1, chosen) - lp_got.gather(1, chosen)).abs()
+    top = lp_got.topk(20, dim=-1).values
+    print(f"top-1 agreement {agreement:.4f}, max |Δ logprob| {delta.max().item():.3f}")
+    assert agreement >= 0.98, agreement
+    assert delta.mean().item() < 0.05
+    assert int((top[:, 1:] == top[:, :-1]).sum()) == 0
+
+
+def test_packed_greedy_matches_the_dequantised_model(fp32_and_auto):
+    fp32, auto = fp32_and_auto
+    prompts = [fp32.tokenizer.encode(t) for t in ("The capital of France is", "def mean(")]
+    ref = greedy(fp32.model, prompts, 8)
+    got = greedy(auto.model, prompts, 8)
+    same = sum(a == b for r, g in zip(ref, got, strict=True) for a, b in zip(r, g, strict=True))
+    assert same / 16 >= 0.9, (ref, got)
+
+
+def test_int8_tiny_qwen2_with_biases(tiny_model_factory):
+    """Projection biases (qwen2) go through the packed path too."""
+    folder = str(tiny_model_factory("qwen2"))
+    fp32 = load_model(folder, "cpu", "float32")
+    int8 = load_model(folder, "cpu", quantization="int8")
+    assert int8.model.layers[0].attn.qkv_bias is not None
+    assert isinstance(int8.model.layers[0].attn.qkv_weight, Int8Linear)
+    ids = list(range(5, 25))
+    ref = PagedRunner(fp32.model).prefill({"s": ids})
+    got = PagedRunner(int8.model).prefill({"s": ids})
+    cosine = F.cosine_similarity(ref, got, dim=-1)
+    assert cosine.min().item() > 0.99, cosine
+
+
+def test_cpu_quantization_reaches_the_engine(tiny_llama):
+    """neuron.toml's key → build_engine → an int4 model that serves and says so."""
+    config = NeuronConfig(cpu_quantization="int4", cpu_kv_cache_mb=4)
+    engine, facts = build_engine(config, str(tiny_llama), cpu_device(), "float32", 64)
+    assert isinstance(engine.runner.model.lm_head, Int8Rows)
+    assert facts.weight_format == "int4 layers, int8 vocabulary"
+    params = SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)
+    engine.add(EngineRequest("q", [1, 2, 3, 4], params))
+    outputs = []
+    while engine.has_work():
+        outputs += engine.step()
+    assert outputs[-1].finished and outputs[-1].completion_tokens == 3
+
+
+def test_group_codes_concatenate_by_rows():
+    a = quantize_groups(torch.randn(4, 64))
+    b = quantize_groups(torch.randn(2, 64))
+    both = GroupCodes.cat([a, b])
+    assert torch.equal(both.dequantize(), torch.cat((a.dequantize(), b.dequantize())))
