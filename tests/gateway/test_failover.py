@@ -60,7 +60,8 @@ def test_kill_during_stream_then_restart(fleet, procs) -> None:
     wait_until(lambda: gateway.node("f1")["state"] == "up", 60, "f1 back up")
     wait_until(lambda: f1.loaded().get(MODEL) == "ready", 60, "pinned model back on f1")
     wait_until(lambda: gateway.models_on("f1").get(MODEL) == "ready", 30, "gateway sees it")
-    status, _, headers = gateway.chat(MODEL)
+    # A new conversation (the one above stays where its prefix cache now lives).
+    status, _, headers = gateway.chat(MODEL, messages=[{"role": "user", "content": "hello again"}])
     assert status == 200 and headers["x-cortex-node"] == "f1"
 
 

@@ -42,6 +42,11 @@ def _mask(data: dict[str, Any]) -> dict[str, Any]:
     response = data.get("response")
     if response is not None:
         assert isinstance(response.pop("created_at"), int)
+        usage = response.get("usage")
+        if usage:  # what the prefix cache held depends on the requests before this one
+            details = usage["input_tokens_details"]
+            assert 0 <= details["cached_tokens"] < usage["input_tokens"]
+            details["cached_tokens"] = 0
     return data
 
 

@@ -188,7 +188,7 @@ def start_gateway(
     try:
         gateway.wait_http("/health", timeout=60)
         up = len(neurons) if nodes_up is None else nodes_up
-        wait_until(lambda: gateway.get("/health").body["nodes_up"] == up, 30, "nodes up")
+        wait_until(lambda: gateway.get("/health").body["nodes_up"] == up, 120, "nodes up")
         if loaded:
             wait_until(lambda: all_loaded(gateway, loaded), 30, f"{loaded} loaded")
     except BaseException:
