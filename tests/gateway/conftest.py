@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemons import Gateway, Neuron, start_gateway, start_neuron
+from tests.support.http import http
 
 # Four different tiny models; their ids are the folder names under models_root.
 MODELS = ("tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-qwen3")
@@ -34,6 +35,14 @@ class Procs:
         )  # fmt: skip
         self.started.append(neuron)
         return neuron
+
+    def neurons_holding(self, model: str, *names: str) -> list[Neuron]:
+        """Neurons that each have `model` loaded already (replicas for routing tests)."""
+        neurons = [self.neuron(name) for name in names]
+        for neuron in neurons:
+            status, body, _ = http("POST", neuron.url + "/models/load", {"model_id": model})
+            assert status == 200, body
+        return neurons
 
     def gateway(self, neurons: list[Neuron], models: list[dict], **kw) -> Gateway:
         gateway = start_gateway(self.workdir, neurons, models, **kw)

@@ -18,10 +18,7 @@ SYSTEM = "You are a careful assistant. " * 12  # a prefix longer than a few bloc
 
 @pytest.fixture(scope="module")
 def fleet(procs):
-    n1, n2 = procs.neuron("n1"), procs.neuron("n2")
-    for neuron in (n1, n2):
-        status, body, _ = http("POST", neuron.url + "/models/load", {"model_id": MODEL})
-        assert status == 200, body
+    n1, n2 = procs.neurons_holding(MODEL, "n1", "n2")
     gateway = procs.gateway([n1, n2], [], routing={"cache_affinity_margin": 4})
     wait_until(
         lambda: all(gateway.models_on(n).get(MODEL) == "ready" for n in ("n1", "n2")),

@@ -10,7 +10,7 @@ import time
 import openai
 import pytest
 
-from tests.support.http import http, metric_sum, scrape, wait_until
+from tests.support.http import metric_sum, scrape, wait_until
 
 MODEL = "tiny-llama"
 FIRST_BYTE = 2.0
@@ -24,10 +24,7 @@ def chat_requests(neuron) -> float:
 
 @pytest.fixture(scope="module")
 def pair(procs):
-    s1, s2 = procs.neuron("s1"), procs.neuron("s2")
-    for neuron in (s1, s2):
-        status, body, _ = http("POST", neuron.url + "/models/load", {"model_id": MODEL})
-        assert status == 200, body
+    s1, s2 = procs.neurons_holding(MODEL, "s1", "s2")
     gateway = procs.gateway(
         [s1, s2],
         [],
