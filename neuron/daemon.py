@@ -19,7 +19,7 @@ import time
 from aiohttp import web
 
 from cortex.common import notify
-from cortex.common.limits import cap_connections
+from cortex.common.limits import guarded_runner
 from neuron import devices
 from neuron.api.app import make_app
 from neuron.api.state import DaemonState
@@ -71,14 +71,9 @@ async def serve(config: NeuronConfig) -> int:
     metrics = NeuronMetrics()
     daemon = DaemonState(config, found, workers, Registry(config, workers, metrics), metrics)
     daemon.activation = {m.model_id: {"status": "pending"} for m in config.default_models}
-    runner = web.AppRunner(
-        make_app(daemon),
-        handler_cancellation=True,
-        access_log=None,
-        keepalive_timeout=config.header_read_timeout_seconds,
+    runner = await guarded_runner(
+        make_app(daemon), config.header_read_timeout_seconds, config.max_connections
     )
-    await runner.setup()
-    cap_connections(runner, config.max_connections)
     site = web.TCPSite(runner, config.listen, config.port, reuse_address=True)
     try:
         await site.start()

@@ -25,7 +25,7 @@ from cortex.app import routes
 from cortex.app.gateway import GATEWAY, Gateway
 from cortex.app.middleware import gateway_middleware
 from cortex.common import notify
-from cortex.common.limits import BODY_TIMEOUT, cap_connections
+from cortex.common.limits import BODY_TIMEOUT, guarded_runner
 from cortex.config import Settings, parse_listen
 from cortex.dialects.anthropic import routes as anthropic_routes
 from cortex.dialects.openai import routes as openai_routes
@@ -75,13 +75,11 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[SETTINGS].cortex.gateway
     host, port = parse_listen(gateway.metrics_listen)
-    runner = web.AppRunner(
+    runner = await guarded_runner(
         metrics_app(app[GATEWAY].metrics, gateway.metrics_keys),
-        access_log=None,
-        keepalive_timeout=gateway.header_read_timeout_seconds,
+        gateway.header_read_timeout_seconds,
+        gateway.max_connections,
     )
-    await runner.setup()
-    cap_connections(runner, gateway.max_connections)
     await web.TCPSite(runner, host, port).start()
     yield
     await runner.cleanup()
@@ -91,14 +89,9 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set; then drain and close everything."""
     gateway = settings.cortex.gateway
     host, port = parse_listen(gateway.listen)
-    runner = web.AppRunner(
-        create_app(settings),
-        handler_cancellation=True,
-        access_log=None,
-        keepalive_timeout=gateway.header_read_timeout_seconds,
+    runner = await guarded_runner(
+        create_app(settings), gateway.header_read_timeout_seconds, gateway.max_connections
     )
-    await runner.setup()
-    cap_connections(runner, gateway.max_connections)
     try:
         await web.TCPSite(runner, host, port).start()
         log.info(

@@ -71,3 +71,17 @@ def cap_connections(runner: web.AppRunner, limit: int) -> None:
             transport.close()
 
     server.connection_made = connection_made  # type: ignore[method-assign]
+
+
+async def guarded_runner(
+    app: web.Application, header_timeout: float, max_connections: int
+) -> web.AppRunner:
+    """A set-up runner for either daemon: handlers cancelled when their client goes, a
+    deadline for each request head (aiohttp's keep-alive timeout runs until it is complete),
+    and the connection cap."""
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, keepalive_timeout=header_timeout
+    )
+    await runner.setup()
+    cap_connections(runner, max_connections)
+    return runner
