@@ -13,18 +13,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _imported_roots(package: str) -> dict[str, set[str]]:
-    """Top-level modules each file of `package` imports (absolute imports only)."""
+def _imported_modules(package: str) -> dict[str, set[str]]:
+    """Full dotted names each file of `package` imports (absolute imports only)."""
     found: dict[str, set[str]] = {}
     for path in sorted((ROOT / package).rglob("*.py")):
-        roots: set[str] = set()
+        names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                roots.update(alias.name.split(".")[0] for alias in node.names)
+                names.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                roots.add(node.module.split(".")[0])
-        found[str(path.relative_to(ROOT))] = roots
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
     return found
+
+
+def _imported_roots(package: str) -> dict[str, set[str]]:
+    """Top-level modules each file of `package` imports (absolute imports only)."""
+    return {
+        path: {name.split(".")[0] for name in names}
+        for path, names in _imported_modules(package).items()
+    }
 
 
 def test_kernels_import_only_torch_triton_and_the_standard_library() -> None:
@@ -41,20 +49,6 @@ def test_kernels_import_only_torch_triton_and_the_standard_library() -> None:
 def test_light_parts_never_import_the_neuron(package: str) -> None:
     offenders = [path for path, roots in _imported_roots(package).items() if "neuron" in roots]
     assert offenders == []
-
-
-def _imported_modules(package: str) -> dict[str, set[str]]:
-    """Full dotted names each file of `package` imports (absolute imports only)."""
-    found: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).rglob("*.py")):
-        names: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module)
-        found[str(path.relative_to(ROOT))] = names
-    return found
 
 
 def test_the_neuron_imports_only_the_shared_part_of_cortex() -> None:
