@@ -1,4 +1,4 @@
-"""Engine on this CPU: SmolLM2-135M (demo GGUF) batch-1 decode tokens/s and TTFT.
+"""Engine on this CPU: SmolLM2-135M (demo GGUF) decode tokens/s, TTFT and resident weights.
 
 Ours (neuron.models + neuron.engine.Engine) against transformers `generate` on the
 same GGUF, dequantised to fp32 by both, with the same prompts, 2 threads, in one
@@ -7,7 +7,10 @@ each as its own rows against the same transformers runs. When `llama_cpp`
 (llama-cpp-python, `make bench-llamacpp` builds it) is importable, llama.cpp on the
 same GGUF file, in its own Q4_1 format and the same threads, is a second baseline
 for every variant. TTFT is the time from the request to its first sampled token;
-decode tokens/s counts the tokens after the first over the time after the first.
+decode tokens/s counts the tokens after the first over the time after the first. Ours
+also decodes 16 streams at once: their aggregate tokens/s is set against each
+baseline's batch-1 rate (what one user of that engine gets). Last, each variant's
+resident weights beside the GGUF file's size.
 
     python -m bench.engine [--runs 3] [--decode-tokens 32]
 """
@@ -38,8 +41,14 @@ VARIANTS = {
     "auto: GGUF int4 layers": ("float32", "auto"),
 }
 
+STREAMS = 16
+# Figures of ours whose baselines are another figure of the baseline's.
+BASELINE_FIGURE = {f"decode, {STREAMS} streams (aggregate)": "decode, batch 1"}
+
 # (prompt ids, new tokens) -> timestamps: request start, then one per sampled token.
 Generate = Callable[[list[int], int], list[float]]
+# (prompts, new tokens each) -> aggregate decode tokens/s after every stream's first token.
+Streams = Callable[[list[list[int]], int], float]
 
 
 def prompt_ids(length: int, vocab: int, seed: int = 0) -> list[int]:
@@ -62,8 +71,8 @@ class TokenClock:
         return scores
 
 
-def ours(loaded: LoadedModel) -> Generate:
-    engine = Engine(loaded, num_blocks=64, block_size=16, max_prefill_tokens=1024)
+def ours(loaded: LoadedModel) -> tuple[Generate, Streams]:
+    engine = Engine(loaded, num_blocks=128, block_size=16, max_prefill_tokens=1024)
 
     def run(ids: list[int], new_tokens: int) -> list[float]:
         params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
@@ -74,7 +83,19 @@ def ours(loaded: LoadedModel) -> Generate:
             stamps.append(time.perf_counter())
         return stamps
 
-    return run
+    def streams(prompts: list[list[int]], new_tokens: int) -> float:
+        params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
+        for i, ids in enumerate(prompts):
+            engine.add(EngineRequest(f"s{i}-{time.perf_counter()}", ids, params))
+        first = 0
+        while first < len(prompts):  # prefill steps, each ends with first tokens
+            first += sum(1 for out in engine.step() if out.completion_tokens == 1)
+        began = time.perf_counter()
+        while engine.has_work():
+            engine.step()
+        return len(prompts) * (new_tokens - 1) / (time.perf_counter() - began)
+
+    return run, streams
 
 
 def transformers_generate(path: str) -> Generate:
@@ -142,14 +163,19 @@ def llama_cpp_generate(path: str) -> Generate | None:
     return run
 
 
-def one_run(gen: Generate, vocab: int, seed: int, decode_tokens: int) -> dict[str, float]:
-    """Every figure once for one implementation."""
+def one_run(
+    gen: Generate, streams: Streams | None, vocab: int, seed: int, decode_tokens: int
+) -> dict[str, float]:
+    """Every figure once for one implementation (`streams` only for ours)."""
     figures = {}
     for length in PROMPT_LENGTHS:
         stamps = gen(prompt_ids(length, vocab, seed=seed), 1)
         figures[f"TTFT, {length}-token prompt"] = 1000 * (stamps[1] - stamps[0])
     stamps = gen(prompt_ids(PROMPT_LENGTHS[0], vocab, seed=seed), decode_tokens + 1)
     figures["decode, batch 1"] = decode_tokens / (stamps[-1] - stamps[1])
+    if streams is not None:
+        prompts = [prompt_ids(PROMPT_LENGTHS[0], vocab, seed=seed + i) for i in range(STREAMS)]
+        figures[f"decode, {STREAMS} streams (aggregate)"] = streams(prompts, decode_tokens + 1)
     return figures
 
 
@@ -158,21 +184,23 @@ def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
     same machine load; prints a table, returns the figures."""
     torch.set_num_threads(THREADS)
     path = demo_gguf_path()
-    impls: dict[str, Generate] = {}
+    impls: dict[str, tuple[Generate, Streams | None]] = {}
+    resident: dict[str, int] = {}
     for label, (dtype, quantization) in VARIANTS.items():
         loaded = load_model(str(path), device="cpu", dtype=dtype, quantization=quantization)
         impls[label] = ours(loaded)
+        resident[label] = loaded.nbytes
     vocab = loaded.config.vocab_size
-    impls["transformers"] = transformers_generate(str(path))
+    impls["transformers"] = (transformers_generate(str(path)), None)
     llama_cpp = llama_cpp_generate(str(path))
     if llama_cpp is not None:
-        impls["llama.cpp"] = llama_cpp
+        impls["llama.cpp"] = (llama_cpp, None)
     runs_of: dict[str, dict[str, list[float]]] = {name: {} for name in impls}
-    for gen in impls.values():  # warm-up
+    for gen, _ in impls.values():  # warm-up
         gen(prompt_ids(8, vocab, seed=99), 2)
     for run in range(runs):
-        for name, gen in impls.items():
-            for figure, value in one_run(gen, vocab, run, decode_tokens).items():
+        for name, (gen, streams) in impls.items():
+            for figure, value in one_run(gen, streams, vocab, run, decode_tokens).items():
                 runs_of[name].setdefault(figure, []).append(value)
     # Each baseline: (its implementation, how the report names it, the suffix of our rows).
     baselines = [("transformers", "transformers generate", "")]
@@ -185,7 +213,7 @@ def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
             "tok/s" if name.startswith("decode") else "ms",
             values,
             baseline_name,
-            runs_of[baseline][name],
+            runs_of[baseline][BASELINE_FIGURE.get(name, name)],
         )
         for baseline, baseline_name, suffix in baselines
         for label in VARIANTS
@@ -195,6 +223,11 @@ def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
     for f in figures:
         ours_median, theirs = statistics.median(f.ours), statistics.median(f.baseline)
         print(f"{f.name:<84}{ours_median:>10.1f}{theirs:>10.1f}  {f.baseline_name}")
+    size = path.stat().st_size
+    for label, nbytes in resident.items():
+        print(
+            f"resident weights, {label}: {nbytes / 2**20:.0f} MiB ({nbytes / size:.2f}x the GGUF)"
+        )
     return figures
 
 

@@ -97,4 +97,4 @@ def linear(
     """F.linear for a dense weight, the packed kernel for a quantised one."""
     if isinstance(weight, torch.Tensor):
         return F.linear(x, weight, bias)
-    return weight(x, bias)
+    return weight.forward(x, bias)
