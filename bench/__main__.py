@@ -23,7 +23,8 @@ from bench.engine import run_engine_bench
 from bench.report import Figure, write
 
 SUITE_TIMEOUT_S = 900
-NEURON_ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+NEURON_ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s+[\d.]+){0,2}\s*$")
+LLAMA_CPP_ROW = re.compile(r"^llama\.cpp, same GGUF, batch 1: ([\d.]+) tok/s, TTFT ([\d.]+) ms$")
 GATEWAY_ROW = re.compile(
     r"^(\w+)\s+(\d+)\s+([\d.]+)/([\d.]+)\s+([\d.]+)/([\d.]+)\s+(-?[\d.]+)"
     r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$"
@@ -52,10 +53,15 @@ def parse_rows(text: str, pattern: re.Pattern[str], module: str) -> list[tuple[s
 
 def neuron_figures(runs: int, tokens: int) -> list[Figure]:
     """Aggregate decode tokens/s and TTFT p50/p99 at 1/4/16 streams; 1 stream is the
-    baseline for the others (how far concurrency multiplies throughput)."""
+    baseline for the others (how far concurrency multiplies throughput), and llama.cpp's
+    batch 1, when it is installed, for every decode rate and the TTFT p50."""
     cells: dict[tuple[str, str], list[float]] = {}
+    llama_cpp: dict[str, list[float]] = {}
     for _ in range(runs):
         out = run_script("bench.neuron_http", "--runs", "1", "--tokens", str(tokens))
+        for rate, ttft in (m.groups() for m in map(LLAMA_CPP_ROW.match, out.splitlines()) if m):
+            llama_cpp.setdefault("decode tok/s", []).append(float(rate))
+            llama_cpp.setdefault("TTFT p50", []).append(float(ttft))
         for streams, rate, p50, p99 in parse_rows(out, NEURON_ROW, "bench.neuron_http"):
             for name, value in (("decode tok/s", rate), ("TTFT p50", p50), ("TTFT p99", p99)):
                 cells.setdefault((streams, name), []).append(float(value))
@@ -72,6 +78,17 @@ def neuron_figures(runs: int, tokens: int) -> list[Figure]:
                 base or [],
             )
         )
+        if name in llama_cpp:
+            figures.append(
+                Figure(
+                    "neuron",
+                    f"SmolLM2 over HTTP, {streams} concurrent stream(s): {name} vs llama.cpp",
+                    "tok/s" if name.startswith("decode") else "ms",
+                    values,
+                    "llama.cpp, same GGUF, batch 1",
+                    llama_cpp[name],
+                )
+            )
     return figures
 
 

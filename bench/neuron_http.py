@@ -2,7 +2,11 @@
 
 Starts `neuron serve` on loopback with the demo model, then for 1, 4 and 16
 concurrent streams measures aggregate decode tokens/s and TTFT p50/p99, taking
-the median of several runs. Prints figures; asserts nothing.
+the median of several runs. When `llama_cpp` (llama-cpp-python) is importable,
+llama.cpp decoding the same GGUF at batch 1 with the same threads, in this process
+while the neuron idles, is the baseline of every row: the aggregate rate over what
+one llama.cpp stream gets, and the TTFT over llama.cpp's time to its first token.
+Prints figures; asserts nothing.
 
     python -m bench.neuron_http [--tokens 64] [--runs 3] [--concurrency 1 4 16]
 """
@@ -21,7 +25,10 @@ from pathlib import Path
 
 import aiohttp
 
-from neuron.demo import DEMO_MODEL_ID, fetch_demo
+from bench.engine import llama_cpp_generate
+from neuron.demo import DEMO_MODEL_ID, demo_gguf_path, fetch_demo
+from neuron.models.loader import load_model
+from neuron.text.chat_template import ChatTemplate
 from tests.support.procs import Proc, free_port
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -73,9 +80,30 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _bench(url: str, levels: list[int], tokens: int, runs: int) -> None:
+def llama_cpp_baseline(tokens: int, runs: int) -> tuple[float, float] | None:
+    """llama.cpp's batch-1 (decode tokens/s, TTFT s) on the prompt, medians; None when
+    it is not installed."""
+    generate = llama_cpp_generate(str(demo_gguf_path()))
+    if generate is None:
+        return None
+    loaded = load_model(str(demo_gguf_path()), "cpu", quantization="auto")
+    template = ChatTemplate(loaded.chat_template, loaded.tokenizer.bos_token, None)
+    rates, ttfts = [], []
+    for i in range(runs):
+        messages = [{"role": "user", "content": f"{PROMPT} ({i})"}]  # what the neuron gets
+        text = template.render(messages, add_generation_prompt=True)
+        stamps = generate(loaded.tokenizer.encode(text, add_bos=False), tokens)
+        rates.append((tokens - 1) / (stamps[-1] - stamps[1]))
+        ttfts.append(stamps[1] - stamps[0])
+    return statistics.median(rates), statistics.median(ttfts)
+
+
+async def _bench(
+    url: str, levels: list[int], tokens: int, runs: int, baseline: tuple[float, float] | None
+) -> None:
     await _run(url, 1, 4)  # warm-up
-    print(f"{'streams':>7} {'decode tok/s':>13} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12}")
+    versus = f" {'÷ llama.cpp':>11} {'TTFT ÷':>7}" if baseline else ""
+    print(f"{'streams':>7} {'decode tok/s':>13} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12}{versus}")
     for level in levels:
         rates, p50s, p99s = [], [], []
         for _ in range(runs):
@@ -83,9 +111,16 @@ async def _bench(url: str, levels: list[int], tokens: int, runs: int) -> None:
             rates.append(rate)
             p50s.append(_pct(ttfts, 0.5))
             p99s.append(_pct(ttfts, 0.99))
+        rate, p50 = statistics.median(rates), statistics.median(p50s)
+        ratios = f" {rate / baseline[0]:>11.2f} {p50 / baseline[1]:>7.2f}" if baseline else ""
         print(
-            f"{level:>7} {statistics.median(rates):>13.1f} "
-            f"{1000 * statistics.median(p50s):>12.1f} {1000 * statistics.median(p99s):>12.1f}"
+            f"{level:>7} {rate:>13.1f} {1000 * p50:>12.1f} "
+            f"{1000 * statistics.median(p99s):>12.1f}{ratios}"
+        )
+    if baseline:
+        print(
+            f"llama.cpp, same GGUF, batch 1: {baseline[0]:.1f} tok/s, "
+            f"TTFT {1000 * baseline[1]:.1f} ms"
         )
 
 
@@ -117,7 +152,8 @@ def main() -> None:
                 f"neuron on {proc.url}, model {DEMO_MODEL_ID}, {args.tokens} tokens per stream, "
                 f"median of {args.runs} runs"
             )
-            asyncio.run(_bench(proc.url, args.concurrency, args.tokens, args.runs))
+            baseline = llama_cpp_baseline(args.tokens, args.runs)
+            asyncio.run(_bench(proc.url, args.concurrency, args.tokens, args.runs, baseline))
         finally:
             proc.stop()
 
