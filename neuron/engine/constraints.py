@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 class Constraint:
     """One sequence's matcher (None: no grammar) and logit bias (empty: none)."""
 
-    def __init__(self, matcher: Any | None, bias: dict[int, float]) -> None:
+    def __init__(self, matcher: Any | None, bias: dict[int, float], vocab_size: int = 0) -> None:
         self.matcher = matcher
+        self.vocab_size = vocab_size  # the grammar's vocabulary, for a one-row mask
         self.bias_ids = list(bias)
         self.bias_values = list(bias.values())
         self._bias_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -38,14 +39,15 @@ class Constraint:
         """
         if grammar is None and not bias:
             return None
-        matcher = None
+        matcher, vocab_size = None, 0
         if grammar is not None:
             import xgrammar
 
             matcher = xgrammar.GrammarMatcher(grammar, override_stop_tokens=sorted(stop_ids))
             if prefix and not matcher.accept_string(prefix):
                 raise ValueError(f"the grammar does not allow the reply to begin {prefix!r}")
-        return cls(matcher, bias)
+            vocab_size = grammar.tokenizer_info.vocab_size
+        return cls(matcher, bias, vocab_size)
 
     def accept(self, token_id: int) -> bool:
         """Advance the matcher by a sampled token; False if the grammar rejects it."""
@@ -56,6 +58,18 @@ class Constraint:
         """The grammar accepted a stop token: the document is complete."""
         return self.matcher is not None and self.matcher.is_terminated()
 
+    @property
+    def closed(self) -> bool:
+        """The document is complete and only a stop token may follow it.
+
+        The reply ends here rather than spend a decode step sampling the one token left
+        (and a document that closes on its `max_tokens`-th token finishes "stop").
+        """
+        matcher = self.matcher
+        if matcher is None or matcher.is_terminated() or not matcher.is_completed():
+            return False
+        return _only_stops_allowed(matcher, self.vocab_size)
+
     def add_bias(self, logits: torch.Tensor, row: int) -> None:
         if self._bias_tensors is None:
             ids = torch.tensor(self.bias_ids, dtype=torch.int64, device=logits.device)
@@ -63,6 +77,17 @@ class Constraint:
             self._bias_tensors = ids, values
         ids, values = self._bias_tensors
         logits[row].index_add_(0, ids, values)
+
+
+def _only_stops_allowed(matcher: Any, vocab: int) -> bool:
+    """Whether the matcher's next-token mask holds nothing but stop tokens."""
+    import xgrammar
+
+    bitmask = xgrammar.allocate_token_bitmask(1, vocab)
+    matcher.fill_next_token_bitmask(bitmask)
+    bits = (bitmask[0, :, None] >> torch.arange(32, dtype=torch.int32)) & 1  # token 32w + b
+    allowed = bits.flatten()[:vocab].nonzero().flatten().tolist()
+    return set(allowed) <= set(matcher.stop_token_ids)
 
 
 def apply_constraints(logits: torch.Tensor, seqs: Sequence[EngineSequence]) -> None:

@@ -66,7 +66,24 @@ def test_sampled_documents_follow_the_schema_and_end_there(loaded, grammars) -> 
     assert len(results) == 8
     for result in results.values():
         jsonschema.validate(json.loads(reply(loaded, result)), SCHEMA)
-        assert result.last.finish_reason == "stop"
+        # The closing brace ends the reply: no step is spent sampling the stop token.
+        assert result.last.finish_reason == "stop" and result.last.stop_reason is None
+        assert not set(result.token_ids) & set(loaded.tokenizer.eos_token_ids)
+
+
+def test_a_document_closing_on_its_last_allowed_token_finishes_stop(loaded, grammars):
+    """The same seeded document again, max_tokens cut to its length: complete, so "stop"."""
+    grammar = grammars.compile_now(schema_spec(SCHEMA))
+
+    def run(max_tokens: int):
+        engine = Engine(loaded, num_blocks=256, block_size=8)
+        engine.add(EngineRequest("r", prompt(12), sampled(3, max_tokens), grammar))
+        return run_to_end(engine)["r"]
+
+    whole = run(60).token_ids
+    document = [t for t in whole if t not in loaded.tokenizer.eos_token_ids]
+    cut = run(len(document))
+    assert cut.token_ids == document and cut.last.finish_reason == "stop"
 
 
 def test_free_sequences_keep_their_greedy_tokens_beside_constrained_ones(loaded, grammars):
