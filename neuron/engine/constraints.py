@@ -9,6 +9,7 @@ not touched, so a batch mixing both samples the free rows exactly as it would al
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ class Constraint:
         self.bias_ids = list(bias)
         self.bias_values = list(bias.values())
         self._bias_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._next_mask: torch.Tensor | None = None  # `closed`'s one-row bitmask
+        self._others = torch.empty(0, dtype=torch.int32)  # every token but the stop tokens
 
     @classmethod
     def build(
@@ -68,7 +71,13 @@ class Constraint:
         matcher = self.matcher
         if matcher is None or matcher.is_terminated() or not matcher.is_completed():
             return False
-        return _only_stops_allowed(matcher, self.vocab_size)
+        if self._next_mask is None:  # a completed document: rare, except in free text
+            import xgrammar
+
+            self._next_mask = xgrammar.allocate_token_bitmask(1, self.vocab_size)
+            self._others = _other_tokens(self.vocab_size, tuple(sorted(matcher.stop_token_ids)))
+        matcher.fill_next_token_bitmask(self._next_mask)  # overwrites the whole row
+        return not bool((self._next_mask[0] & self._others).any())
 
     def add_bias(self, logits: torch.Tensor, row: int) -> None:
         if self._bias_tensors is None:
@@ -79,15 +88,17 @@ class Constraint:
         logits[row].index_add_(0, ids, values)
 
 
-def _only_stops_allowed(matcher: Any, vocab: int) -> bool:
-    """Whether the matcher's next-token mask holds nothing but stop tokens."""
-    import xgrammar
-
-    bitmask = xgrammar.allocate_token_bitmask(1, vocab)
-    matcher.fill_next_token_bitmask(bitmask)
-    bits = (bitmask[0, :, None] >> torch.arange(32, dtype=torch.int32)) & 1  # token 32w + b
-    allowed = bits.flatten()[:vocab].nonzero().flatten().tolist()
-    return set(allowed) <= set(matcher.stop_token_ids)
+@functools.lru_cache(maxsize=16)
+def _other_tokens(vocab: int, stop_ids: tuple[int, ...]) -> torch.Tensor:
+    """A bitmask row (xgrammar's layout: token 32w + b is bit b of word w) holding every
+    token of the vocabulary but the stop tokens: one AND with a mask tells whether it
+    allows anything else."""
+    words = (vocab + 31) // 32
+    bits = torch.zeros(words * 32, dtype=torch.int64)
+    bits[:vocab] = 1
+    bits[list(stop_ids)] = 0
+    packed = (bits.view(words, 32) << torch.arange(32)).sum(1)
+    return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
 
 
 def apply_constraints(logits: torch.Tensor, seqs: Sequence[EngineSequence]) -> None:

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from neuron.engine import Engine, EngineRequest, SamplingParams
+from neuron.engine.constraints import _other_tokens
 from neuron.grammar.compiler import GrammarError, ModelGrammars
 from neuron.grammar.formats import GrammarSpec, response_format_spec, tool_call_spec
 from neuron.text.tool_calls import parse_tool_calls
@@ -158,3 +159,8 @@ def test_a_schema_the_library_cannot_compile_names_the_problem(grammars) -> None
         grammars.compile_now(schema_spec({"type": "strin"}))
     with pytest.raises(GrammarError, match=r"[Ll]ookbehind"):
         grammars.compile_now(schema_spec({"type": "string", "pattern": "(?<=a)b"}))
+
+
+def test_the_mask_of_other_tokens_uses_xgrammars_bit_layout() -> None:
+    """Token 32w + b is bit b of word w (bit 31 is the sign); bits past the vocabulary stay 0."""
+    assert _other_tokens(70, (31, 33)).tolist() == [0x7FFFFFFF, -3, 0b111111]
