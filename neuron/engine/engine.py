@@ -201,6 +201,9 @@ class Engine:
             text, matched = seq.stop_matcher.feed(piece)
             if matched is not None:
                 seq.finish("stop", matched)
+            elif seq.constraint is not None and seq.constraint.closed:
+                seq.finish("stop")  # the document is complete: nothing is left to write
+                text += seq.stop_matcher.flush()
             elif seq.num_completion_tokens >= params.max_tokens:
                 seq.finish("length")
                 text += seq.stop_matcher.flush()

@@ -3,8 +3,10 @@ gateway), with the effect checked where a local model can show one."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.anthropic.sse import parse_sse
@@ -138,16 +140,18 @@ def test_clear_tool_uses_keeps_the_latest_results(stack: Stack) -> None:
 
 
 def test_structured_output_is_relayed_to_the_neuron(stack: Stack) -> None:
+    """The scripted model would say TEXT_SCRIPT: the neuron's grammar makes it the document."""
     schema = {
         "type": "object",
-        "properties": {"colour": {"type": "string"}},
+        "properties": {"colour": {"enum": ["red", "green", "blue"]}},
         "required": ["colour"],
+        "additionalProperties": False,
     }
-    body = {"model": "scripted-text", "max_tokens": 64, "messages": ASK,
+    body = {"model": "scripted-text", "max_tokens": 64, "messages": ASK, "temperature": 0,
             "output_config": {"format": {"type": "json_schema", "schema": schema}}}  # fmt: skip
     response = stack.post("/v1/messages", body)
-    if response.status == 400:  # a neuron without constrained decoding says so
-        assert "response_format" in response.json()["error"]["message"]
-    else:
-        assert response.status == 200, response.text
-        assert "colour" in response.json()["content"][0]["text"]
+    assert response.status == 200, response.text
+    message = response.json()
+    assert message["stop_reason"] == "end_turn", message
+    [block] = message["content"]
+    jsonschema.validate(json.loads(block["text"]), schema)

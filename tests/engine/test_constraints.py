@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from neuron.engine import Engine, EngineRequest, SamplingParams
+from neuron.engine.constraints import _other_tokens
 from neuron.grammar.compiler import GrammarError, ModelGrammars
 from neuron.grammar.formats import GrammarSpec, response_format_spec, tool_call_spec
 from neuron.text.tool_calls import parse_tool_calls
@@ -66,7 +67,24 @@ def test_sampled_documents_follow_the_schema_and_end_there(loaded, grammars) -> 
     assert len(results) == 8
     for result in results.values():
         jsonschema.validate(json.loads(reply(loaded, result)), SCHEMA)
-        assert result.last.finish_reason == "stop"
+        # The closing brace ends the reply: no step is spent sampling the stop token.
+        assert result.last.finish_reason == "stop" and result.last.stop_reason is None
+        assert not set(result.token_ids) & set(loaded.tokenizer.eos_token_ids)
+
+
+def test_a_document_closing_on_its_last_allowed_token_finishes_stop(loaded, grammars):
+    """The same seeded document again, max_tokens cut to its length: complete, so "stop"."""
+    grammar = grammars.compile_now(schema_spec(SCHEMA))
+
+    def run(max_tokens: int):
+        engine = Engine(loaded, num_blocks=256, block_size=8)
+        engine.add(EngineRequest("r", prompt(12), sampled(3, max_tokens), grammar))
+        return run_to_end(engine)["r"]
+
+    whole = run(60).token_ids
+    document = [t for t in whole if t not in loaded.tokenizer.eos_token_ids]
+    cut = run(len(document))
+    assert cut.token_ids == document and cut.last.finish_reason == "stop"
 
 
 def test_free_sequences_keep_their_greedy_tokens_beside_constrained_ones(loaded, grammars):
@@ -141,3 +159,8 @@ def test_a_schema_the_library_cannot_compile_names_the_problem(grammars) -> None
         grammars.compile_now(schema_spec({"type": "strin"}))
     with pytest.raises(GrammarError, match=r"[Ll]ookbehind"):
         grammars.compile_now(schema_spec({"type": "string", "pattern": "(?<=a)b"}))
+
+
+def test_the_mask_of_other_tokens_uses_xgrammars_bit_layout() -> None:
+    """Token 32w + b is bit b of word w (bit 31 is the sign); bits past the vocabulary stay 0."""
+    assert _other_tokens(70, (31, 33)).tolist() == [0x7FFFFFFF, -3, 0b111111]

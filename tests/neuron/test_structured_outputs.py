@@ -10,10 +10,12 @@ from one request (`n`) so that they share decode steps.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import anthropic
 import jsonschema
@@ -54,6 +56,8 @@ SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 ASK_PERSON = [{"role": "user", "content": "Invent a person. Answer in JSON."}]
 ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris, and the time in Tokyo?"}]
 SAMPLING = {"temperature": 0.7, "seed": 7}
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -93,36 +97,91 @@ def oai(stack: Stack) -> Iterator[openai.OpenAI]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def claude(stack: Stack) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=stack.gateway.url, api_key="x", max_retries=0) as c:
+        yield c
+
+
 def chat(client: openai.OpenAI, **kwargs):
     body = {"model": DEMO_MODEL_ID, **SAMPLING, **kwargs}
     return client.chat.completions.create(**body)
 
 
+def at_once(call: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """Make the calls at once, so the neuron batches their sequences together."""
+    with ThreadPoolExecutor(len(items)) as pool:
+        return list(pool.map(call, items))
+
+
 def concurrently(client: openai.OpenAI, *bodies: dict) -> list:
-    """Send the chat requests at once, so the neuron batches their sequences together."""
-    with ThreadPoolExecutor(len(bodies)) as pool:
-        return list(pool.map(lambda body: chat(client, **body), bodies))
+    return at_once(lambda body: chat(client, **body), bodies)
+
+
+# A free object is whatever the model makes of it: asked for a small one by example, it
+# writes a small one (asked plainly, it can run on in long strings for hundreds of tokens).
+ASK_YES_NO = [
+    {"role": "user", "content": "Is water wet? Answer in JSON."},
+    {"role": "assistant", "content": '{"answer": "yes"}'},
+    {"role": "user", "content": "Is fire cold? Answer in JSON."},
+    {"role": "assistant", "content": '{"answer": "no"}'},
+    {"role": "user", "content": "Is the sky blue? Answer in JSON."},
+]
 
 
 def test_json_modes_answers_all_parse_and_validate(oai) -> None:
+    """json_schema strict and json_object, 20 answers each: all complete and conform."""
     strict = {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON, "strict": True}}
-    ask = [{"role": "user", "content": 'Is the sky blue? Answer as JSON: {"answer": ...}'}]
     person = {"messages": ASK_PERSON, "response_format": strict, "max_tokens": 48, "n": 10}
-    objects = {"messages": ask, "response_format": {"type": "json_object"}, "max_tokens": 128}
-    *people, plain = concurrently(
-        oai, {**person, "seed": 70}, {**person, "seed": 80}, {**objects, "n": 8}
-    )
-    people = [choice for reply in people for choice in reply.choices]
-    assert len(people) == 20 and len(plain.choices) == 8
+    objects = {"messages": ASK_YES_NO, "response_format": {"type": "json_object"},
+               "max_tokens": 48, "n": 10}  # fmt: skip
+    bodies = [{**person, "seed": 70}, {**person, "seed": 80},
+              {**objects, "seed": 90}, {**objects, "seed": 100}]  # fmt: skip
+    replies = concurrently(oai, *bodies)
+    people = [choice for reply in replies[:2] for choice in reply.choices]
+    plain = [choice for reply in replies[2:] for choice in reply.choices]
+    assert len(people) == 20 and len(plain) == 20
     for choice in people:
+        assert choice.finish_reason == "stop", choice
         jsonschema.validate(json.loads(choice.message.content), PERSON)
-        assert choice.finish_reason == "stop"
-    # A free object may outgrow max_tokens (this model writes long keys): such an answer
-    # is honestly cut off ("length"); every finished one is an object.
-    finished = [c for c in plain.choices if c.finish_reason == "stop"]
-    assert finished and all(c.finish_reason in ("stop", "length") for c in plain.choices)
-    for choice in finished:
+    for choice in plain:
+        assert choice.finish_reason == "stop", choice
         assert isinstance(json.loads(choice.message.content), dict), choice
+
+
+def person_message(claude: anthropic.Anthropic) -> str:
+    """An Anthropic answer in the PERSON format: its one text block."""
+    reply = claude.messages.create(
+        model=DEMO_MODEL_ID,
+        max_tokens=48,
+        messages=[{"role": "user", "content": ASK_PERSON[0]["content"]}],
+        output_config={"format": {"type": "json_schema", "schema": PERSON}},
+        extra_body={"temperature": 0.7},
+    )
+    assert reply.stop_reason == "end_turn", reply
+    [block] = reply.content
+    return block.text
+
+
+def person_response(client: openai.OpenAI) -> str:
+    """A Responses API answer in the PERSON format: its output text."""
+    reply = client.responses.create(
+        model=DEMO_MODEL_ID,
+        input=ASK_PERSON[0]["content"],
+        text={"format": {"type": "json_schema", "name": "p", "schema": PERSON, "strict": True}},
+        temperature=0.7,
+        max_output_tokens=48,
+    )
+    assert reply.status == "completed", reply
+    return reply.output_text
+
+
+def test_anthropic_and_responses_formats_answers_all_validate(claude, oai) -> None:
+    """Anthropic `output_config.format` and Responses `text.format`: 20 requests each, all
+    at once (neither API has `n` or a seed: every draw must conform)."""
+    asks = [partial(person_message, claude)] * 20 + [partial(person_response, oai)] * 20
+    for answer in at_once(lambda ask: ask(), asks):
+        jsonschema.validate(json.loads(answer), PERSON)
 
 
 NAMED = {"type": "function", "function": {"name": "add"}}
@@ -161,18 +220,17 @@ def test_forced_tool_calls_name_declared_tools_with_valid_arguments(oai) -> None
                 jsonschema.validate(arguments, SCHEMAS[call.function.name])
 
 
-def test_streamed_forced_call_and_anthropic_any(stack: Stack, oai) -> None:
+def test_streamed_forced_call_and_anthropic_any(claude, oai) -> None:
     """Anthropic tool_choice any (1 and 3 tools, parallel on and off) beside a streamed
     OpenAI call with parallel calls off, all at once."""
     tools = [
         {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]} for t in TOOLS
     ]
     cases = [(tools[:1], True), (tools, True), (tools, False)]
-    client = anthropic.Anthropic(base_url=stack.gateway.url, api_key="x", max_retries=0)
 
     def ask(case):
         offered, single = case
-        return client.messages.create(
+        return claude.messages.create(
             model=DEMO_MODEL_ID,
             max_tokens=64,
             messages=[{"role": "user", "content": ASK_WEATHER[0]["content"]}],
@@ -187,7 +245,6 @@ def test_streamed_forced_call_and_anthropic_any(stack: Stack, oai) -> None:
         chunks_later = pool.submit(lambda: list(chat(oai, **streamed)))
         replies = list(pool.map(ask, cases))
         chunks = chunks_later.result()
-    client.close()
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     calls = [tc for d in deltas for tc in d.tool_calls or []]
     assert len(calls) == 1 and calls[0].function.name in SCHEMAS
