@@ -1,7 +1,7 @@
 """An agent conversation replayed turn by turn: time to the first token of each turn.
 
 Coding agents resend the whole conversation every turn. This replays a 6-turn one
-on the demo model (SmolLM2-135M GGUF, int8 weights as `cortex up` runs it, 2
+on the demo model (SmolLM2-135M GGUF, its 4-bit layers packed as `cortex up` runs them, 2
 threads): a ~2.1k-token system prompt with tool descriptions, then each turn adds
 a tool result and an assistant reply (~190 tokens), rendered with the model's own
 chat template. Each turn's prompt is the previous one plus what the turn added.
@@ -132,7 +132,7 @@ def llama_cpp(path: str) -> Callable[[], FirstToken] | None:
 def run_agent_bench(runs: int = 3) -> list[Figure]:
     torch.set_num_threads(THREADS)
     path = demo_gguf_path()
-    loaded = load_model(str(path), device="cpu", dtype="float32", quantization="int8")
+    loaded = load_model(str(path), device="cpu", dtype="float32", quantization="auto")
     template = ChatTemplate(loaded.chat_template, loaded.tokenizer.bos_token, None)
     prompts = conversation(template, loaded.tokenizer)
     impls = {"cache on": ours(loaded, True), "cache off": ours(loaded, False)}

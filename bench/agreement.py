@@ -4,8 +4,9 @@ Teacher-forced over the fixed 2,000-token corpus (tests/models/data/corpus.txt):
 share of positions whose most likely next token is the fp32 model's (top-1
 agreement), and how far the log-probability of the fp32 model's choice moves (mean
 and max |Δ logprob|). Ours is measured on both serving paths: the prompt path (the
-whole corpus in one prefill) and the decode path (the first half as a prefill, then
-one token per step, where the vocabulary head ranks and refines). When `llama_cpp`
+whole corpus in one prefill) and the decode path (the second half, one token per
+step after the first half as a prompt: packed kernels on one row, the vocabulary
+head ranking and refining). When `llama_cpp`
 is importable, llama.cpp on the same file, in its own Q4_1 format, is measured the
 same way (all logits of one evaluation).
 
@@ -44,12 +45,11 @@ def prompt_path(model: LlamaForCausalLM, ids: list[int]) -> torch.Tensor:
 
 
 def decode_path(model: LlamaForCausalLM, ids: list[int]) -> torch.Tensor:
-    """Logits of every position: the first half in one prefill, then one per step."""
+    """Logits of the second half's positions, one per step after the first half."""
     runner = PagedRunner(model, num_blocks=BLOCKS)
     half = len(ids) // 2
-    rows = [runner.prefill({"s": ids[:half]})]
-    rows += [runner.decode({"s": token}) for token in ids[half:-1]]
-    return torch.cat(rows)
+    runner.prefill({"s": ids[:half]})
+    return torch.cat([runner.decode({"s": token}) for token in ids[half:-1]])
 
 
 def llama_cpp_logits(path: str, ids: list[int]) -> torch.Tensor | None:
@@ -71,7 +71,7 @@ def main() -> None:
     fp32 = load_model(path, "cpu", "float32")
     ids = fp32.tokenizer.encode(CORPUS.read_text(encoding="utf-8"))[:TOKENS]
     ref = prompt_path(fp32.model, ids)
-    ref_decode = ref[: len(ids) - 1]  # the decode path's rows end one position early
+    ref_decode = ref[len(ids) // 2 : -1]
     print(f"against the dequantised fp32 model, {len(ids)} corpus tokens, teacher-forced")
     print(f"{'weights':<28}{'path':<8}{'top-1 agreement':>17}{'mean |Δlp|':>12}{'max |Δlp|':>11}")
     for label, (dtype, quantization) in VARIANTS.items():
