@@ -11,6 +11,7 @@ their input is only known once the call's JSON is complete.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cortex.app.translating import ChunkTranslator
@@ -107,44 +108,56 @@ class ResponsesStream(ChunkTranslator):
         return closing + self._event("response.output_item.added", output_index=index, item=item)
 
     def _reasoning(self, text: str) -> bytes:
-        opening = b""
-        if self._item is None or self._item.kind != "reasoning":
-            item = {**reasoning_item("", False), "summary": []}
-            opening = self._open("reasoning", item) + self._event(
-                "response.reasoning_summary_part.added",
-                item_id=item["id"],
-                output_index=self._item.index,
-                summary_index=0,
-                part={"type": "summary_text", "text": ""},
-            )
-        self._item.text += text
-        return opening + self._event(
-            "response.reasoning_summary_text.delta",
-            item_id=self._item.id,
-            output_index=self._item.index,
-            summary_index=0,
-            delta=text,
+        return self._append(
+            "reasoning",
+            lambda: {**reasoning_item("", False), "summary": []},
+            ("response.reasoning_summary_part.added", "response.reasoning_summary_text.delta"),
+            "summary_index",
+            {"type": "summary_text", "text": ""},
+            text,
         )
 
     def _text(self, text: str) -> bytes:
+        return self._append(
+            "message",
+            lambda: message_item("", status="in_progress"),
+            ("response.content_part.added", "response.output_text.delta"),
+            "content_index",
+            text_part(""),
+            text,
+            logprobs=[],
+        )
+
+    def _append(
+        self,
+        kind: str,
+        new_item: Callable[[], dict[str, Any]],
+        events: tuple[str, str],
+        part_index: str,
+        part: dict[str, Any],
+        text: str,
+        **extra: Any,
+    ) -> bytes:
+        """Add text to the open item of `kind`; when another kind is open, first open a
+        new item with its one part. `events`: (part added, text delta)."""
         opening = b""
-        if self._item is None or self._item.kind != "message":
-            item = message_item("", status="in_progress")
-            opening = self._open("message", item) + self._event(
-                "response.content_part.added",
+        if self._item is None or self._item.kind != kind:
+            item = new_item()
+            opening = self._open(kind, item) + self._event(
+                events[0],
                 item_id=item["id"],
                 output_index=self._item.index,
-                content_index=0,
-                part=text_part(""),
+                **{part_index: 0},
+                part=part,
             )
         self._item.text += text
         return opening + self._event(
-            "response.output_text.delta",
+            events[1],
             item_id=self._item.id,
             output_index=self._item.index,
-            content_index=0,
+            **{part_index: 0},
             delta=text,
-            logprobs=[],
+            **extra,
         )
 
     def _tool_call(self, call: dict[str, Any]) -> bytes:
