@@ -27,8 +27,9 @@ import aiohttp
 
 from bench.engine import llama_cpp_generate
 from neuron.demo import DEMO_MODEL_ID, demo_gguf_path, fetch_demo
-from neuron.models.loader import load_model
+from neuron.models.gguf_io import open_gguf
 from neuron.text.chat_template import ChatTemplate
+from neuron.text.tokenizer import Tokenizer
 from tests.support.procs import Proc, free_port
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -83,16 +84,17 @@ def _pct(values: list[float], q: float) -> float:
 def llama_cpp_baseline(tokens: int, runs: int) -> tuple[float, float] | None:
     """llama.cpp's batch-1 (decode tokens/s, TTFT s) on the prompt, medians; None when
     it is not installed."""
-    generate = llama_cpp_generate(str(demo_gguf_path()))
+    path = demo_gguf_path()
+    generate = llama_cpp_generate(str(path))
     if generate is None:
         return None
-    loaded = load_model(str(demo_gguf_path()), "cpu", quantization="auto")
-    template = ChatTemplate(loaded.chat_template, loaded.tokenizer.bos_token, None)
+    tokenizer = Tokenizer.from_gguf(open_gguf(path))  # the neuron's, for the same ids
+    template = ChatTemplate(tokenizer.chat_template, tokenizer.bos_token, None)
     rates, ttfts = [], []
     for i in range(runs):
         messages = [{"role": "user", "content": f"{PROMPT} ({i})"}]  # what the neuron gets
         text = template.render(messages, add_generation_prompt=True)
-        stamps = generate(loaded.tokenizer.encode(text, add_bos=False), tokens)
+        stamps = generate(tokenizer.encode(text, add_bos=False), tokens)
         rates.append((tokens - 1) / (stamps[-1] - stamps[1]))
         ttfts.append(stamps[1] - stamps[0])
     return statistics.median(rates), statistics.median(ttfts)
