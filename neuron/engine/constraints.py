@@ -29,7 +29,6 @@ class Constraint:
         self.bias_values = list(bias.values())
         self._bias_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
         self._next_mask: torch.Tensor | None = None  # `closed`'s one-row bitmask
-        self._others = torch.empty(0, dtype=torch.int32)  # every token but the stop tokens
 
     @classmethod
     def build(
@@ -75,9 +74,9 @@ class Constraint:
             import xgrammar
 
             self._next_mask = xgrammar.allocate_token_bitmask(1, self.vocab_size)
-            self._others = _other_tokens(self.vocab_size, tuple(sorted(matcher.stop_token_ids)))
         matcher.fill_next_token_bitmask(self._next_mask)  # overwrites the whole row
-        return not bool((self._next_mask[0] & self._others).any())
+        others = _other_tokens(self.vocab_size, tuple(sorted(matcher.stop_token_ids)))
+        return not bool((self._next_mask[0] & others).any())
 
     def add_bias(self, logits: torch.Tensor, row: int) -> None:
         if self._bias_tensors is None:
