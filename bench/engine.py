@@ -33,12 +33,13 @@ from neuron.models.loader import LoadedModel, load_model
 
 THREADS = 2
 PROMPT_LENGTHS = (32, 512)
-# Our variants: row label → load_model (dtype, quantization).
+# Our variants: row label → load_model (dtype, quantization), compiled decode step.
 VARIANTS = {
-    "fp32": ("float32", "none"),
-    "bf16": ("bfloat16", "none"),
-    "int8 layers": ("float32", "int8"),
-    "auto: GGUF int4 layers": ("float32", "auto"),
+    "fp32": ("float32", "none", False),
+    "bf16": ("bfloat16", "none", False),
+    "int8 layers": ("float32", "int8", False),
+    "auto: GGUF int4 layers": ("float32", "auto", False),
+    "auto, compiled decode (the default)": ("float32", "auto", True),
 }
 
 STREAMS = 16
@@ -71,8 +72,16 @@ class TokenClock:
         return scores
 
 
-def ours(loaded: LoadedModel) -> tuple[Generate, Streams]:
-    engine = Engine(loaded, num_blocks=128, block_size=16, max_prefill_tokens=1024)
+def ours(loaded: LoadedModel, compiled: bool) -> tuple[Generate, Streams]:
+    engine = Engine(
+        loaded,
+        num_blocks=128,
+        block_size=16,
+        max_prefill_tokens=1024,
+        compile_cpu_decode=compiled,
+    )
+    if engine.runner.compiled is not None and not engine.runner.compiled.ready.wait(1800):
+        raise RuntimeError(f"the decode step did not compile: {engine.runner.compiled.failed}")
 
     def run(ids: list[int], new_tokens: int) -> list[float]:
         params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
@@ -179,20 +188,25 @@ def one_run(
     return figures
 
 
-def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
+def run_engine_bench(
+    runs: int = 3, decode_tokens: int = 32, variants: list[str] | None = None
+) -> list[Figure]:
     """Both implementations in this process, their runs interleaved so that both see the
-    same machine load; prints a table, returns the figures."""
+    same machine load; prints a table, returns the figures. `variants`: labels of ours
+    to run (all by default)."""
     torch.set_num_threads(THREADS)
     path = demo_gguf_path()
     impls: dict[str, tuple[Generate, Streams | None]] = {}
     resident: dict[str, int] = {}
-    for label, (dtype, quantization) in VARIANTS.items():
+    # llama.cpp before any compiled kernels are loaded: after them, its OpenMP pool crashes.
+    llama_cpp = llama_cpp_generate(str(path))
+    chosen = {k: v for k, v in VARIANTS.items() if variants is None or k in variants}
+    for label, (dtype, quantization, compiled) in chosen.items():
         loaded = load_model(str(path), device="cpu", dtype=dtype, quantization=quantization)
-        impls[label] = ours(loaded)
+        impls[label] = ours(loaded, compiled)
         resident[label] = loaded.nbytes
     vocab = loaded.config.vocab_size
     impls["transformers"] = (transformers_generate(str(path)), None)
-    llama_cpp = llama_cpp_generate(str(path))
     if llama_cpp is not None:
         impls["llama.cpp"] = (llama_cpp, None)
     runs_of: dict[str, dict[str, list[float]]] = {name: {} for name in impls}
@@ -216,7 +230,7 @@ def run_engine_bench(runs: int = 3, decode_tokens: int = 32) -> list[Figure]:
             runs_of[baseline][BASELINE_FIGURE.get(name, name)],
         )
         for baseline, baseline_name, suffix in baselines
-        for label in VARIANTS
+        for label in chosen
         for name, values in runs_of[label].items()
     ]
     print(f"{'figure':<84}{'ours':>10}{'baseline':>10}  baseline")
@@ -235,8 +249,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="repeatable")
     args = parser.parse_args()
-    run_engine_bench(args.runs, args.decode_tokens)
+    run_engine_bench(args.runs, args.decode_tokens, args.variant)
 
 
 if __name__ == "__main__":

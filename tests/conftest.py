@@ -10,6 +10,9 @@ import pytest
 # Tests run the test process and daemon processes side by side on few cores; one
 # torch thread each avoids OpenMP spin-waiting against each other (10x slower steps).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Daemons serve eagerly: compiling each one's decode step would cost minutes of CPU
+# (tests/engine/test_cpu_compile.py checks the compiled step itself).
+os.environ.setdefault("NEURON_CPU_COMPILE", "false")
 
 
 @pytest.fixture(scope="session")

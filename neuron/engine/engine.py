@@ -43,6 +43,7 @@ class Engine:
         max_prefill_tokens: int = 2048,
         max_model_len: int | None = None,
         prefix_cache: bool = True,
+        compile_cpu_decode: bool = False,
     ) -> None:
         config = loaded.config
         limits = {
@@ -80,7 +81,7 @@ class Engine:
             loaded.device,
         )
         self.scheduler = Scheduler(self.block_manager, max_batch_size, max_prefill_tokens)
-        self.runner = ModelRunner(loaded.model, self.kv_cache)
+        self.runner = ModelRunner(loaded.model, self.kv_cache, compile_cpu_decode)
         self._seqs: dict[str, Sequence] = {}
         self._next_seq_id = 0
 

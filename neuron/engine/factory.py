@@ -91,6 +91,7 @@ def build_engine(
         max_prefill_tokens=config.max_prefill_tokens,
         max_model_len=context,
         prefix_cache=prefix_cache,
+        compile_cpu_decode=config.cpu_compile,
     )
     tok = loaded.tokenizer
     template = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neuron.engine.cpu_compile import CompiledDecoder
 from neuron.engine.cuda_graphs import GraphedDecoder
 from neuron.engine.decode_inputs import cache_slot, decode_inputs, decode_metadata
 from neuron.engine.sampler import SampledLogprobs, sample
@@ -38,13 +39,20 @@ class Sampled:
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaForCausalLM, kv_cache: KVCache) -> None:
+    def __init__(
+        self, model: LlamaForCausalLM, kv_cache: KVCache, compile_cpu_decode: bool = False
+    ) -> None:
         self.model = model
         self.kv_cache = kv_cache
         self.block_size = kv_cache.block_size
         self.device = kv_cache.data.device
         # CUDA fast path (neuron/engine/cuda_graphs.py): None off CUDA, where nothing changes.
         self.graphs = GraphedDecoder.for_device(model, kv_cache)
+        # CPU fast path (neuron/engine/cpu_compile.py): compiles in the background.
+        self.compiled: CompiledDecoder | None = None
+        if compile_cpu_decode and self.device.type == "cpu":
+            self.compiled = CompiledDecoder(model, kv_cache)
+            self.compiled.start()
 
     def run(self, batch: ScheduledBatch) -> list[Sampled]:
         """Run the batch through the model and sample where a next token is due."""
@@ -53,8 +61,14 @@ class ModelRunner:
             token_ids, logprobs = self.graphs.decode(batch.seqs)
             return [Sampled(*row) for row in zip(batch.seqs, token_ids, logprobs, strict=True)]
         inputs = self._prepare_prefill(batch) if batch.is_prefill else self._prepare_decode(batch)
+        hidden = None
+        if self.compiled is not None and not batch.is_prefill:
+            hidden = self.compiled.hidden_states(inputs.input_ids, inputs.positions, inputs.meta)
         with torch.inference_mode():
-            hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, self.kv_cache)
+            if hidden is None:
+                hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, self.kv_cache)
+            else:
+                inputs.meta.store_fresh(self.kv_cache)
             if not inputs.sample_rows:
                 return []
             if len(inputs.sample_rows) < hidden.shape[0]:

@@ -45,25 +45,37 @@ class AttentionMetadata:
     key_slots: torch.Tensor | None = None
     block_tables: torch.Tensor | None = None
     context_lens: torch.Tensor | None = None
-    # CPU decode: (key slots [B, L], mask [B, 1, 1, L] or None), built by the first layer.
+    # CPU decode: (key slots [B, L], mask [B, 1, 1, L + 1] or None), built by the first layer.
     cpu_gather: tuple[torch.Tensor, torch.Tensor | None] | None = field(default=None, repr=False)
+    # CPU decode: each layer's new (k, v), stored after the last layer (see `store_fresh`).
+    fresh_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
 
     def decode_gather(self, block_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every sequence's key slots padded to the longest context, and the mask that
-        hides the padding (None when no row is padded): computed once per step, shared
-        by all layers."""
+        """Every sequence's cached key slots (all but the new token's) padded to the longest,
+        and the mask that hides the padding from the cached keys and the new one after them
+        (None when no row is padded): computed once per step, shared by all layers."""
         if self.cpu_gather is None:
             assert self.block_tables is not None and self.context_lens is not None
-            lens = self.context_lens.long()
-            longest = int(lens.max())
-            pos = torch.arange(longest, device=lens.device)
+            cached = self.context_lens.long() - 1
+            longest = int(cached.max())
+            pos = torch.arange(longest, device=cached.device)
             tables = self.block_tables.long()[:, pos // block_size]
             slots = tables * block_size + pos % block_size
             mask = None
-            if bool((lens < longest).any()):
-                mask = (pos[None, :] < lens[:, None]).view(len(lens), 1, 1, longest)
+            if bool((cached < longest).any()):
+                keep = torch.ones(len(cached), longest + 1, dtype=torch.bool, device=cached.device)
+                keep[:, :longest] = pos[None, :] < cached[:, None]
+                mask = keep.view(len(cached), 1, 1, longest + 1)
             self.cpu_gather = (slots, mask)
         return self.cpu_gather
+
+    def store_fresh(self, kv: KVCache) -> None:
+        """Write the new keys and values a CPU decode pass held back, every layer in one op:
+        the layers themselves only read the cache, so the pass compiles to a pure graph."""
+        if self.fresh_kv:
+            fresh = torch.stack([torch.stack(pair) for pair in self.fresh_kv])  # [L, 2, B, H, D]
+            kv.slots_view().index_copy_(2, self.slot_mapping, fresh.to(kv.data.dtype))
+            self.fresh_kv.clear()
 
 
 class KVCache:
@@ -105,6 +117,11 @@ class KVCache:
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.data[index, 0], self.data[index, 1]
 
+    def slots_view(self) -> torch.Tensor:
+        """The cache as [layers, 2, slots, kv_heads, head_dim]."""
+        layers, _, blocks, size, heads, dim = self.data.shape
+        return self.data.view(layers, 2, blocks * size, heads, dim)
+
 
 def paged_attention(
     q: torch.Tensor,
@@ -115,10 +132,12 @@ def paged_attention(
     meta: AttentionMetadata,
     scale: float,
 ) -> torch.Tensor:
-    """Store the new k/v in the cache, then attend. q [T, Hq, D], k/v [T, Hkv, D]."""
-    kernels.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+    """Store the new k/v in the cache, then attend. q [T, Hq, D], k/v [T, Hkv, D].
+    A CPU decode pass holds the store back until after its last layer (`store_fresh`)."""
     if not meta.is_prefill and q.device.type == "cpu":
-        return _cpu_decode(q, k_cache, v_cache, meta, scale)
+        meta.fresh_kv.append((k, v))
+        return _cpu_decode(q, k, v, k_cache, v_cache, meta, scale)
+    kernels.store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
     if not meta.is_prefill:
         return kernels.decode_attention(
             q, k_cache, v_cache, meta.block_tables, meta.context_lens, scale
@@ -141,19 +160,23 @@ def paged_attention(
 
 def _cpu_decode(
     q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     meta: AttentionMetadata,
     scale: float,
 ) -> torch.Tensor:
-    """The whole batch in one fused attention call over gathered keys, so the number of
-    kernels per layer does not grow with the number of sequences."""
+    """The whole batch in one fused attention call over its gathered cached keys and the
+    new one, so the number of kernels per layer does not grow with the number of sequences."""
     block_size, heads, dim = k_cache.shape[1:]
     slots, mask = meta.decode_gather(block_size)
     batch, longest = slots.shape
     flat = slots.view(-1)
-    keys = k_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
-    values = v_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
+    cached_k = k_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
+    cached_v = v_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
+    keys = torch.cat((cached_k, k.to(k_cache.dtype).unsqueeze(1)), dim=1)
+    values = torch.cat((cached_v, v.to(v_cache.dtype).unsqueeze(1)), dim=1)
     out = F.scaled_dot_product_attention(
         q.unsqueeze(2),
         keys.transpose(1, 2),

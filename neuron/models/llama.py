@@ -177,6 +177,18 @@ class LlamaForCausalLM(nn.Module):
         kv: KVCache,
     ) -> torch.Tensor:
         """Hidden states [T, H] after the final norm, for every input token."""
+        hidden = self.hidden_states(input_ids, positions, meta, kv)
+        meta.store_fresh(kv)
+        return hidden
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv: KVCache,
+    ) -> torch.Tensor:
+        """The layers and the final norm; a CPU decode pass only reads the cache here."""
         if isinstance(self.embed_tokens, Int8Rows):
             x = self.embed_tokens.embed(input_ids)
         else:
