@@ -198,8 +198,6 @@ def run_engine_bench(
     path = demo_gguf_path()
     impls: dict[str, tuple[Generate, Streams | None]] = {}
     resident: dict[str, int] = {}
-    # llama.cpp before any compiled kernels are loaded: after them, its OpenMP pool crashes.
-    llama_cpp = llama_cpp_generate(str(path))
     chosen = {k: v for k, v in VARIANTS.items() if variants is None or k in variants}
     for label, (dtype, quantization, compiled) in chosen.items():
         loaded = load_model(str(path), device="cpu", dtype=dtype, quantization=quantization)
@@ -207,6 +205,7 @@ def run_engine_bench(
         resident[label] = loaded.nbytes
     vocab = loaded.config.vocab_size
     impls["transformers"] = (transformers_generate(str(path)), None)
+    llama_cpp = llama_cpp_generate(str(path))
     if llama_cpp is not None:
         impls["llama.cpp"] = (llama_cpp, None)
     runs_of: dict[str, dict[str, list[float]]] = {name: {} for name in impls}
