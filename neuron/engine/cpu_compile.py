@@ -3,7 +3,7 @@
 A small model's CPU decode step is a few hundred small ops; run one by one from
 Python they cost more than the matmuls. Compiled with inductor's C++ wrapper they
 fuse into a few loops per layer around the packed matmul kernels, with no Python
-between them (measured on the demo model: the engine's batch-1 decode 1.36x faster,
+between them (measured on the demo model: the engine's batch-1 decode 1.3x faster,
 `bench/engine.py`). A CPU decode pass only reads the KV cache inside the layers (it
 stores the new keys after the last one, see `AttentionMetadata.store_fresh`), so
 the graph is pure and compiles whole.
