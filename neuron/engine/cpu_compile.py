@@ -33,7 +33,8 @@ WARM_UP_CONTEXT = 6  # keys of the warm-up pass, the new one included
 
 
 class CompiledDecoder:
-    """`hidden_states` of a one-sequence CPU decode pass through the compiled graph."""
+    """`LlamaForCausalLM.forward` of a one-sequence CPU decode pass, its layers through
+    the compiled graph."""
 
     def __init__(self, model: LlamaForCausalLM, kv_cache: KVCache) -> None:
         import torch._inductor.config as inductor
@@ -42,7 +43,6 @@ class CompiledDecoder:
         # Sizes that happen to be equal (a context length and a cache dimension) stay
         # apart, or the graph would only serve that coincidence.
         torch.fx.experimental._config.use_duck_shape = False
-        self.model = model
         self.kv_cache = kv_cache
         self._compiled: Callable[..., torch.Tensor] = torch.compile(
             model.hidden_states, fullgraph=True, dynamic=True
@@ -51,17 +51,15 @@ class CompiledDecoder:
         self.failed: str | None = None
         self.steps = 0  # decode passes the graph served
 
-    def start(self) -> threading.Thread:
+    def start(self) -> None:
         """Compile on a background thread; `ready` is set when the graph can serve."""
-        thread = threading.Thread(target=self._warm_up, name="neuron-cpu-compile", daemon=True)
-        thread.start()
-        return thread
+        threading.Thread(target=self._warm_up, name="neuron-cpu-compile", daemon=True).start()
 
-    def hidden_states(
+    def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata
     ) -> torch.Tensor | None:
-        """Hidden states of a decode pass, or None when the graph cannot take it (not
-        ready, more than one sequence, or a shape it was not compiled for)."""
+        """Hidden states of a decode pass, its keys stored, or None when the graph cannot
+        take it (not ready, more than one sequence, or a shape it was not compiled for)."""
         if not self.ready.is_set() or input_ids.shape[0] != 1:
             return None
         meta.decode_gather(self.kv_cache.block_size)  # host-side: the graph takes its result
@@ -72,6 +70,7 @@ class CompiledDecoder:
             log.warning("compiled decode step failed; running eagerly", exc_info=True)
             meta.fresh_kv.clear()
             return None
+        meta.store_fresh(self.kv_cache)
         self.steps += 1
         return hidden
 
@@ -90,12 +89,13 @@ class CompiledDecoder:
         """A decode pass over the first blocks: it only reads the cache, and its outputs are
         dropped, so serving may write the cache meanwhile."""
         token = torch.zeros(1, dtype=torch.int64)
+        position = token + WARM_UP_CONTEXT - 1  # also its slot: the blocks are 0, 1, ...
         width = -(-WARM_UP_CONTEXT // self.kv_cache.block_size)
         meta = AttentionMetadata(
             is_prefill=False,
-            slot_mapping=token + WARM_UP_CONTEXT - 1,
+            slot_mapping=position,
             block_tables=torch.arange(width, dtype=torch.int32)[None, :],
             context_lens=torch.full((1,), WARM_UP_CONTEXT, dtype=torch.int32),
         )
         meta.decode_gather(self.kv_cache.block_size)
-        return token, token + WARM_UP_CONTEXT - 1, meta
+        return token, position, meta

@@ -63,12 +63,10 @@ class ModelRunner:
         inputs = self._prepare_prefill(batch) if batch.is_prefill else self._prepare_decode(batch)
         hidden = None
         if self.compiled is not None and not batch.is_prefill:
-            hidden = self.compiled.hidden_states(inputs.input_ids, inputs.positions, inputs.meta)
+            hidden = self.compiled.forward(inputs.input_ids, inputs.positions, inputs.meta)
         with torch.inference_mode():
             if hidden is None:
                 hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, self.kv_cache)
-            else:
-                inputs.meta.store_fresh(self.kv_cache)
             if not inputs.sample_rows:
                 return []
             if len(inputs.sample_rows) < hidden.shape[0]:

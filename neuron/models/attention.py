@@ -74,7 +74,7 @@ class AttentionMetadata:
         the layers themselves only read the cache, so the pass compiles to a pure graph."""
         if self.fresh_kv:
             fresh = torch.stack([torch.stack(pair) for pair in self.fresh_kv])  # [L, 2, B, H, D]
-            kv.slots_view().index_copy_(2, self.slot_mapping, fresh.to(kv.data.dtype))
+            kv.slots_view().index_copy_(2, self.slot_mapping, fresh)
             self.fresh_kv.clear()
 
 
@@ -175,8 +175,8 @@ def _cpu_decode(
     flat = slots.view(-1)
     cached_k = k_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
     cached_v = v_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
-    keys = torch.cat((cached_k, k.to(k_cache.dtype).unsqueeze(1)), dim=1)
-    values = torch.cat((cached_v, v.to(v_cache.dtype).unsqueeze(1)), dim=1)
+    keys = torch.cat((cached_k, k.unsqueeze(1)), dim=1)
+    values = torch.cat((cached_v, v.unsqueeze(1)), dim=1)
     out = F.scaled_dot_product_attention(
         q.unsqueeze(2),
         keys.transpose(1, 2),
