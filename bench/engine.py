@@ -2,9 +2,11 @@
 
 Ours (neuron.models + neuron.engine.Engine) against transformers `generate` on the
 same GGUF, dequantised to fp32 by both, with the same prompts, 2 threads, in one
-process. Ours also runs in bf16 and with weight-only int8 linears (bf16 compute),
-each as its own rows against the same transformers runs. When `llama_cpp`
-(llama-cpp-python, `make bench-llamacpp` builds it) is importable, llama.cpp on the
+process. Ours also runs in bf16, with weight-only int8 linears (bf16 compute), with the
+GGUF's int4 codes (the default) and with fp16 weights (fp32 compute), the last two
+also with the compiled decode step, each as its own rows against the same transformers
+runs. When `llama_cpp` (llama-cpp-python, `make bench-llamacpp` builds it) is
+importable, llama.cpp on the
 same GGUF file, in its own Q4_1 format and the same threads, is a second baseline
 for every variant. TTFT is the time from the request to its first sampled token;
 decode tokens/s counts the tokens after the first over the time after the first. Ours
@@ -40,6 +42,8 @@ VARIANTS = {
     "int8 layers": ("float32", "int8", False),
     "auto: GGUF int4 layers": ("float32", "auto", False),
     "auto, compiled decode (the default)": ("float32", "auto", True),
+    "fp16 layers": ("float32", "fp16", False),
+    "fp16 layers, compiled decode": ("float32", "fp16", True),
 }
 
 STREAMS = 16
@@ -80,8 +84,9 @@ def ours(loaded: LoadedModel, compiled: bool) -> tuple[Generate, Streams]:
         max_prefill_tokens=1024,
         compile_cpu_decode=compiled,
     )
-    if engine.runner.compiled is not None and not engine.runner.compiled.ready.wait(1800):
-        raise RuntimeError(f"the decode step did not compile: {engine.runner.compiled.failed}")
+    compiled_step = engine.runner.compiled
+    if compiled_step is not None and not compiled_step.batched.wait(1800):
+        raise RuntimeError(f"the decode step did not compile: {compiled_step.failed}")
 
     def run(ids: list[int], new_tokens: int) -> list[float]:
         params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)

@@ -126,13 +126,13 @@ async def _bench(
         )
 
 
-def wait_for_compile(log: Path, timeout: float = 900.0) -> str:
-    """Block until the neuron's background compile of the decode step has ended (see
+def wait_for_compile(log: Path, timeout: float = 1800.0) -> str:
+    """Block until the neuron's background compile of the decode steps has ended (see
     neuron/engine/cpu_compile.py), so that every row measures the default path."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace")
-        if "CPU decode step compiled" in text:
+        if "CPU decode step compiled for batches" in text:
             return "compiled"
         if "CPU decode stays eager" in text:
             return "eager (compiling failed)"

@@ -56,7 +56,7 @@ class NeuronConfig:
     # How CPU models hold their matmul weights (neuron/models/weight_format.py): "auto"
     # keeps a GGUF's quantisation packed (4-bit as int4, 8-bit as int8), "int4"/"int8"
     # pack every layer, "none" keeps cpu_dtype throughout.
-    cpu_quantization: Literal["auto", "int4", "int8", "none"] = "auto"
+    cpu_quantization: Literal["auto", "int4", "int8", "fp16", "none"] = "auto"
     # Compile the CPU decode step in the background (neuron/engine/cpu_compile.py);
     # eager until it is ready, and for good where no C++ compiler is present.
     cpu_compile: bool = True

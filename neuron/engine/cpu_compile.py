@@ -8,13 +8,13 @@ between them (measured on the demo model: the engine's batch-1 decode 1.3x faste
 stores the new keys after the last one, see `AttentionMetadata.store_fresh`), so
 the graph is pure and compiles whole.
 
-Only batch 1 is compiled: the graph for larger batches specialises to the batch size
-it was traced at, and a batch's step is dominated by the packed matmuls anyway, so
-batches stay eager. Compiling takes one to two minutes on two cores (inductor caches
-it on disk for later starts), so it runs on its own thread while the eager path
-serves, and the runner switches once it is ready. Where compiling fails (no C++
-compiler, an unsupported op) the eager path simply stays, and so does any step the
-graph cannot take.
+Two graphs serve every batch: one for a single sequence, one for any larger batch (the
+batch size a symbol in it, the padding mask always present: tracing at one sequence
+would fix the size to 1). Compiling takes one to two minutes each on two cores (inductor
+caches them on disk for later starts), so it runs on its own thread while the eager
+path serves, and the runner switches batch by batch as each graph is ready. Where
+compiling fails (no C++ compiler, an unsupported op) the eager path simply stays, and
+so does any step a graph cannot take.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from neuron.models.attention import AttentionMetadata, KVCache
 from neuron.models.llama import LlamaForCausalLM
 
 log = logging.getLogger(__name__)
-WARM_UP_CONTEXT = 6  # keys of the warm-up pass, the new one included
+WARM_UP_CONTEXT = 6  # keys of the single-sequence warm-up pass, the new one included
 
 
 class CompiledDecoder:
-    """`LlamaForCausalLM.forward` of a one-sequence CPU decode pass, its layers through
-    the compiled graph."""
+    """`LlamaForCausalLM.forward` of a CPU decode pass, its layers through the compiled
+    graphs."""
 
     def __init__(self, model: LlamaForCausalLM, kv_cache: KVCache) -> None:
         import torch._inductor.config as inductor
@@ -47,22 +47,26 @@ class CompiledDecoder:
         self._compiled: Callable[..., torch.Tensor] = torch.compile(
             model.hidden_states, fullgraph=True, dynamic=True
         )
-        self.ready = threading.Event()
+        self.ready = threading.Event()  # the single-sequence graph serves
+        self.batched = threading.Event()  # and the graph for larger batches too
         self.failed: str | None = None
-        self.steps = 0  # decode passes the graph served
+        self.steps = 0  # decode passes the graphs served
 
     def start(self) -> None:
-        """Compile on a background thread; `ready` is set when the graph can serve."""
+        """Compile on a background thread; `ready`, then `batched`, is set as each graph
+        can serve."""
         threading.Thread(target=self._warm_up, name="neuron-cpu-compile", daemon=True).start()
 
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata
     ) -> torch.Tensor | None:
-        """Hidden states of a decode pass, its keys stored, or None when the graph cannot
-        take it (not ready, more than one sequence, or a shape it was not compiled for)."""
-        if not self.ready.is_set() or input_ids.shape[0] != 1:
+        """Hidden states of a decode pass, its keys stored, or None when no graph can take
+        it (not compiled yet, or a shape it was not compiled for)."""
+        batch = input_ids.shape[0]
+        if not (self.batched if batch > 1 else self.ready).is_set():
             return None
-        meta.decode_gather(self.kv_cache.block_size)  # host-side: the graph takes its result
+        # Host-side, the graph takes its result; a batch's graph always takes a mask.
+        meta.decode_gather(self.kv_cache.block_size, always_mask=batch > 1)
         try:
             with torch.no_grad(), torch.compiler.set_stance("fail_on_recompile"):
                 hidden = self._compiled(input_ids, positions, meta, self.kv_cache)
@@ -75,27 +79,44 @@ class CompiledDecoder:
         return hidden
 
     def _warm_up(self) -> None:
-        try:
-            with torch.no_grad():
-                self._compiled(*self._sample_pass(), self.kv_cache)
-        except Exception as exc:  # no compiler, unsupported op: stay eager
-            self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            log.warning("CPU decode stays eager: compiling it failed (%s)", self.failed)
-            return
-        log.info("CPU decode step compiled")
-        self.ready.set()
+        passes = ((WARM_UP_CONTEXT,), self._batch_contexts())
+        for contexts, done in zip(passes, (self.ready, self.batched), strict=True):
+            try:
+                with torch.no_grad():
+                    self._compiled(*self._sample_pass(contexts), self.kv_cache)
+            except Exception as exc:  # no compiler, unsupported op: stay eager
+                self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.warning("CPU decode stays eager: compiling it failed (%s)", self.failed)
+                return
+            log.info(
+                "CPU decode step compiled for %s",
+                "batches" if done is self.batched else "one sequence",
+            )
+            done.set()
 
-    def _sample_pass(self) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
-        """A decode pass over the first blocks: it only reads the cache, and its outputs are
-        dropped, so serving may write the cache meanwhile."""
-        token = torch.zeros(1, dtype=torch.int64)
-        position = token + WARM_UP_CONTEXT - 1  # also its slot: the blocks are 0, 1, ...
-        width = -(-WARM_UP_CONTEXT // self.kv_cache.block_size)
+    def _batch_contexts(self) -> tuple[int, ...]:
+        """Context lengths of the batch warm-up pass: its batch size and key counts equal no
+        size of the cache, or tracing would tie them together (a batch of 2 beside the
+        cache's key/value axis of 2) and the graph would serve that batch size only."""
+        taken = set(self.kv_cache.data.shape)
+        batch = next(n for n in range(2, 1 << 16) if n not in taken)
+        taken.add(batch)
+        longest = next(n for n in range(batch + 1, 1 << 16) if not {n - 1, n} & taken)
+        return tuple(range(longest, longest - batch, -1))
+
+    def _sample_pass(
+        self, contexts: tuple[int, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
+        """A decode pass over the first blocks, one row per context length: it only reads
+        the cache, and its outputs are dropped, so serving may write the cache meanwhile."""
+        lens = torch.tensor(contexts, dtype=torch.int32)
+        positions = lens.long() - 1  # also their slots: every row's blocks are 0, 1, ...
+        width = -(-max(contexts) // self.kv_cache.block_size)
         meta = AttentionMetadata(
             is_prefill=False,
-            slot_mapping=position,
-            block_tables=torch.arange(width, dtype=torch.int32)[None, :],
-            context_lens=torch.full((1,), WARM_UP_CONTEXT, dtype=torch.int32),
+            slot_mapping=positions,
+            block_tables=torch.arange(width, dtype=torch.int32).repeat(len(contexts), 1),
+            context_lens=lens,
         )
-        meta.decode_gather(self.kv_cache.block_size)
-        return token, position, meta
+        meta.decode_gather(self.kv_cache.block_size, always_mask=len(contexts) > 1)
+        return torch.zeros(len(contexts), dtype=torch.int64), positions, meta

@@ -50,22 +50,24 @@ class AttentionMetadata:
     # CPU decode: each layer's new (k, v), stored after the last layer (see `store_fresh`).
     fresh_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
 
-    def decode_gather(self, block_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def decode_gather(
+        self, block_size: int, always_mask: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every sequence's cached key slots (all but the new token's) padded to the longest,
         and the mask that hides the padding from the cached keys and the new one after them
-        (None when no row is padded): computed once per step, shared by all layers."""
+        (None when no row is padded, unless `always_mask`): computed once per step, shared
+        by all layers."""
         if self.cpu_gather is None:
             assert self.block_tables is not None and self.context_lens is not None
             cached = self.context_lens.long() - 1
-            longest = int(cached.max())
+            batch, longest = len(cached), int(cached.max())
             pos = torch.arange(longest, device=cached.device)
             tables = self.block_tables.long()[:, pos // block_size]
             slots = tables * block_size + pos % block_size
             mask = None
-            if bool((cached < longest).any()):
-                keep = torch.ones(len(cached), longest + 1, dtype=torch.bool, device=cached.device)
-                keep[:, :longest] = pos[None, :] < cached[:, None]
-                mask = keep.view(len(cached), 1, 1, longest + 1)
+            if always_mask or bool((cached < longest).any()):
+                mask = torch.ones(batch, 1, 1, longest + 1, dtype=torch.bool, device=cached.device)
+                mask[:, 0, 0, :longest] = pos[None, :] < cached[:, None]
             self.cpu_gather = (slots, mask)
         return self.cpu_gather
 

@@ -71,7 +71,7 @@ class Attention(nn.Module):
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
     ) -> torch.Tensor:
-        # Packed linears answer in bf16; attention runs in the cache's dtype.
+        # Packed linears answer in bf16 or fp32; attention runs in the cache's dtype.
         qkv = linear(x, self.qkv_weight, self.qkv_bias).to(k_cache.dtype)
         heads, qk_size = (self.num_heads, self.num_kv_heads), self.q_size + self.kv_size
         v = qkv[:, qk_size:].view(-1, self.num_kv_heads, self.head_dim)
@@ -266,6 +266,8 @@ class LlamaForCausalLM(nn.Module):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of weights held (a tied embedding counted once, int8 copies included)."""
+        """Bytes of weights held (a tied embedding counted once, int8 copies and the packed
+        weights that are not tensors (fbgemm's) included)."""
         tensors = [*self.parameters(), *self.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        opaque = sum(getattr(m, "opaque_nbytes", 0) for m in self.modules())
+        return sum(t.numel() * t.element_size() for t in tensors) + opaque

@@ -5,11 +5,16 @@
 - "int8": every layer matmul as int8 per output channel;
 - "int4": every layer matmul as 4-bit per run of 32, from the GGUF's own 4-bit codes
   where it has them (Q4_0, Q4_1, Q4_K: exact), min/max-quantised otherwise;
+- "fp16": every layer matmul as fp16 through fbgemm (x86 builds of torch only): the
+  dequantised values within fp16's rounding, with fp32 activations, so the closest to
+  the fp32 model, at 2 bytes per weight (3x a 4-bit GGUF's size); on CPUs without
+  native bf16 (AVX2) also the fastest for batches (see neuron/models/quant_linear.py);
 - "auto": what the file holds, packed without losing what it stores: 4-bit GGUF
-  tensors as int4, other quantised ones as int8, float tensors left dense.
+  tensors as int4, other quantised ones as int8, float tensors left dense (memory
+  stays near the file's size, whatever the model's).
 Whenever something is packed, the vocabulary matrix becomes `Int8Rows` (full-resolution
 fp32 logits), and norms, the residual stream, attention and the KV cache stay fp32: only
-the packed kernels' inputs are bf16 (measured on SmolLM2, a bf16 KV cache cost 0.4% of
+the int4 and int8 kernels' inputs are bf16 (measured on SmolLM2, a bf16 KV cache cost 0.4% of
 top-1 agreement with the fp32 model).
 """
 
@@ -20,12 +25,19 @@ from dataclasses import dataclass, field
 import torch
 from gguf import GGMLQuantizationType as Q
 
+from neuron.models.errors import ModelLoadError
 from neuron.models.gguf_codes import GroupCodes
 from neuron.models.llama import LlamaForCausalLM
 from neuron.models.lm_head import Int8Rows
-from neuron.models.quant_linear import Int4Linear, Int8Linear, quantize_groups
+from neuron.models.quant_linear import (
+    Fp16Linear,
+    Int4Linear,
+    Int8Linear,
+    fbgemm_available,
+    quantize_groups,
+)
 
-CHOICES = ("auto", "int4", "int8", "none")
+CHOICES = ("auto", "int4", "int8", "fp16", "none")
 DENSE_TYPES = frozenset({Q.F32, Q.F16, Q.BF16})
 
 
@@ -42,8 +54,8 @@ class SourceWeights:
 
 
 def _format_for(choice: str, names: list[str], source: SourceWeights) -> str:
-    """ "int4", "int8" or "dense" for one fused weight made of `names`."""
-    if choice in ("int4", "int8"):
+    """ "int4", "int8", "fp16" or "dense" for one fused weight made of `names`."""
+    if choice != "auto":
         return choice
     if all(n in source.codes for n in names):
         return "int4"
@@ -55,6 +67,8 @@ def pack(model: LlamaForCausalLM, choice: str, source: SourceWeights) -> str:
     """Swap the model's weights for packed ones as `choice` says; return the format's name
     (what /models reports), e.g. "int4 layers, int8 vocabulary" or "float32"."""
     layers: set[str] = set()
+    if choice == "fp16" and not fbgemm_available():
+        raise ModelLoadError("unsupported", "fp16 weights need fbgemm, in x86 builds of torch")
     if choice != "none":
         for module, attr, names in model.packed_slots():
             kind = _format_for(choice, names, source)
@@ -66,6 +80,8 @@ def pack(model: LlamaForCausalLM, choice: str, source: SourceWeights) -> str:
                 packed = Int4Linear(GroupCodes.cat([source.codes[n] for n in names]))
             elif kind == "int4":
                 packed = Int4Linear(quantize_groups(dense))
+            elif kind == "fp16":
+                packed = Fp16Linear(dense)
             else:
                 packed = Int8Linear(dense)
             setattr(module, attr, packed)

@@ -33,7 +33,8 @@ in
           allow_download = option types.bool false "Download missing models from the hub.";
           kv_cache_memory_fraction = option types.float 0.9 "Fraction of free GPU memory used.";
           cpu_kv_cache_mb = option types.ints.positive 512 "KV cache size on the CPU device.";
-          cpu_quantization = option (types.enum [ "none" "int8" ]) "none" "Weight-only int8 on the CPU device.";
+          cpu_quantization = option (types.enum [ "auto" "int4" "int8" "fp16" "none" ]) "auto" "How CPU models hold their weights (auto: a GGUF's quantised tensors packed).";
+          cpu_compile = option types.bool true "Compile the CPU decode steps with inductor in the background.";
           max_batch_size = option types.ints.positive 32 "Sequences decoded together per model.";
           max_waiting = option types.ints.unsigned 256 "Requests queued per model before 429.";
           allowed_model_roots = option (types.listOf types.str) [ ] "Folders besides models_dir and hf_cache that model ids may resolve into.";

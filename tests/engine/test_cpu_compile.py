@@ -6,14 +6,19 @@ import pytest
 
 from neuron.engine import Engine, EngineRequest
 from neuron.models.loader import load_model
+from neuron.models.quant_linear import fbgemm_available
 from tests.engine.drive import greedy, run_to_end
 
 PROMPTS = ("The capital of France is", "def mean(values):", "Once upon a time")
 
 
-@pytest.fixture(scope="module")
-def demo_auto(demo_gguf):
-    return load_model(str(demo_gguf), "cpu", quantization="auto")
+# The default (int4 kernels in the graph) and fp16 (fbgemm through neuron's own operator).
+FORMATS = ["auto"] + (["fp16"] if fbgemm_available() else [])
+
+
+@pytest.fixture(scope="module", params=FORMATS)
+def demo_packed(request, demo_gguf):
+    return load_model(str(demo_gguf), "cpu", quantization=request.param)
 
 
 def _generate(engine: Engine, prompts: list[list[int]]) -> list[list[int]]:
@@ -28,17 +33,19 @@ def _generate(engine: Engine, prompts: list[list[int]]) -> list[list[int]]:
     return alone + [together[f"batch-{i}"].token_ids for i in range(len(prompts))]
 
 
-def test_compiled_decode_generates_what_eager_does(demo_auto):
-    prompts = [demo_auto.tokenizer.encode(text) for text in PROMPTS]
-    eager = _generate(Engine(demo_auto, num_blocks=64), prompts)
-    engine = Engine(demo_auto, num_blocks=64, compile_cpu_decode=True)
+def test_compiled_decode_generates_what_eager_does(demo_packed):
+    prompts = [demo_packed.tokenizer.encode(text) for text in PROMPTS]
+    eager = _generate(Engine(demo_packed, num_blocks=64), prompts)
+    engine = Engine(demo_packed, num_blocks=64, compile_cpu_decode=True)
     compiled = engine.runner.compiled
     assert compiled is not None
-    assert compiled.ready.wait(timeout=900), compiled.failed
+    assert compiled.batched.wait(timeout=1800), compiled.failed
     got = _generate(engine, prompts)
-    # Every single-sequence decode pass ran through the graph; the batch ran eagerly.
+    # Every decode pass ran through a graph: each prompt's alone, then the batch's
+    # (one pass per step while any sequence runs).
     alone = got[: len(prompts)]
-    assert compiled.steps == sum(len(t) - 1 for t in alone), compiled.steps
+    together = max(len(t) for t in got[len(prompts) :])
+    assert compiled.steps == sum(len(t) - 1 for t in alone) + together - 1, compiled.steps
     same = sum(a == b for e, g in zip(eager, got, strict=True) for a, b in zip(e, g, strict=True))
     print(f"compiled vs eager: {same}/{12 * len(got)} tokens equal")
     assert same >= 0.95 * 12 * len(got), (eager, got)
