@@ -6,9 +6,8 @@ process. Ours also runs in bf16, with weight-only int8 linears (bf16 compute), w
 GGUF's int4 codes (the default) and with fp16 weights (fp32 compute), the last two
 also with the compiled decode step, each as its own rows against the same transformers
 runs. When `llama_cpp` (llama-cpp-python, `make bench-llamacpp` builds it) is
-importable, llama.cpp on the
-same GGUF file, in its own Q4_1 format and the same threads, is a second baseline
-for every variant. TTFT is the time from the request to its first sampled token;
+importable, llama.cpp on the same GGUF file, in its own Q4_1 format and the same
+threads, is a second baseline for every variant. TTFT is the time from the request to its first sampled token;
 decode tokens/s counts the tokens after the first over the time after the first. Ours
 also decodes 16 streams at once: their aggregate tokens/s is set against each
 baseline's batch-1 rate (what one user of that engine gets). Last, each variant's

@@ -79,8 +79,11 @@ class CompiledDecoder:
         return hidden
 
     def _warm_up(self) -> None:
-        passes = ((WARM_UP_CONTEXT,), self._batch_contexts())
-        for contexts, done in zip(passes, (self.ready, self.batched), strict=True):
+        passes = (
+            ((WARM_UP_CONTEXT,), self.ready, "one sequence"),
+            (self._batch_contexts(), self.batched, "batches"),
+        )
+        for contexts, done, name in passes:
             try:
                 with torch.no_grad():
                     self._compiled(*self._sample_pass(contexts), self.kv_cache)
@@ -88,10 +91,7 @@ class CompiledDecoder:
                 self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 log.warning("CPU decode stays eager: compiling it failed (%s)", self.failed)
                 return
-            log.info(
-                "CPU decode step compiled for %s",
-                "batches" if done is self.batched else "one sequence",
-            )
+            log.info("CPU decode step compiled for %s", name)
             done.set()
 
     def _batch_contexts(self) -> tuple[int, ...]:

@@ -56,6 +56,11 @@ def split_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat((high, low)).to(torch.int8), scale
 
 
+def _widen(high: torch.Tensor, low: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Rows of the two int8 parts back to fp32: (high + low / 254) * scale."""
+    return high.float().add_(low.float(), alpha=1 / _LOW).mul_(scale[:, None])
+
+
 def _int8_gemm_native() -> bool:
     capabilities = torch.cpu.get_capabilities()
     return any(capabilities.get(k) for k in ("avx512_vnni", "avx_vnni", "amx_int8"))
@@ -95,9 +100,9 @@ class Int8Rows(nn.Module):
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows of ids [T] as fp32 [T, H]."""
-        high = self.parts.index_select(0, ids).float()
-        low = self.parts.index_select(0, ids + self.vocab).float()
-        return high.add_(low, alpha=1 / _LOW).mul_(self.scales.index_select(0, ids)[:, None])
+        high = self.parts.index_select(0, ids)
+        low = self.parts.index_select(0, ids + self.vocab)
+        return _widen(high, low, self.scales.index_select(0, ids))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits fp32 [N, V] of hidden [N, H]: exact, or ranked then refined (see above)."""
@@ -140,13 +145,12 @@ class Int8Rows(nn.Module):
         logits = hidden.new_empty(hidden.shape[0], self.vocab)
         for start in range(0, self.vocab, _WIDEN_ROWS):
             end = min(start + _WIDEN_ROWS, self.vocab)
-            high = self.parts[start:end].float()
-            low = self.parts[self.vocab + start : self.vocab + end].float()
-            rows = high.add_(low, alpha=1 / _LOW).mul_(self.scales[start:end, None])
+            low = self.parts[self.vocab + start : self.vocab + end]
+            rows = _widen(self.parts[start:end], low, self.scales[start:end])
             logits[:, start:end] = hidden @ rows.t()
         return logits
 
     @property
     def dequantized(self) -> torch.Tensor:
-        high, low = self.parts.float().split(self.vocab)
-        return (high + low / _LOW) * self.scales[:, None]
+        high, low = self.parts.split(self.vocab)
+        return _widen(high, low, self.scales)

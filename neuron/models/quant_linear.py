@@ -5,10 +5,10 @@ A small model's decode step on CPU is bound by reading its weights, so holding t
 packed cuts the bytes per token (int8: 4x, int4: ~6x, fp16: 2x against fp32). The int8
 and int4 kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) are fast only
 with bf16 inputs (an order of magnitude slower with fp32 or fp16 ones), which only CPUs
-with bf16 instructions (AVX512-BF16, AMX) compute natively. Elsewhere (AVX2) fbgemm's
-fp16 GEMM is the fastest: it widens the weights in registers and keeps the activations
-in fp32 (measured on a 2-core AVX2 EPYC against the int4 kernel: 2.4x at one row, 2.3x
-at 16, 2.1x at 512).
+with bf16 instructions (AVX512-BF16, AMX) compute natively. fbgemm's fp16 GEMM widens
+the weights in registers and keeps the activations in fp32: on an AVX2 EPYC 2.3x the
+int4 kernel's speed at 16 rows and 2.1x at 512 (one matmul, weights in cache); in the
+whole model at one row, where it reads twice int4's bytes, it is about even.
 """
 
 from __future__ import annotations

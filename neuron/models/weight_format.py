@@ -13,9 +13,9 @@
   tensors as int4, other quantised ones as int8, float tensors left dense (memory
   stays near the file's size, whatever the model's).
 Whenever something is packed, the vocabulary matrix becomes `Int8Rows` (full-resolution
-fp32 logits), and norms, the residual stream, attention and the KV cache stay fp32: only
-the int4 and int8 kernels' inputs are bf16 (measured on SmolLM2, a bf16 KV cache cost 0.4% of
-top-1 agreement with the fp32 model).
+fp32 logits), and norms, the residual stream, attention and the KV cache stay fp32:
+only the int4 and int8 kernels' inputs are bf16 (measured on SmolLM2, a bf16 KV cache
+cost 0.4% of top-1 agreement with the fp32 model).
 """
 
 from __future__ import annotations
