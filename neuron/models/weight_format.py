@@ -14,8 +14,8 @@
   stays near the file's size, whatever the model's).
 Whenever something is packed, the vocabulary matrix becomes `Int8Rows` (full-resolution
 fp32 logits), and norms, the residual stream, attention and the KV cache stay fp32:
-only the int4 and int8 kernels' inputs are bf16 (measured on SmolLM2, a bf16 KV cache
-cost 0.4% of top-1 agreement with the fp32 model).
+only the int8 kernel's inputs, and torch's int4 kernel's where ours cannot run, are bf16
+(measured on SmolLM2, a bf16 KV cache cost 0.4% of top-1 agreement with the fp32 model).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from neuron.models.llama import LlamaForCausalLM
 from neuron.models.lm_head import Int8Rows
 from neuron.models.quant_linear import (
     Fp16Linear,
-    Int4Linear,
     Int8Linear,
     fbgemm_available,
+    int4_linear,
     quantize_groups,
 )
 
@@ -77,9 +77,9 @@ def pack(model: LlamaForCausalLM, choice: str, source: SourceWeights) -> str:
             dense = getattr(module, attr)
             delattr(module, attr)  # a parameter slot cannot take a module
             if kind == "int4" and all(n in source.codes for n in names):
-                packed = Int4Linear(GroupCodes.cat([source.codes[n] for n in names]))
+                packed = int4_linear(GroupCodes.cat([source.codes[n] for n in names]))
             elif kind == "int4":
-                packed = Int4Linear(quantize_groups(dense))
+                packed = int4_linear(quantize_groups(dense))
             elif kind == "fp16":
                 packed = Fp16Linear(dense)
             else:

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from kernels.cpu import int4_kernels
 from neuron.config import ConfigError, NeuronConfig
 from neuron.config import load as load_neuron_config
 from neuron.devices import cpu_device
@@ -23,9 +24,11 @@ from neuron.models.loader import load_model
 from neuron.models.quant_linear import (
     PACKED_MAX_ROWS,
     Fp16Linear,
+    Int4Avx2Linear,
     Int4Linear,
     Int8Linear,
     fbgemm_available,
+    int4_linear,
     quantize_groups,
     quantize_per_channel,
 )
@@ -34,6 +37,10 @@ from tests.models.paged import PagedRunner, greedy
 Q = gguf.GGMLQuantizationType
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 CORPUS_TOKENS = 2000
+# Top-1 agreement of `auto` with the fp32 model: our int4 kernels (x86) meet the 99% bar
+# (measured 99.95% as a prompt, 100% decoding); torch's, with bf16 activations, the
+# fallback elsewhere, measured 98.9% and 98.6%.
+AUTO_AGREEMENT = 0.99 if int4_kernels() else 0.98
 
 
 class _Tensor:
@@ -77,6 +84,22 @@ def test_int4_linear_equals_dequantised_matmul(rows):
     assert out.shape == (rows, 96) and out.dtype == torch.bfloat16
     # bf16 activations, scales and output: within 2% of the largest magnitude.
     assert (out.float() - ref).abs().max().item() <= 2e-2 * ref.abs().max().item()
+
+
+@pytest.mark.parametrize("rows", [1, 5, 33, Int4Avx2Linear.DENSE_FROM_ROWS])
+def test_int4_avx2_linear_equals_dequantised_matmul(rows):
+    """Our kernel for a few rows, the widened weights for many: fp32 out, near exact."""
+    if not int4_kernels():
+        pytest.skip("the int4 kernels are AVX2 code")
+    gen = torch.Generator().manual_seed(rows)
+    codes = quantize_groups(torch.randn(96, 128, generator=gen))
+    x = torch.randn(2, rows, 128, generator=gen)
+    bias = torch.randn(96, generator=gen)
+    out = Int4Avx2Linear(codes)(x, bias)
+    ref = F.linear(x, codes.dequantize(), bias)
+    assert out.shape == (2, rows, 96) and out.dtype == torch.float32
+    # fp16 scales and int16 activations: within 1e-3 of the largest magnitude.
+    assert (out - ref).abs().max().item() <= 1e-3 * ref.abs().max().item()
 
 
 needs_fbgemm = pytest.mark.skipif(not fbgemm_available(), reason="fbgemm: x86 builds only")
@@ -204,8 +227,10 @@ def test_auto_keeps_the_gguf_packed(fp32_and_auto, demo_gguf):
     assert auto.weight_format == "int4 layers, int8 vocabulary"
     assert fp32.weight_format == "float32"
     layer = auto.model.layers[0]
-    assert isinstance(layer.attn.qkv_weight, Int4Linear)
-    assert isinstance(layer.mlp.down_weight, Int4Linear)
+    # Ours on CPUs without native bf16 where it builds, torch's kernel elsewhere.
+    kernel = type(int4_linear(quantize_groups(torch.zeros(8, 32))))
+    assert isinstance(layer.attn.qkv_weight, kernel)
+    assert isinstance(layer.mlp.down_weight, kernel)
     assert auto.model.lm_head is auto.model.embed_tokens
     assert isinstance(auto.model.lm_head, Int8Rows)
     # About the file's size, plus fbgemm's copy of the vocabulary where it ranks batches.
@@ -230,7 +255,7 @@ def test_auto_against_fp32_on_the_corpus(fp32_and_auto):
     delta = (lp_ref.gather(1, chosen) - lp_got.gather(1, chosen)).abs()
     top = lp_got.topk(20, dim=-1).values
     print(f"top-1 agreement {agreement:.4f}, max |Δ logprob| {delta.max().item():.3f}")
-    assert agreement >= 0.98, agreement
+    assert agreement >= AUTO_AGREEMENT, agreement
     assert delta.mean().item() < 0.05
     assert int((top[:, 1:] == top[:, :-1]).sum()) == 0
 
@@ -247,7 +272,7 @@ def test_auto_decode_path_against_fp32_on_the_corpus(fp32_and_auto):
     got = torch.cat([runner.decode({"s": token}) for token in ids[half:-1]])
     agreement = (ref.argmax(-1) == got.argmax(-1)).float().mean().item()
     print(f"decode path: top-1 agreement {agreement:.4f}")
-    assert agreement >= 0.98, agreement
+    assert agreement >= AUTO_AGREEMENT, agreement
 
 
 @needs_fbgemm
