@@ -15,11 +15,16 @@
 #include <immintrin.h>
 #include <torch/library.h>
 
+#include "avx2.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 namespace {
+
+using neuron_cpu::horizontal_sum;
+using neuron_cpu::widen_halves;
 
 constexpr int64_t RUN = 32;
 constexpr int ROWS = 8;          // activation rows per register block
@@ -52,21 +57,6 @@ struct Activations {
     }
   }
 };
-
-inline float horizontal_sum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-void widen_halves(const at::Half* src, float* dst, int64_t n) {
-  const auto* bits = reinterpret_cast<const uint16_t*>(src);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + i))));
-  for (; i < n; ++i) dst[i] = _cvtsh_ss(bits[i]);
-}
 
 // One output channel for R activation rows from m0: y[r * ldy] for r < R.
 template <int R>
@@ -190,7 +180,7 @@ at::Tensor int4_dequantize(const at::Tensor& codes, const at::Tensor& scale,
 
 }  // namespace
 
-TORCH_LIBRARY(neuron_cpu, m) {
+TORCH_LIBRARY_FRAGMENT(neuron_cpu, m) {
   m.def("int4_linear(Tensor x, Tensor codes, Tensor scale, Tensor offset) -> Tensor");
   m.def("int4_dequantize(Tensor codes, Tensor scale, Tensor offset) -> Tensor");
 }

@@ -11,7 +11,9 @@ matmul with exact int32 sums: logits within ~1e-4 of the fp32 product.
 
 A decode step has few rows, and there that matmul costs as much as every layer
 together (it reads both parts, 2 bytes per weight). So for up to `FAST_MAX_ROWS` rows
-the high part alone ranks the vocabulary (one byte per weight, bf16 activations),
+the high part alone ranks the vocabulary (one byte per weight; for up to
+`PACKED_RANK_ROWS` rows through our AVX2 kernel, kernels/cpu, or torch's with bf16
+activations where ours cannot run),
 and the `REFINED` best-ranked tokens of each row get the exact logit: those carry the
 argmax and the logprobs a client sees, while the rest keep the ranking's value
 (measured on SmolLM2: within 0.7 of the exact logit; the distributions differ by
@@ -35,6 +37,7 @@ import warnings
 import torch
 from torch import nn
 
+from kernels.cpu import cpu_kernels
 from neuron.models.quant_linear import fbgemm_available
 
 _LOW = 254.0  # the remainder of rounding to the high part lies within ±s/2: 127 steps
@@ -118,6 +121,8 @@ class Int8Rows(nn.Module):
         """Logits fp32 [N, V] from the high part of the rows only."""
         high = self.parts[: self.vocab]
         if hidden.shape[0] <= PACKED_RANK_ROWS:
+            if cpu_kernels():  # ours: int16 activations, 4x faster without native bf16
+                return torch.ops.neuron_cpu.int8_rows_linear(hidden.float(), high, self.scales)
             rows = hidden.to(torch.bfloat16)
             return torch.ops.aten._weight_int8pack_mm(rows, high, self.scales_bf16).float()
         if self.ranker is not None:

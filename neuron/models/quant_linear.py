@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.cpu import int4_kernels
+from kernels.cpu import cpu_kernels
 from neuron.models.gguf_codes import GROUP, GroupCodes
 
 # `_weight_int8pack_mm` walks the rows one by one, so it loses to a dense bf16 matmul
@@ -130,7 +130,7 @@ def int4_linear(codes: GroupCodes) -> Int4Linear | Int4Avx2Linear:
     """4-bit weights through our kernels wherever they run (x86 with AVX2), torch's
     elsewhere. Ours are also the closer to the exact product (fp32 rather than bf16
     activations): on SmolLM2 top-1 agreement with the fp32 model rose from 98.9% to 99.95%."""
-    if int4_kernels():
+    if cpu_kernels():
         return Int4Avx2Linear(codes)
     return Int4Linear(codes)
 

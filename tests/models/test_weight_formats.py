@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels.cpu import int4_kernels
+from kernels.cpu import cpu_kernels
 from neuron.config import ConfigError, NeuronConfig
 from neuron.config import load as load_neuron_config
 from neuron.devices import cpu_device
@@ -40,7 +40,7 @@ CORPUS_TOKENS = 2000
 # Top-1 agreement of `auto` with the fp32 model: our int4 kernels (x86) meet the 99% bar
 # (measured 99.95% as a prompt, 100% decoding); torch's, with bf16 activations, the
 # fallback elsewhere, measured 98.9% and 98.6%.
-AUTO_AGREEMENT = 0.99 if int4_kernels() else 0.98
+AUTO_AGREEMENT = 0.99 if cpu_kernels() else 0.98
 
 
 class _Tensor:
@@ -89,7 +89,7 @@ def test_int4_linear_equals_dequantised_matmul(rows):
 @pytest.mark.parametrize("rows", [1, 5, 33, Int4Avx2Linear.DENSE_FROM_ROWS])
 def test_int4_avx2_linear_equals_dequantised_matmul(rows):
     """Our kernel for a few rows, the widened weights for many: fp32 out, near exact."""
-    if not int4_kernels():
+    if not cpu_kernels():
         pytest.skip("the int4 kernels are AVX2 code")
     gen = torch.Generator().manual_seed(rows)
     codes = quantize_groups(torch.randn(96, 128, generator=gen))

@@ -1,0 +1,26 @@
+// Small AVX2 helpers the CPU kernels share.
+#pragma once
+
+#include <c10/util/Half.h>
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace neuron_cpu {
+
+inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline void widen_halves(const at::Half* src, float* dst, int64_t n) {
+  const auto* bits = reinterpret_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + i))));
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(bits[i]);
+}
+
+}  // namespace neuron_cpu
