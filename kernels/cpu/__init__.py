@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -62,14 +63,11 @@ def cpu_kernels() -> bool:
 
 def _ninja_on_path() -> None:
     """torch builds with ninja from PATH; without a system one, the pip package's (a
-    dependency of neuron) is used, also when the environment's bin/ is not on PATH."""
-    if shutil.which("ninja") is not None:
-        return
-    try:
-        import ninja
-    except ImportError:
-        return
-    os.environ["PATH"] = os.pathsep.join((ninja.BIN_DIR, os.environ.get("PATH", "")))
+    dependency of neuron, in this environment's bin/) is used, also when that bin/ is
+    not on PATH."""
+    bin_dir = Path(sys.executable).parent
+    if shutil.which("ninja") is None and (bin_dir / "ninja").is_file():
+        os.environ["PATH"] = os.pathsep.join((str(bin_dir), os.environ.get("PATH", "")))
 
 
 def _register_shapes() -> None:
