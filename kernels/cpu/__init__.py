@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -34,9 +35,17 @@ _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"]
 _NEEDS = ("avx2", "fma3", "f16c")
 
 
-@functools.cache
+_LOADING = threading.Lock()  # two models loading at once build and register once
+
+
 def cpu_kernels() -> bool:
     """Build (once per machine) and load the operators; False where they cannot run."""
+    with _LOADING:
+        return _load()
+
+
+@functools.cache
+def _load() -> bool:
     capabilities = torch.cpu.get_capabilities()
     if platform.machine().lower() not in ("x86_64", "amd64") or not all(
         capabilities.get(flag) for flag in _NEEDS
