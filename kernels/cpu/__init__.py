@@ -1,5 +1,6 @@
 """CPU kernels of our own, in C++, for CPUs with AVX2: GGUF's 4-bit layers
-(`int4_linear.cpp`) and the int8 vocabulary's ranking (`int8_rows.cpp`).
+(`int4_linear.cpp`), the int8 vocabulary's ranking (`int8_rows.cpp`) and a decode step's
+attention straight from the paged KV cache (`decode_attention.cpp`).
 
 torch's int4 and int8 CPU kernels take bf16 activations, which a CPU without bf16
 instructions (AVX2, AVX512 without BF16) converts in software. Ours keep fp32
@@ -30,7 +31,10 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
-_SOURCES = [str(Path(__file__).with_name(f)) for f in ("int4_linear.cpp", "int8_rows.cpp")]
+_SOURCES = [
+    str(Path(__file__).with_name(f))
+    for f in ("int4_linear.cpp", "int8_rows.cpp", "decode_attention.cpp")
+]
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"]
 _NEEDS = ("avx2", "fma3", "f16c")
 
@@ -89,6 +93,10 @@ def _register_shapes() -> None:
     @torch.library.register_fake("neuron_cpu::int8_rows_linear")
     def _(x: torch.Tensor, weight: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
         return x.new_empty(x.shape[0], weight.shape[0])
+
+    @torch.library.register_fake("neuron_cpu::decode_attention")
+    def _(q: torch.Tensor, *_: object) -> torch.Tensor:
+        return torch.empty_like(q, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("neuron_cpu::int4_dequantize")
     def _(codes: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:

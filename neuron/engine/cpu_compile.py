@@ -1,12 +1,12 @@
 """The CPU decode fast path: a single sequence's decode step as one inductor-compiled graph.
 
 A small model's CPU decode step is a few hundred small ops; run one by one from
-Python they cost more than the matmuls. Compiled with inductor's C++ wrapper they
-fuse into a few loops per layer around the packed matmul kernels, with no Python
-between them (measured on the demo model: the engine's batch-1 decode 1.3x faster,
-`bench/engine.py`). A CPU decode pass only reads the KV cache inside the layers (it
-stores the new keys after the last one, see `AttentionMetadata.store_fresh`), so
-the graph is pure and compiles whole.
+Python they cost more than the matmuls. Compiled with inductor they fuse into a few
+loops per layer around the packed matmul kernels (measured on the demo model: the
+engine's batch-1 decode 1.3x faster, `bench/engine.py`; inductor's C++ wrapper was no
+faster still and took 3.5x as long to compile). A CPU decode pass only reads the KV
+cache inside the layers (it stores the new keys after the last one, see
+`AttentionMetadata.store_fresh`), so the graph is pure and compiles whole.
 
 Two graphs serve every batch: one for a single sequence, one for any larger batch (the
 batch size a symbol in it, the padding mask always present: tracing at one sequence
@@ -24,8 +24,9 @@ import threading
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
-from neuron.models.attention import AttentionMetadata, KVCache
+from neuron.models.attention import AttentionMetadata, KVCache, reads_cache_in_place
 from neuron.models.llama import LlamaForCausalLM
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,14 @@ class CompiledDecoder:
     graphs."""
 
     def __init__(self, model: LlamaForCausalLM, kv_cache: KVCache) -> None:
-        import torch._inductor.config as inductor
-
-        inductor.cpp_wrapper = True  # kernels called from C++, not from Python
-        # Sizes that happen to be equal (a context length and a cache dimension) stay
-        # apart, or the graph would only serve that coincidence.
-        torch.fx.experimental._config.use_duck_shape = False
         self.kv_cache = kv_cache
         self._compiled: Callable[..., torch.Tensor] = torch.compile(
-            model.hidden_states, fullgraph=True, dynamic=True
+            model.hidden_states,
+            fullgraph=True,
+            dynamic=True,
+            # The model's weights never change once loaded: checking each of its hundreds
+            # of tensors before every step cost 1.4 ms of a 15 ms step (measured).
+            options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe},
         )
         self.ready = threading.Event()  # the single-sequence graph serves
         self.batched = threading.Event()  # and the graph for larger batches too
@@ -65,8 +65,7 @@ class CompiledDecoder:
         batch = input_ids.shape[0]
         if not (self.batched if batch > 1 else self.ready).is_set():
             return None
-        # Host-side, the graph takes its result; a batch's graph always takes a mask.
-        meta.decode_gather(self.kv_cache.block_size, always_mask=batch > 1)
+        self._graph_inputs(meta)
         try:
             with torch.no_grad(), torch.compiler.set_stance("fail_on_recompile"):
                 hidden = self._compiled(input_ids, positions, meta, self.kv_cache)
@@ -78,7 +77,22 @@ class CompiledDecoder:
         self.steps += 1
         return hidden
 
+    def _graph_inputs(self, meta: AttentionMetadata) -> None:
+        """torch's attention takes the cached keys gathered host-side, and a batch's graph
+        always a mask; ours reads them from the cache itself, through block tables of at
+        least two columns (the graphs were traced with two: a width of 1 is fixed when
+        traced, so it is padded with a column that is never read)."""
+        if not reads_cache_in_place(self.kv_cache.data):
+            batch = meta.slot_mapping.shape[0]
+            meta.decode_gather(self.kv_cache.block_size, always_mask=batch > 1)
+        elif meta.block_tables is not None and meta.block_tables.shape[1] < 2:
+            meta.block_tables = F.pad(meta.block_tables, (0, 2 - meta.block_tables.shape[1]))
+
     def _warm_up(self) -> None:
+        # Sizes that happen to be equal (a context length and a cache dimension) stay
+        # apart, or the graph would only serve that coincidence. torch's settings are per
+        # thread: this is the one that compiles.
+        torch.fx.experimental._config.use_duck_shape = False
         passes = (
             ((WARM_UP_CONTEXT,), self.ready, "one sequence"),
             (self._batch_contexts(), self.batched, "batches"),
@@ -111,12 +125,12 @@ class CompiledDecoder:
         the cache, and its outputs are dropped, so serving may write the cache meanwhile."""
         lens = torch.tensor(contexts, dtype=torch.int32)
         positions = lens.long() - 1  # also their slots: every row's blocks are 0, 1, ...
-        width = -(-max(contexts) // self.kv_cache.block_size)
+        width = max(2, -(-max(contexts) // self.kv_cache.block_size))  # see _graph_inputs
         meta = AttentionMetadata(
             is_prefill=False,
             slot_mapping=positions,
             block_tables=torch.arange(width, dtype=torch.int32).repeat(len(contexts), 1),
             context_lens=lens,
         )
-        meta.decode_gather(self.kv_cache.block_size, always_mask=len(contexts) > 1)
+        self._graph_inputs(meta)
         return torch.zeros(len(contexts), dtype=torch.int64), positions, meta

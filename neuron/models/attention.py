@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import kernels
+from kernels.cpu import cpu_kernels
 
 
 @dataclass
@@ -169,8 +170,13 @@ def _cpu_decode(
     meta: AttentionMetadata,
     scale: float,
 ) -> torch.Tensor:
-    """The whole batch in one fused attention call over its gathered cached keys and the
-    new one, so the number of kernels per layer does not grow with the number of sequences."""
+    """The whole batch in one attention call over its cached keys and the new one, so the
+    number of kernels per layer does not grow with the number of sequences: ours, reading
+    the cache in place, or torch's over the keys gathered out of it."""
+    if reads_cache_in_place(k_cache):
+        return torch.ops.neuron_cpu.decode_attention(
+            q, k, v, k_cache, v_cache, meta.block_tables, meta.context_lens, scale
+        )
     block_size, heads, dim = k_cache.shape[1:]
     slots, mask = meta.decode_gather(block_size)
     batch, longest = slots.shape
@@ -188,3 +194,14 @@ def _cpu_decode(
         enable_gqa=True,
     )
     return out.squeeze(2)
+
+
+def reads_cache_in_place(k_cache: torch.Tensor) -> bool:
+    """Whether a CPU decode pass attends with our kernel (kernels/cpu/decode_attention.cpp),
+    which needs no gathered keys (`AttentionMetadata.decode_gather`)."""
+    return k_cache.dtype == torch.float32 and k_cache.shape[-1] % 8 == 0 and _our_kernels()
+
+
+@torch.compiler.assume_constant_result
+def _our_kernels() -> bool:
+    return cpu_kernels()  # a constant to a compiled step: it does not trace the build

@@ -97,3 +97,55 @@ def test_int8_rows_linear_equals_the_exact_product(rows, k):
     assert torch.equal(
         torch.ops.neuron_cpu.int8_rows_linear(torch.zeros(1, k), weight, scale), torch.zeros(1, 37)
     )
+
+
+def _sdpa_over_gathered_keys(q, k, v, k_cache, v_cache, tables, lens, scale):
+    """Each sequence alone: its cached keys gathered out of its blocks, the new one last."""
+    block_size = k_cache.shape[1]
+    outs = []
+    for b in range(q.shape[0]):
+        pos = torch.arange(int(lens[b]) - 1)
+        slots = tables[b].long()[pos // block_size] * block_size + pos % block_size
+        keys = torch.cat((k_cache.flatten(0, 1)[slots], k[b : b + 1]))
+        values = torch.cat((v_cache.flatten(0, 1)[slots], v[b : b + 1]))
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q[b, :, None].double(),
+            keys.transpose(0, 1).double(),
+            values.transpose(0, 1).double(),
+            scale=scale,
+            enable_gqa=True,
+        )
+        outs.append(out[:, 0])
+    return torch.stack(outs).float()
+
+
+@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(9, 3, 64), (4, 4, 32), (8, 2, 128)])
+def test_decode_attention_equals_attention_over_the_gathered_keys(heads, kv_heads, dim):
+    assert cpu_kernels()
+    gen = torch.Generator().manual_seed(heads + dim)
+    blocks, block_size = 12, 4
+    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    lens = torch.tensor([1, 6, 13, 17], dtype=torch.int32)  # 1: the new key alone
+    tables = torch.stack([torch.randperm(blocks, generator=gen)[:5] for _ in lens]).int()
+    q, k, v = (torch.randn(len(lens), h, dim, generator=gen) for h in (heads, kv_heads, kv_heads))
+    scale = dim**-0.5
+    args = (q, k, v, k_cache, v_cache, tables, lens, scale)
+    out = torch.ops.neuron_cpu.decode_attention(*args)
+    assert out.shape == q.shape and out.dtype == torch.float32
+    torch.testing.assert_close(out, _sdpa_over_gathered_keys(*args), rtol=1e-5, atol=1e-5)
+
+
+def test_decode_attention_refuses_what_the_cache_cannot_hold():
+    assert cpu_kernels()
+    cache = torch.zeros(4, 4, 1, 8)
+    q = torch.zeros(1, 1, 8)
+    tables = torch.zeros(1, 2, dtype=torch.int32)
+    for bad in (0, 10):  # no new key; more keys than two blocks hold
+        with pytest.raises(RuntimeError, match="context_lens"):
+            torch.ops.neuron_cpu.decode_attention(
+                q, q, q, cache, cache, tables, torch.tensor([bad], dtype=torch.int32), 1.0
+            )
+    lens = torch.tensor([6], dtype=torch.int32)  # its second block is read: 7 is not one
+    with pytest.raises(RuntimeError, match="block_tables name a block"):
+        torch.ops.neuron_cpu.decode_attention(q, q, q, cache, cache, tables + 7, lens, 1.0)

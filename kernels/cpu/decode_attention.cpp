@@ -1,0 +1,148 @@
+// One decode step's attention on the CPU, read straight from the paged KV cache: each
+// sequence's one query per head over its cached keys and the step's new key, which the
+// caller stores after the pass (the op only reads the cache, so a compiled step stays
+// pure). Done with torch ops, the keys of every sequence are first gathered out of
+// their blocks and padded to the longest, per layer and step, then handed to
+// scaled_dot_product_attention: a copy of the whole context and ~60 us of fixed cost
+// per call, more than the attention itself for the contexts a decode step sees.
+//
+// Per (sequence, kv head) the group of query heads that share it is done together: the
+// scores of every key, one softmax in fp32, then the values weighted in one pass, so
+// each key and value is read from memory once.
+//
+// Layouts: q [B, Hq, D], k and v [B, Hkv, D] (the new token's), caches [blocks,
+// block_size, Hkv, D], all fp32 with D a multiple of 8; block_tables int32 [B, W],
+// context_lens int32 [B] counting the new key.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+#include <torch/library.h>
+
+#include "avx2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace {
+
+using neuron_cpu::horizontal_sum;
+
+float dot(const float* a, const float* b, int64_t n) {  // two chains; n a multiple of 8
+  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
+    odd = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), odd);
+  }
+  if (i < n) even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
+  return horizontal_sum(_mm256_add_ps(even, odd));
+}
+
+void add_scaled(float* out, const float* v, float weight, int64_t n) {
+  const __m256 w = _mm256_set1_ps(weight);
+  for (int64_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(_mm256_loadu_ps(v + i), w, _mm256_loadu_ps(out + i)));
+}
+
+struct Step {
+  const float *q, *k, *v, *k_cache, *v_cache;
+  const int32_t *tables, *lens;
+  float* out;
+  int64_t heads, kv_heads, dim, block_size, width;
+  float scale;
+
+  // Calls visit(t, row) for every key (or value) row of sequence b, kv head h, in order:
+  // block by block from the cache, then the new one.
+  template <typename Visit>
+  void rows(const float* cache, const float* fresh, int64_t b, int64_t h, Visit visit) const {
+    const int64_t cached = lens[b] - 1;
+    for (int64_t t0 = 0; t0 < cached; t0 += block_size) {
+      const float* block = cache + (tables[b * width + t0 / block_size] * block_size * kv_heads + h) * dim;
+      for (int64_t t = t0; t < std::min(cached, t0 + block_size); ++t)
+        visit(t, block + (t - t0) * kv_heads * dim);
+    }
+    visit(cached, fresh + (b * kv_heads + h) * dim);
+  }
+
+  void attend(int64_t b, int64_t h, std::vector<float>& scores) const {  // one work item
+    const int64_t group = heads / kv_heads, keys = lens[b];
+    scores.resize(group * keys);
+    const float* queries = q + (b * heads + h * group) * dim;
+    std::vector<float> largest(group, -std::numeric_limits<float>::infinity());
+    rows(k_cache, k, b, h, [&](int64_t t, const float* key) {
+      for (int64_t g = 0; g < group; ++g) {
+        const float s = dot(queries + g * dim, key, dim) * scale;
+        scores[g * keys + t] = s;
+        largest[g] = std::max(largest[g], s);
+      }
+    });
+    for (int64_t g = 0; g < group; ++g) {  // softmax: the weights, divided by their sum
+      float* weights = scores.data() + g * keys;
+      float total = 0.f;
+      for (int64_t t = 0; t < keys; ++t) total += weights[t] = std::exp(weights[t] - largest[g]);
+      const float inverse = 1.f / total;
+      for (int64_t t = 0; t < keys; ++t) weights[t] *= inverse;
+    }
+    float* outs = out + (b * heads + h * group) * dim;
+    std::fill_n(outs, group * dim, 0.f);
+    rows(v_cache, v, b, h, [&](int64_t t, const float* value) {
+      for (int64_t g = 0; g < group; ++g) add_scaled(outs + g * dim, value, scores[g * keys + t], dim);
+    });
+  }
+};
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& k_cache, const at::Tensor& v_cache,
+                            const at::Tensor& block_tables, const at::Tensor& context_lens,
+                            double scale) {
+  for (const at::Tensor* t : {&q, &k, &v, &k_cache, &v_cache})
+    TORCH_CHECK(t->scalar_type() == at::kFloat, "q, k, v and the caches must be fp32");
+  TORCH_CHECK(block_tables.scalar_type() == at::kInt && context_lens.scalar_type() == at::kInt,
+              "block_tables and context_lens must be int32");
+  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && k_cache.dim() == 4, "q, k: [B, H, D]; caches: 4-d");
+  const int64_t B = q.size(0), heads = q.size(1), dim = q.size(2), kv_heads = k.size(1);
+  TORCH_CHECK(dim % 8 == 0 && heads % kv_heads == 0 && k.size(0) == B && v.sizes() == k.sizes() &&
+                  k.size(2) == dim && k_cache.size(2) == kv_heads && k_cache.size(3) == dim &&
+                  v_cache.sizes() == k_cache.sizes() && block_tables.size(0) == B &&
+                  context_lens.numel() == B,
+              "shapes do not match");
+  TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "the caches must be contiguous");
+  const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  const at::Tensor tables = block_tables.contiguous(), lens = context_lens.contiguous();
+  const int64_t capacity = tables.size(1) * k_cache.size(1);
+  const int32_t* len = lens.data_ptr<int32_t>();
+  TORCH_CHECK(std::all_of(len, len + B, [&](int32_t n) { return n >= 1 && n - 1 <= capacity; }),
+              "context_lens must count the new key and fit the block tables");
+  const int32_t* table = tables.data_ptr<int32_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c * k_cache.size(1) < len[b] - 1; ++c)
+      TORCH_CHECK(table[b * tables.size(1) + c] >= 0 && table[b * tables.size(1) + c] < k_cache.size(0),
+                  "block_tables name a block the cache does not have");
+  at::Tensor out = at::empty_like(qc);
+  const Step step{qc.data_ptr<float>(),      kc.data_ptr<float>(),      vc.data_ptr<float>(),
+                  k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), tables.data_ptr<int32_t>(),
+                  lens.data_ptr<int32_t>(),  out.data_ptr<float>(),     heads,
+                  kv_heads,                  dim,                       k_cache.size(1),
+                  tables.size(1),            static_cast<float>(scale)};
+  // Threads only where there is work enough to share: one short context is done in the
+  // time it takes to wake them.
+  const int64_t longest = *std::max_element(len, len + B);
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / (longest * heads / kv_heads * dim));
+  at::parallel_for(0, B * kv_heads, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t item = begin; item < end; ++item) step.attend(item / kv_heads, item % kv_heads, scores);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(neuron_cpu, m) {
+  m.def(
+      "decode_attention(Tensor q, Tensor k, Tensor v, Tensor k_cache, Tensor v_cache, "
+      "Tensor block_tables, Tensor context_lens, float scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(neuron_cpu, CPU, m) { m.impl("decode_attention", decode_attention); }
