@@ -84,7 +84,9 @@ def ours(loaded: LoadedModel, compiled: bool) -> tuple[Generate, Streams]:
         compile_cpu_decode=compiled,
     )
     compiled_step = engine.runner.compiled
-    if compiled_step is not None and not compiled_step.batched.wait(1800):
+    if compiled_step is not None and not (
+        compiled_step.settled.wait(1800) and compiled_step.batched.is_set()
+    ):
         raise RuntimeError(f"the decode step did not compile: {compiled_step.failed}")
 
     def run(ids: list[int], new_tokens: int) -> list[float]:

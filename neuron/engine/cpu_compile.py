@@ -50,6 +50,7 @@ class CompiledDecoder:
         self.ready = threading.Event()  # the single-sequence graph serves
         self.batched = threading.Event()  # and the graph for larger batches too
         self.failed: str | None = None
+        self.settled = threading.Event()  # compiling is over: both graphs serve, or failed
         self.steps = 0  # decode passes the graphs served
 
     def start(self) -> None:
@@ -89,6 +90,12 @@ class CompiledDecoder:
             meta.block_tables = F.pad(meta.block_tables, (0, 2 - meta.block_tables.shape[1]))
 
     def _warm_up(self) -> None:
+        try:
+            self._compile_both()
+        finally:
+            self.settled.set()
+
+    def _compile_both(self) -> None:
         # Sizes that happen to be equal (a context length and a cache dimension) stay
         # apart, or the graph would only serve that coincidence. torch's settings are per
         # thread: this is the one that compiles.

@@ -39,7 +39,8 @@ def test_compiled_decode_generates_what_eager_does(demo_packed):
     engine = Engine(demo_packed, num_blocks=64, compile_cpu_decode=True)
     compiled = engine.runner.compiled
     assert compiled is not None
-    assert compiled.batched.wait(timeout=1800), compiled.failed
+    assert compiled.settled.wait(timeout=1800)
+    assert compiled.batched.is_set(), compiled.failed
     got = _generate(engine, prompts)
     # Every decode pass ran through a graph: each prompt's alone, then the batch's
     # (one pass per step while any sequence runs).
