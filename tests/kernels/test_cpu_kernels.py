@@ -136,6 +136,28 @@ def test_decode_attention_equals_attention_over_the_gathered_keys(heads, kv_head
     torch.testing.assert_close(out, _sdpa_over_gathered_keys(*args), rtol=1e-5, atol=1e-5)
 
 
+def test_decode_attention_reads_views_of_one_fused_projection_in_place():
+    """q, k and v as the model passes them (views of one QKV row per sequence), contexts
+    over many blocks, and scores far apart (weights down to e^-80 and below)."""
+    assert cpu_kernels()
+    gen = torch.Generator().manual_seed(7)
+    heads, kv_heads, dim, blocks, block_size = 6, 2, 32, 40, 4
+    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    lens = torch.tensor([3, 29, 64, 45], dtype=torch.int32)
+    tables = torch.stack([torch.randperm(blocks, generator=gen)[:16] for _ in lens]).int()
+    qkv = torch.randn(len(lens), (heads + 2 * kv_heads) * dim, generator=gen)
+    q, k, v = qkv.split((heads * dim, kv_heads * dim, kv_heads * dim), dim=1)
+    q, k, v = q.view(-1, heads, dim), k.view(-1, kv_heads, dim), v.view(-1, kv_heads, dim)
+    assert not q.is_contiguous() and not k.is_contiguous()
+    # Scores near ±100 (scale 8) carry fp32's rounding of the scores (~1e-5) into the weights.
+    for scale, atol in ((dim**-0.5, 1e-5), (8.0, 5e-5)):
+        args = (q, k, v, k_cache, v_cache, tables, lens, scale)
+        out = torch.ops.neuron_cpu.decode_attention(*args)
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, _sdpa_over_gathered_keys(*args), rtol=1e-5, atol=atol)
+
+
 def test_decode_attention_refuses_what_the_cache_cannot_hold():
     assert cpu_kernels()
     cache = torch.zeros(4, 4, 1, 8)
