@@ -1,5 +1,5 @@
 """CPU kernels of our own, in C++, for CPUs with AVX2: GGUF's 4-bit layers
-(`int4_linear.cpp`), the int8 vocabulary's ranking (`int8_rows.cpp`) and a decode step's
+(`int4_linear.cpp`), the int8 vocabulary's ranking and refining (`int8_rows.cpp`) and a decode step's
 attention straight from the paged KV cache (`decode_attention.cpp`).
 
 torch's int4 and int8 CPU kernels take bf16 activations, which a CPU without bf16
@@ -93,6 +93,12 @@ def _register_shapes() -> None:
     @torch.library.register_fake("neuron_cpu::int8_rows_linear")
     def _(x: torch.Tensor, weight: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
         return x.new_empty(x.shape[0], weight.shape[0])
+
+    @torch.library.register_fake("neuron_cpu::int8_rows_refine")
+    def _(
+        x: torch.Tensor, parts: torch.Tensor, scale: torch.Tensor, chosen: torch.Tensor
+    ) -> torch.Tensor:
+        return x.new_empty(chosen.shape)
 
     @torch.library.register_fake("neuron_cpu::decode_attention")
     def _(q: torch.Tensor, *_: object) -> torch.Tensor:

@@ -113,8 +113,13 @@ class Int8Rows(nn.Module):
             return self.exact(hidden)
         logits = self._ranking(hidden)
         best = logits.topk(REFINED, dim=-1, sorted=False).indices  # [N, R]
-        rows = self.embed(best.view(-1)).view(*best.shape, -1)  # [N, R, H]
-        exact = torch.bmm(rows, hidden.float().unsqueeze(2)).squeeze(2)
+        if cpu_kernels():  # ours: the chosen rows widened in registers, not gathered
+            exact = torch.ops.neuron_cpu.int8_rows_refine(
+                hidden.float(), self.parts, self.scales, best
+            )
+        else:
+            rows = self.embed(best.view(-1)).view(*best.shape, -1)  # [N, R, H]
+            exact = torch.bmm(rows, hidden.float().unsqueeze(2)).squeeze(2)
         return logits.scatter_(1, best, exact)
 
     def _ranking(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -99,6 +99,24 @@ def test_int8_rows_linear_equals_the_exact_product(rows, k):
     )
 
 
+def test_int8_rows_refine_equals_the_exact_logits_of_the_chosen_rows():
+    """The head's two int8 parts (`Int8Rows.parts`), the rows each hidden state chose."""
+    assert cpu_kernels()
+    gen = torch.Generator().manual_seed(3)
+    vocab, k = 300, 72
+    parts = torch.randint(-127, 128, (2 * vocab, k), dtype=torch.int8, generator=gen)
+    scale = torch.rand(vocab, generator=gen) * 0.01
+    x = torch.randn(5, k, generator=gen)
+    chosen = torch.stack([torch.randperm(vocab, generator=gen)[:40] for _ in range(5)])
+    weight = (parts[:vocab].double() + parts[vocab:].double() / 254) * scale.double()[:, None]
+    exact = (x.double() @ weight.t()).gather(1, chosen)
+    out = torch.ops.neuron_cpu.int8_rows_refine(x, parts, scale, chosen)
+    assert out.shape == (5, 40) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="chosen names a row"):
+        torch.ops.neuron_cpu.int8_rows_refine(x, parts, scale, chosen + vocab)
+
+
 def _sdpa_over_gathered_keys(q, k, v, k_cache, v_cache, tables, lens, scale):
     """Each sequence alone: its cached keys gathered out of its blocks, the new one last."""
     block_size = k_cache.shape[1]
