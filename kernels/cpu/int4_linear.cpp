@@ -43,8 +43,8 @@ constexpr int64_t AHEAD = 1536;
 // [pairs, rows, 8]; an odd last run is paired with zeros. The exact fp32 sums per run are
 // [rows, runs].
 struct Activations {
-  std::vector<int16_t> codes;
-  std::vector<float> scales, sums;
+  neuron_cpu::LineVector<int16_t> codes;
+  neuron_cpu::LineVector<float> scales, sums;
   int64_t rows, runs, pairs;
 
   Activations(const float* x, int64_t rows, int64_t runs)

@@ -68,7 +68,7 @@ at::Tensor int8_rows_linear(const at::Tensor& x, const at::Tensor& weight, const
   const int64_t M = x.size(0), K = x.size(1), V = weight.size(0);
   TORCH_CHECK(K % RUN == 0 && weight.size(1) == K && scale.numel() == V, "shapes do not match");
   const at::Tensor rows = x.contiguous(), scales = scale.contiguous();
-  std::vector<int16_t> codes(M * K);
+  neuron_cpu::LineVector<int16_t> codes(M * K);
   std::vector<float> row_scale(M);
   const float* xp = rows.data_ptr<float>();
   for (int64_t m = 0; m < M; ++m) {
