@@ -46,8 +46,9 @@ float dot(const float* a, const float* b, int64_t n) {  // two chains; n a multi
 // e^x for x <= 0 (a score less the largest), 8 at a time: 2^n * e^r with |r| <= ln2 / 2,
 // e^r by its degree-6 Taylor-like polynomial (Cephes' coefficients; relative error
 // ~2e-7); below -87 the result is clamped to e^-87, which a softmax cannot tell from 0.
+// A NaN stays NaN (`max` returns its second operand when either is NaN), as std::exp's.
 __m256 exp_nonpositive(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.f));
+  x = _mm256_max_ps(_mm256_set1_ps(-87.f), x);
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
