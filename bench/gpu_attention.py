@@ -13,7 +13,7 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-import kernels
+import neuron_kernels as kernels
 from bench.gpu_common import Setup, summary, time_call
 
 BLOCK = 16

@@ -10,9 +10,9 @@ import functools
 
 import torch
 
-import kernels
+import neuron_kernels as kernels
 from bench.gpu_common import Setup, summary, time_call
-from kernels.sampling import SamplingBatch, SamplingRow
+from neuron_kernels.sampling import SamplingBatch, SamplingRow
 
 
 def torch_top_p(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ python3Packages.buildPythonApplication {
 
   # The test suite needs real models and SDKs; the import check proves the install.
   doCheck = false;
-  pythonImportsCheck = [ "cortex" ] ++ lib.optionals withNeuron [ "neuron" "kernels" ];
+  pythonImportsCheck = [ "cortex" ] ++ lib.optionals withNeuron [ "neuron" "neuron_kernels" ];
 
   meta = {
     inherit (project) description;

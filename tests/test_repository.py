@@ -36,16 +36,16 @@ def _imported_roots(package: str) -> dict[str, set[str]]:
 
 
 def test_kernels_import_only_torch_triton_and_the_standard_library() -> None:
-    allowed = {"torch", "triton", "kernels", *sys.stdlib_module_names}
+    allowed = {"torch", "triton", "neuron_kernels", *sys.stdlib_module_names}
     offenders = {
         path: sorted(roots - allowed)
-        for path, roots in _imported_roots("kernels").items()
+        for path, roots in _imported_roots("neuron_kernels").items()
         if roots - allowed
     }
     assert offenders == {}
 
 
-@pytest.mark.parametrize("package", ["cortex", "kernels"])
+@pytest.mark.parametrize("package", ["cortex", "neuron_kernels"])
 def test_light_parts_never_import_the_neuron(package: str) -> None:
     offenders = [path for path, roots in _imported_roots(package).items() if "neuron" in roots]
     assert offenders == []
@@ -84,9 +84,9 @@ def test_cortex_modules_live_in_subpackages() -> None:
 
 def test_gateway_source_never_imports_torch_or_kernels() -> None:
     offenders = {
-        path: sorted(roots & {"torch", "triton", "kernels"})
+        path: sorted(roots & {"torch", "triton", "neuron_kernels"})
         for path, roots in _imported_roots("cortex").items()
-        if roots & {"torch", "triton", "kernels"}
+        if roots & {"torch", "triton", "neuron_kernels"}
     }
     assert offenders == {}
 

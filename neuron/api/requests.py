@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cortex.common.wire import ApiError
-from kernels.sampling import KNOBS
 from neuron.api.structured import (
     parse_logit_bias,
     parse_parallel_tool_calls,
@@ -19,6 +18,7 @@ from neuron.api.structured import (
 )
 from neuron.engine.sampling_params import SamplingParams
 from neuron.grammar.formats import GrammarSpec
+from neuron_kernels.sampling import KNOBS
 
 MAX_N = 16
 _MISSING = object()

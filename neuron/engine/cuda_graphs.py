@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import torch
 
-import kernels
-from kernels.sampling import COLUMNS, SamplingBatch
+import neuron_kernels as kernels
 from neuron.engine.decode_inputs import DECODE_COLUMNS, decode_inputs, decode_metadata
 from neuron.engine.sampler import SampledLogprobs, sample, sampling_columns
 from neuron.engine.sequence import Sequence
 from neuron.models.attention import KVCache
 from neuron.models.llama import LlamaForCausalLM
+from neuron_kernels.sampling import COLUMNS, SamplingBatch
 
 log = logging.getLogger(__name__)
 MAX_GRAPH_BATCH = 256

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-import kernels
-from kernels.sampling import SamplingBatch, SamplingRow, column_values
+import neuron_kernels as kernels
 from neuron.engine.constraints import apply_constraints
 from neuron.engine.sequence import Sequence
+from neuron_kernels.sampling import SamplingBatch, SamplingRow, column_values
 
 
 @dataclass

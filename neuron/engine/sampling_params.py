@@ -1,6 +1,6 @@
 """Per-request generation settings, checked once at the door.
 
-The sampling knobs are inherited from `kernels.sampling.SamplingKnobs` (each one
+The sampling knobs are inherited from `neuron_kernels.sampling.SamplingKnobs` (each one
 column of a `SamplingBatch`), so a bad value is rejected here with a message the
 API can hand back verbatim instead of surfacing later as a kernel error on the
 device thread.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from kernels.sampling import SamplingKnobs
+from neuron_kernels.sampling import SamplingKnobs
 
 MAX_LOGPROBS = 20
 MAX_STOP_STRINGS = 16

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-import kernels
-from kernels.cpu import cpu_kernels
+import neuron_kernels as kernels
+from neuron_kernels.cpu import cpu_kernels
 
 
 @dataclass
@@ -197,7 +197,7 @@ def _cpu_decode(
 
 
 def reads_cache_in_place(k_cache: torch.Tensor) -> bool:
-    """Whether a CPU decode pass attends with our kernel (kernels/cpu/decode_attention.cpp),
+    """Whether a CPU decode pass attends with our kernel (neuron_kernels/cpu/decode_attention.cpp),
     which needs no gathered keys (`AttentionMetadata.decode_gather`)."""
     return k_cache.dtype == torch.float32 and k_cache.shape[-1] % 8 == 0 and _our_kernels()
 

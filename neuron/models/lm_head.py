@@ -12,7 +12,7 @@ matmul with exact int32 sums: logits within ~1e-4 of the fp32 product.
 A decode step has few rows, and there that matmul costs as much as every layer
 together (it reads both parts, 2 bytes per weight). So for up to `FAST_MAX_ROWS` rows
 the high part alone ranks the vocabulary (one byte per weight; for up to
-`PACKED_RANK_ROWS` rows through our AVX2 kernel, kernels/cpu, or torch's with bf16
+`PACKED_RANK_ROWS` rows through our AVX2 kernel, neuron_kernels/cpu, or torch's with bf16
 activations where ours cannot run),
 and the `REFINED` best-ranked tokens of each row get the exact logit: those carry the
 argmax and the logprobs a client sees, while the rest keep the ranking's value
@@ -37,8 +37,8 @@ import warnings
 import torch
 from torch import nn
 
-from kernels.cpu import cpu_kernels
 from neuron.models.quant_linear import fbgemm_available
+from neuron_kernels.cpu import cpu_kernels
 
 _LOW = 254.0  # the remainder of rounding to the high part lies within ±s/2: 127 steps
 FAST_MAX_ROWS = 16

@@ -6,7 +6,7 @@ packed cuts the bytes per token (int8: 4x, int4: ~6x, fp16: 2x against fp32). to
 int8 and int4 kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) are fast
 only with bf16 inputs (an order of magnitude slower with fp32 or fp16 ones), which only
 CPUs with bf16 instructions (AVX512-BF16, AMX) compute natively. So on x86, 4-bit
-weights go through our own AVX2 kernels (kernels/cpu), fp32 activations in and out, and
+weights go through our own AVX2 kernels (neuron_kernels/cpu), fp32 activations in and out, and
 torch's int4 kernel serves only where those cannot run. fbgemm's fp16 GEMM widens the
 weights in registers and keeps the activations in fp32: on an AVX2 EPYC 2.3x torch's
 int4 kernel's speed at 16 rows and 2.1x at 512 (one matmul, weights in cache).
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.cpu import cpu_kernels
 from neuron.models.gguf_codes import GROUP, GroupCodes
+from neuron_kernels.cpu import cpu_kernels
 
 # `_weight_int8pack_mm` walks the rows one by one, so it loses to a dense bf16 matmul
 # (on weights widened on the fly) beyond a handful of rows: decode uses the former,
@@ -99,7 +99,7 @@ class Int4Linear(nn.Module):
 
 class Int4Avx2Linear(nn.Module):
     """The same 4-bit weights (scale and offset in fp16, GGUF's own precision for Q4_0 and
-    Q4_1) through our AVX2 kernels (kernels/cpu): fp32 activations, fp32 out. A pass of
+    Q4_1) through our AVX2 kernels (neuron_kernels/cpu): fp32 activations, fp32 out. A pass of
     many rows (a prompt) widens the weights to fp32 for one dense matmul instead."""
 
     DENSE_FROM_ROWS = 48  # measured: the dense matmul is the faster from 32 to 64 rows

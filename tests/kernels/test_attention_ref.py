@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import store_kv
-from kernels.attention_ref import decode_attention_ref, prefill_attention_ref
+from neuron_kernels import store_kv
+from neuron_kernels.attention_ref import decode_attention_ref, prefill_attention_ref
 from tests.kernels.cases import DecodeCase, PrefillCase, decode_case, prefill_case
 
 TOLERANCE = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 2e-2}

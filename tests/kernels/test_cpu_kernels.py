@@ -1,4 +1,4 @@
-"""Our AVX2 operators (kernels/cpu) against the float64 product of the weights they hold:
+"""Our AVX2 operators (neuron_kernels/cpu) against the float64 product of the weights they hold:
 every register-block size, tiles and runs that do not divide evenly."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import platform
 import pytest
 import torch
 
-from kernels.cpu import cpu_kernels
 from neuron.models.gguf_codes import GroupCodes
 from neuron.models.quant_linear import quantize_groups
+from neuron_kernels.cpu import cpu_kernels
 
 # Where the CPU can run them they must build: a failed build fails here, it is not skipped.
 pytestmark = pytest.mark.skipif(

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-import kernels
-from kernels import dispatch
-from kernels.attention_ref import decode_attention_ref, prefill_attention_ref
-from kernels.sampling_ref import sample_ref
+import neuron_kernels as kernels
+from neuron_kernels import dispatch
+from neuron_kernels.attention_ref import decode_attention_ref, prefill_attention_ref
+from neuron_kernels.sampling_ref import sample_ref
 from tests.kernels.cases import decode_case, logits, prefill_case
 from tests.kernels.runners import ROOT
 
@@ -56,8 +56,8 @@ def test_references_work_where_triton_cannot_be_imported() -> None:
 import sys
 sys.modules["triton"] = None  # any `import triton` now raises ImportError
 import torch
-import kernels
-from kernels.dispatch import triton_available
+import neuron_kernels as kernels
+from neuron_kernels.dispatch import triton_available
 assert not triton_available()
 q = torch.randn(3, 4, 16)
 cu = torch.tensor([0, 3], dtype=torch.int32)

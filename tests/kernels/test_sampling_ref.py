@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from kernels import SamplingBatch, SamplingRow
-from kernels.sampling import EXP_MIN, exponentials, row_keys
-from kernels.sampling_ref import apply_penalties_ref, sample_ref
+from neuron_kernels import SamplingBatch, SamplingRow
+from neuron_kernels.sampling import EXP_MIN, exponentials, row_keys
+from neuron_kernels.sampling_ref import apply_penalties_ref, sample_ref
 from tests.kernels.cases import logits
 
 DRAWS = 20_000

@@ -7,9 +7,9 @@ import threading
 
 import torch
 
-from kernels.attention_ref import decode_attention_ref, prefill_attention_ref
-from kernels.sampling import SamplingBatch, SamplingRow
-from kernels.sampling_ref import apply_penalties_ref, sample_ref
+from neuron_kernels.attention_ref import decode_attention_ref, prefill_attention_ref
+from neuron_kernels.sampling import SamplingBatch, SamplingRow
+from neuron_kernels.sampling_ref import apply_penalties_ref, sample_ref
 from tests.kernels.cases import decode_case, logits, prefill_case
 
 TOLERANCE = {"float32": 1e-3, "float16": 5e-3, "bfloat16": 3e-2}
@@ -24,7 +24,7 @@ def prefill(
     dtype: str = "float32",
     device: str = "cpu",
 ) -> None:
-    from kernels.attention_prefill import prefill_attention_triton
+    from neuron_kernels.attention_prefill import prefill_attention_triton
 
     case = prefill_case(q_lens, k_lens, heads, kv_heads, head_dim, dtype, device)
     got = case.call(prefill_attention_triton)
@@ -44,7 +44,7 @@ def decode(
     dtype: str = "float32",
     device: str = "cpu",
 ) -> None:
-    from kernels.attention_decode import decode_attention_triton
+    from neuron_kernels.attention_decode import decode_attention_triton
 
     case = decode_case(context_lens, heads, kv_heads, head_dim, block_size, dtype, device)
     got = decode_attention_triton(*case.args(), case.scale, num_splits=num_splits)
@@ -56,7 +56,7 @@ def decode(
 
 def concurrent_decode(threads: int = 3) -> None:
     """Device threads may launch interpreted kernels at once: the lock serialises them."""
-    from kernels.attention_decode import decode_attention_triton
+    from neuron_kernels.attention_decode import decode_attention_triton
 
     case = decode_case([20, 9], heads=4, kv_heads=2, head_dim=16)
     want = decode_attention_ref(*case.args(), case.scale)
@@ -85,7 +85,7 @@ def _batch(rows: list[dict], device: str) -> SamplingBatch:
 
 
 def penalties(rows: list[dict], vocab: int, device: str = "cpu") -> None:
-    from kernels.sampling_triton import apply_penalties_triton
+    from neuron_kernels.sampling_triton import apply_penalties_triton
 
     batch = _batch(rows, device)
     x = logits(len(rows), vocab).to(device)
@@ -101,7 +101,7 @@ def sampling(
     rows: list[dict], vocab: int, spread: float = 3.0, dtype: str = "float32", device: str = "cpu"
 ) -> None:
     """Same tokens as the reference: same cut-offs and the same random stream."""
-    from kernels.sampling_triton import sample_triton
+    from neuron_kernels.sampling_triton import sample_triton
 
     batch = _batch(rows, device)
     x = logits(len(rows), vocab, spread).to(device=device, dtype=getattr(torch, dtype))
@@ -113,7 +113,7 @@ def sampling(
 
 def decode_graph(device: str = "cuda") -> None:
     """Decode captured in a CUDA graph, replayed after the lengths and keys change."""
-    from kernels.attention_decode import decode_attention_triton
+    from neuron_kernels.attention_decode import decode_attention_triton
 
     case = decode_case([100, 7, 300], 8, 2, 128, 16, "bfloat16", device)
     decode_attention_triton(*case.args(), case.scale)  # compile outside the capture
@@ -129,7 +129,7 @@ def decode_graph(device: str = "cuda") -> None:
 
 def sampling_graph(device: str = "cuda") -> None:
     """The sampler captured in a CUDA graph follows new logits and offsets on replay."""
-    from kernels.sampling_triton import sample_triton
+    from neuron_kernels.sampling_triton import sample_triton
 
     rows = [{"seed": 1}, {"top_k": 5, "seed": 2}, {"top_p": 0.8, "seed": 3}, {"temperature": 0}]
     batch = _batch(rows, device)

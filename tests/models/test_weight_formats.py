@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels.cpu import cpu_kernels
 from neuron.config import ConfigError, NeuronConfig
 from neuron.config import load as load_neuron_config
 from neuron.devices import cpu_device
@@ -32,6 +31,7 @@ from neuron.models.quant_linear import (
     quantize_groups,
     quantize_per_channel,
 )
+from neuron_kernels.cpu import cpu_kernels
 from tests.models.paged import PagedRunner, greedy
 
 Q = gguf.GGMLQuantizationType

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.sampling import EXP_MIN, SamplingBatch, exponentials, row_keys
+from neuron_kernels.sampling import EXP_MIN, SamplingBatch, exponentials, row_keys
 
 
 def apply_penalties_ref(logits: torch.Tensor, batch: SamplingBatch) -> None:

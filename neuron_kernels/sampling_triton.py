@@ -12,8 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.dispatch import interpreting, launch_guard
-from kernels.sampling import SamplingBatch, row_keys
+from neuron_kernels.dispatch import interpreting, launch_guard
+from neuron_kernels.sampling import SamplingBatch, row_keys
 
 
 @triton.jit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.dispatch import interpreting
+from neuron_kernels.dispatch import interpreting
 
 
 def upcast(t: torch.Tensor) -> bool:

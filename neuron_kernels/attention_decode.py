@@ -14,9 +14,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.attention_tile import attend_tile
-from kernels.dispatch import interpreting, launch_guard
-from kernels.triton_util import dot_precision, pow2, upcast
+from neuron_kernels.attention_tile import attend_tile
+from neuron_kernels.dispatch import interpreting, launch_guard
+from neuron_kernels.triton_util import dot_precision, pow2, upcast
 
 LOG2E = 1.4426950408889634
 MIN_KEYS_PER_SPLIT = 256

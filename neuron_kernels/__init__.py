@@ -1,18 +1,21 @@
 """Attention and sampling kernels: Triton on CUDA, torch references elsewhere.
 
-Every entry point asks ``kernels.dispatch.use_triton`` which implementation to
+Every entry point asks ``neuron_kernels.dispatch.use_triton`` which implementation to
 run; the Triton modules are imported lazily so a host without Triton (or without
-a GPU) only ever touches the references."""
+a GPU) only ever touches the references.
+
+The package is named apart from the Hub's `kernels`, which transformers (from 5.25) installs
+beside it: one import name for two packages would break one or the other."""
 
 from __future__ import annotations
 
 import torch
 
-from kernels.attention_ref import decode_attention_ref, prefill_attention_ref
-from kernels.dispatch import use_triton
-from kernels.kv_store import store_kv
-from kernels.sampling import SamplingBatch, SamplingRow
-from kernels.sampling_ref import sample_ref
+from neuron_kernels.attention_ref import decode_attention_ref, prefill_attention_ref
+from neuron_kernels.dispatch import use_triton
+from neuron_kernels.kv_store import store_kv
+from neuron_kernels.sampling import SamplingBatch, SamplingRow
+from neuron_kernels.sampling_ref import sample_ref
 
 __all__ = [
     "SamplingBatch",
@@ -36,7 +39,7 @@ def prefill_attention(
 ) -> torch.Tensor:
     """Causal varlen GQA attention; queries are the last keys of each sequence."""
     if use_triton(q):
-        from kernels.attention_prefill import prefill_attention_triton as impl
+        from neuron_kernels.attention_prefill import prefill_attention_triton as impl
     else:
         impl = prefill_attention_ref
     return impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale)
@@ -52,7 +55,7 @@ def decode_attention(
 ) -> torch.Tensor:
     """One query per sequence over the paged KV cache."""
     if use_triton(q):
-        from kernels.attention_decode import decode_attention_triton as impl
+        from neuron_kernels.attention_decode import decode_attention_triton as impl
     else:
         impl = decode_attention_ref
     return impl(q, k_cache, v_cache, block_tables, context_lens, scale)
@@ -61,7 +64,7 @@ def decode_attention(
 def sample(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     """Token ids int64 [B] from logits [B, V]."""
     if use_triton(logits):
-        from kernels.sampling_triton import sample_triton
+        from neuron_kernels.sampling_triton import sample_triton
 
         return sample_triton(logits, batch)
     return sample_ref(logits, batch)
