@@ -18,7 +18,7 @@ from tests.deploy.systemd import BUDGET, exposure
 from tests.deploy.tools import REPO, ROLES, need, project_version, run
 
 NIX_ENV = {"NIX_CONFIG": "experimental-features = nix-command flakes\nbuild-users-group ="}
-FLAKE_FILES = ["flake.nix", "nix", "pyproject.toml", "cortex", "neuron", "kernels"]
+FLAKE_FILES = ["flake.nix", "nix", "pyproject.toml", "cortex", "neuron", "neuron_kernels"]
 NIX_FILES = sorted([REPO / "flake.nix", *REPO.glob("nix/**/*.nix")])
 
 
