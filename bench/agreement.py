@@ -74,7 +74,7 @@ def main() -> None:
     ref_decode = ref[len(ids) // 2 : -1]
     print(f"against the dequantised fp32 model, {len(ids)} corpus tokens, teacher-forced")
     print(f"{'weights':<28}{'path':<8}{'top-1 agreement':>17}{'mean |Δlp|':>12}{'max |Δlp|':>11}")
-    for label, (dtype, quantization, compiled) in VARIANTS.items():
+    for label, (dtype, quantization, compiled, _) in VARIANTS.items():
         if label == "fp32" or compiled:  # the compiled step generates what eager does
             continue
         model = load_model(path, "cpu", dtype, quantization=quantization).model

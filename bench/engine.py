@@ -31,18 +31,21 @@ from bench.report import Figure
 from neuron.demo import demo_gguf_path
 from neuron.engine import Engine, EngineRequest, SamplingParams
 from neuron.models.loader import LoadedModel, load_model
+from neuron_kernels.cpu import cpu_kernels
 
 THREADS = 2
 PROMPT_LENGTHS = (32, 512)
-# Our variants: row label → load_model (dtype, quantization), compiled decode step.
+# Our variants: row label → load_model (dtype, quantization), compiled decode step, the
+# int4 kernel's instruction set (None: the CPU's best, `neuron_kernels/cpu`).
 VARIANTS = {
-    "fp32": ("float32", "none", False),
-    "bf16": ("bfloat16", "none", False),
-    "int8 layers": ("float32", "int8", False),
-    "auto: GGUF int4 layers": ("float32", "auto", False),
-    "auto, compiled decode (the default)": ("float32", "auto", True),
-    "fp16 layers": ("float32", "fp16", False),
-    "fp16 layers, compiled decode": ("float32", "fp16", True),
+    "fp32": ("float32", "none", False, None),
+    "bf16": ("bfloat16", "none", False, None),
+    "int8 layers": ("float32", "int8", False, None),
+    "auto: GGUF int4 layers": ("float32", "auto", False, None),
+    "auto, compiled decode (the default)": ("float32", "auto", True, None),
+    "auto, compiled decode, AVX2 int4 kernel": ("float32", "auto", True, "avx2"),
+    "fp16 layers": ("float32", "fp16", False, None),
+    "fp16 layers, compiled decode": ("float32", "fp16", True, None),
 }
 
 STREAMS = 16
@@ -75,7 +78,11 @@ class TokenClock:
         return scores
 
 
-def ours(loaded: LoadedModel, compiled: bool) -> tuple[Generate, Streams]:
+def ours(
+    loaded: LoadedModel, compiled: bool, instruction_set: str | None, best: str | None
+) -> tuple[Generate, Streams]:
+    """`instruction_set`: of the int4 kernel this variant runs (None: `best`, the CPU's
+    own choice; None where our CPU kernels cannot run)."""
     engine = Engine(
         loaded,
         num_blocks=128,
@@ -89,7 +96,12 @@ def ours(loaded: LoadedModel, compiled: bool) -> tuple[Generate, Streams]:
     ):
         raise RuntimeError(f"the decode step did not compile: {compiled_step.failed}")
 
+    def use_own_kernel() -> None:  # the variants run in turns in one process
+        if best is not None:
+            torch.ops.neuron_cpu.set_int4_instruction_set(instruction_set or best)
+
     def run(ids: list[int], new_tokens: int) -> list[float]:
+        use_own_kernel()
         params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
         stamps = [time.perf_counter()]
         engine.add(EngineRequest(f"b{stamps[0]}", ids, params))
@@ -99,6 +111,7 @@ def ours(loaded: LoadedModel, compiled: bool) -> tuple[Generate, Streams]:
         return stamps
 
     def streams(prompts: list[list[int]], new_tokens: int) -> float:
+        use_own_kernel()
         params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
         for i, ids in enumerate(prompts):
             engine.add(EngineRequest(f"s{i}-{time.perf_counter()}", ids, params))
@@ -205,9 +218,12 @@ def run_engine_bench(
     impls: dict[str, tuple[Generate, Streams | None]] = {}
     resident: dict[str, int] = {}
     chosen = {k: v for k, v in VARIANTS.items() if variants is None or k in variants}
-    for label, (dtype, quantization, compiled) in chosen.items():
+    best = torch.ops.neuron_cpu.int4_instruction_set() if cpu_kernels() else None
+    if variants is None and best in ("avx2", None):  # the AVX2 row would be the default's
+        chosen = {k: v for k, v in chosen.items() if v[3] != "avx2"}
+    for label, (dtype, quantization, compiled, instruction_set) in chosen.items():
         loaded = load_model(str(path), device="cpu", dtype=dtype, quantization=quantization)
-        impls[label] = ours(loaded, compiled)
+        impls[label] = ours(loaded, compiled, instruction_set, best)
         resident[label] = loaded.nbytes
     vocab = loaded.config.vocab_size
     impls["transformers"] = (transformers_generate(str(path)), None)

@@ -6,7 +6,7 @@ packed cuts the bytes per token (int8: 4x, int4: ~6x, fp16: 2x against fp32). to
 int8 and int4 kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) are fast
 only with bf16 inputs (an order of magnitude slower with fp32 or fp16 ones), which only
 CPUs with bf16 instructions (AVX512-BF16, AMX) compute natively. So on x86, 4-bit
-weights go through our own AVX2 kernels (neuron_kernels/cpu), fp32 activations in and out, and
+weights go through our own x86 kernels (neuron_kernels/cpu), fp32 activations in and out, and
 torch's int4 kernel serves only where those cannot run. fbgemm's fp16 GEMM widens the
 weights in registers and keeps the activations in fp32: on an AVX2 EPYC 2.3x torch's
 int4 kernel's speed at 16 rows and 2.1x at 512 (one matmul, weights in cache).
@@ -97,10 +97,11 @@ class Int4Linear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-class Int4Avx2Linear(nn.Module):
+class Int4X86Linear(nn.Module):
     """The same 4-bit weights (scale and offset in fp16, GGUF's own precision for Q4_0 and
-    Q4_1) through our AVX2 kernels (neuron_kernels/cpu): fp32 activations, fp32 out. A pass of
-    many rows (a prompt) widens the weights to fp32 for one dense matmul instead."""
+    Q4_1) through our x86 kernels (neuron_kernels/cpu: AVX2, and AVX512-VNNI from 2 rows where
+    the CPU has it): fp32 activations, fp32 out. A pass of many rows (a prompt) widens the
+    weights to fp32 for one dense matmul instead."""
 
     DENSE_FROM_ROWS = 48  # measured: the dense matmul is the faster from 32 to 64 rows
 
@@ -126,12 +127,12 @@ class Int4Avx2Linear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-def int4_linear(codes: GroupCodes) -> Int4Linear | Int4Avx2Linear:
+def int4_linear(codes: GroupCodes) -> Int4Linear | Int4X86Linear:
     """4-bit weights through our kernels wherever they run (x86 with AVX2), torch's
     elsewhere. Ours are also the closer to the exact product (fp32 rather than bf16
     activations): on SmolLM2 top-1 agreement with the fp32 model rose from 98.9% to 99.95%."""
     if cpu_kernels():
-        return Int4Avx2Linear(codes)
+        return Int4X86Linear(codes)
     return Int4Linear(codes)
 
 
@@ -183,7 +184,7 @@ class Fp16Linear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-PackedLinear = Int8Linear | Int4Linear | Int4Avx2Linear | Fp16Linear
+PackedLinear = Int8Linear | Int4Linear | Int4X86Linear | Fp16Linear
 
 
 def linear(

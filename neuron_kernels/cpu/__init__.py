@@ -1,6 +1,7 @@
 """CPU kernels of our own, in C++, for CPUs with AVX2: GGUF's 4-bit layers
-(`int4_linear.cpp`), the int8 vocabulary's ranking and refining (`int8_rows.cpp`) and a decode step's
-attention straight from the paged KV cache (`decode_attention.cpp`).
+(`int4_linear.cpp`; `int4_linear_avx512.cpp` where the CPU has AVX512-VNNI), the int8
+vocabulary's ranking and refining (`int8_rows.cpp`) and a decode step's attention
+straight from the paged KV cache (`decode_attention.cpp`).
 
 torch's int4 and int8 CPU kernels take bf16 activations, which a CPU without bf16
 instructions (AVX2, AVX512 without BF16) converts in software. Ours keep fp32
@@ -15,6 +16,10 @@ $XDG_CACHE_HOME/torch_extensions, so later starts only load the library; `make i
 builds them) and registered as operators (`torch.ops.neuron_cpu.*`) that torch.compile
 traces. Where that cannot happen (not x86, no AVX2/FMA/F16C, no compiler, an
 unwritable cache), `cpu_kernels()` says False and the callers keep torch's kernels.
+
+The AVX512 code is compiled into the same library with per-function target attributes
+and chosen at run time from the CPU's flags; `NEURON_CPU_AVX512=0` in the environment
+keeps the AVX2 kernel, and `torch.ops.neuron_cpu.int4_instruction_set()` says which runs.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch
 log = logging.getLogger(__name__)
 _SOURCES = [
     str(Path(__file__).with_name(f))
-    for f in ("int4_linear.cpp", "int8_rows.cpp", "decode_attention.cpp")
+    for f in ("int4_linear.cpp", "int4_linear_avx512.cpp", "int8_rows.cpp", "decode_attention.cpp")
 ]
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"]
 _NEEDS = ("avx2", "fma3", "f16c")

@@ -10,30 +10,29 @@
 //
 // Layouts: codes uint8 [N, K / 2], per run of 32 the 16 bytes hold code j in the low and
 // code j + 16 in the high nibble of byte j (GGUF's own); scale and offset fp16 [N, K / 32].
+//
+// Where the CPU has AVX512-VNNI, int4_linear_avx512.cpp's kernel does the same products
+// with `vpdpwssd`, each 32-bit lane one run; this file's is the AVX2 one, and the op's
+// entry point.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <torch/library.h>
 
-#include "avx2.h"
-
-#include <algorithm>
+#include <string>
 #include <vector>
+
+#include "avx2.h"
+#include "int4_tiles.h"
 
 namespace {
 
 using neuron_cpu::horizontal_max;
 using neuron_cpu::horizontal_sum;
-using neuron_cpu::prefetch;
 using neuron_cpu::widen_halves;
 
-constexpr int64_t RUN = 32;
-constexpr int ROWS = 8;          // activation rows per register block
-constexpr int64_t OUTPUTS = 16;  // output channels per tile: their codes stay in L1
-// Codes are fetched this many bytes ahead of use: a decode pass streams every layer's codes
-// from memory once, and the hardware prefetcher alone restarts too late on each small
-// matrix (measured on the demo model: batch-1 layers 1.15x faster, `bench/cpu_kernels.py`).
-constexpr int64_t AHEAD = 1536;
+constexpr int64_t RUN = neuron_cpu::INT4_RUN;
+constexpr int64_t AHEAD = neuron_cpu::INT4_AHEAD;
 
 // The activations, for the order the codes unpack in: a pair of runs (g, g + 1) is one
 // 32-byte load of codes, and `vpunpck{l,h}bw` widens each quarter of both runs at once
@@ -42,12 +41,12 @@ constexpr int64_t AHEAD = 1536;
 // the 8 scales [s_g x4, s_{g+1} x4] the same lanes take. Layout [pairs, rows, 64] and
 // [pairs, rows, 8]; an odd last run is paired with zeros. The exact fp32 sums per run are
 // [rows, runs].
-struct Activations {
+struct RunPairs {
   neuron_cpu::LineVector<int16_t> codes;
   neuron_cpu::LineVector<float> scales, sums;
   int64_t rows, runs, pairs;
 
-  Activations(const float* x, int64_t rows, int64_t runs)
+  RunPairs(const float* x, int64_t rows, int64_t runs)
       : codes((runs + 1) / 2 * rows * 2 * RUN),
         scales((runs + 1) / 2 * rows * 8),
         sums(rows * runs),
@@ -84,7 +83,7 @@ struct Activations {
 
 // One output channel for R activation rows from m0: y[r * ldy] for r < R.
 template <int R>
-void channel(const Activations& x, int64_t m0, const uint8_t* codes, const float* scale,
+void pair_channel(const RunPairs& x, int64_t m0, const uint8_t* codes, const float* scale,
              const float* offset, float* y, int64_t ldy) {
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -129,17 +128,16 @@ void channel(const Activations& x, int64_t m0, const uint8_t* codes, const float
   }
 }
 
-void channel_rows(const Activations& x, int64_t m0, int64_t count, const uint8_t* codes,
-                  const float* scale, const float* offset, float* y, int64_t ldy) {
-  switch (count) {
-#define ROWS_CASE(k) \
-  case k:            \
-    return channel<k>(x, m0, codes, scale, offset, y, ldy);
-    ROWS_CASE(1) ROWS_CASE(2) ROWS_CASE(3) ROWS_CASE(4)
-    ROWS_CASE(5) ROWS_CASE(6) ROWS_CASE(7) ROWS_CASE(8)
-#undef ROWS_CASE
+struct Avx2Kernel {
+  using Activations = RunPairs;
+  static constexpr int ROWS = 8;  // activation rows per register block
+
+  template <int R>
+  static void channel(const RunPairs& x, int64_t m0, const uint8_t* codes, const float* scale,
+                      const float* offset, float* y, int64_t ldy) {
+    pair_channel<R>(x, m0, codes, scale, offset, y, ldy);
   }
-}
+};
 
 at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& scale,
                        const at::Tensor& offset) {
@@ -147,39 +145,14 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& codes, const at::T
   TORCH_CHECK(codes.scalar_type() == at::kByte && codes.is_contiguous(), "codes must be uint8");
   TORCH_CHECK(scale.scalar_type() == at::kHalf && offset.scalar_type() == at::kHalf,
               "scale and offset must be fp16");
-  const int64_t M = x.size(0), K = x.size(1), N = codes.size(0), G = K / RUN;
+  const int64_t K = x.size(1), N = codes.size(0), G = K / RUN;
   TORCH_CHECK(K % RUN == 0 && codes.size(1) * 2 == K && scale.numel() == N * G &&
                   offset.numel() == N * G, "shapes do not match");
-  const at::Tensor rows = x.contiguous();
-  const at::Tensor scale_c = scale.contiguous(), offset_c = offset.contiguous();
-  const Activations acts(rows.data_ptr<float>(), M, G);
-  at::Tensor y = at::empty({M, N}, x.options());
-  const uint8_t* code_data = codes.data_ptr<uint8_t>();
-  const at::Half* scale_data = scale_c.data_ptr<at::Half>();
-  const at::Half* offset_data = offset_c.data_ptr<at::Half>();
-  float* out = y.data_ptr<float>();
-  at::parallel_for(0, (N + OUTPUTS - 1) / OUTPUTS, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> widened(2 * OUTPUTS * G);  // the tile's scales and offsets in fp32
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t n0 = tile * OUTPUTS, n1 = std::min(N, n0 + OUTPUTS);
-      widen_halves(scale_data + n0 * G, widened.data(), (n1 - n0) * G);
-      widen_halves(offset_data + n0 * G, widened.data() + OUTPUTS * G, (n1 - n0) * G);
-      if (tile + 1 < end) {  // the next tile's scales, while this one computes
-        const int64_t count = (std::min(N, n1 + OUTPUTS) - n1) * G * sizeof(at::Half);
-        prefetch(scale_data + n1 * G, count);
-        prefetch(offset_data + n1 * G, count);
-      }
-      for (int64_t m0 = 0; m0 < M; m0 += ROWS) {
-        const int64_t count = std::min<int64_t>(ROWS, M - m0);
-        for (int64_t n = n0; n < n1; ++n) {
-          const float* s = widened.data() + (n - n0) * G;
-          channel_rows(acts, m0, count, code_data + n * (K / 2), s, s + OUTPUTS * G,
-                       out + m0 * N + n, N);
-        }
-      }
-    }
-  });
-  return y;
+  // At one row no other row shares the codes' transposition: the AVX512 kernel measured
+  // 1.0-1.04x the AVX2 one's time there, and 0.8-0.9x from 2 rows (bench/cpu_kernels.py).
+  if (x.size(0) > 1 && neuron_cpu::int4_avx512_usable())
+    return neuron_cpu::int4_linear_avx512(x, codes, scale, offset);
+  return neuron_cpu::int4_tiles<Avx2Kernel>(x, codes, scale, offset);
 }
 
 at::Tensor int4_dequantize(const at::Tensor& codes, const at::Tensor& scale,
@@ -220,11 +193,20 @@ at::Tensor int4_dequantize(const at::Tensor& codes, const at::Tensor& scale,
   return w;
 }
 
+std::string int4_instruction_set() { return neuron_cpu::int4_avx512_usable() ? "avx512_vnni" : "avx2"; }
+
+void set_int4_instruction_set(const std::string& name) {
+  TORCH_CHECK(name == "avx512_vnni" || name == "avx2", "no int4 kernel for ", name);
+  neuron_cpu::int4_use_avx512(name == "avx512_vnni");
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(neuron_cpu, m) {
   m.def("int4_linear(Tensor x, Tensor codes, Tensor scale, Tensor offset) -> Tensor");
   m.def("int4_dequantize(Tensor codes, Tensor scale, Tensor offset) -> Tensor");
+  m.def("int4_instruction_set() -> str", &int4_instruction_set);
+  m.def("set_int4_instruction_set(str name) -> ()", &set_int4_instruction_set);
 }
 
 TORCH_LIBRARY_IMPL(neuron_cpu, CPU, m) {

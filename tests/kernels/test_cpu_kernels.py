@@ -1,9 +1,13 @@
 """Our AVX2 operators (neuron_kernels/cpu) against the float64 product of the weights they hold:
-every register-block size, tiles and runs that do not divide evenly."""
+every register-block size, tiles and runs that do not divide evenly; the int4 product with
+each instruction set this CPU has (AVX2, and AVX512-VNNI where present)."""
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -42,10 +46,52 @@ def test_the_kernels_build_here():
     assert cpu_kernels()
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17])
-@pytest.mark.parametrize(("n", "k"), [(40, 96), (16, 512), (3, 32)])
-def test_int4_linear_equals_the_exact_product(rows, n, k):
+def _has_avx512_vnni() -> bool:
+    caps = torch.cpu.get_capabilities()
+    return all(caps.get(f"avx512_{f}") for f in ("f", "bw", "vl", "dq", "vnni"))
+
+
+INSTRUCTION_SETS = ["avx2", "avx512_vnni"] if _has_avx512_vnni() else ["avx2"]
+
+
+@pytest.fixture(params=INSTRUCTION_SETS)
+def int4_kernel(request):
+    """The int4 kernel for one instruction set, the CPU's own choice restored after."""
     assert cpu_kernels()
+    chosen = torch.ops.neuron_cpu.int4_instruction_set()
+    torch.ops.neuron_cpu.set_int4_instruction_set(request.param)
+    yield request.param
+    torch.ops.neuron_cpu.set_int4_instruction_set(chosen)
+
+
+def test_the_int4_kernel_is_the_fastest_this_cpu_has():
+    assert cpu_kernels()
+    assert torch.ops.neuron_cpu.int4_instruction_set() == INSTRUCTION_SETS[-1]
+    if not _has_avx512_vnni():
+        with pytest.raises(RuntimeError, match="no AVX512-VNNI"):
+            torch.ops.neuron_cpu.set_int4_instruction_set("avx512_vnni")
+    with pytest.raises(RuntimeError, match="no int4 kernel for sse2"):
+        torch.ops.neuron_cpu.set_int4_instruction_set("sse2")
+
+
+def test_neuron_cpu_avx512_0_keeps_the_avx2_kernel():
+    script = (
+        "import torch; from neuron_kernels.cpu import cpu_kernels; assert cpu_kernels(); "
+        "print(torch.ops.neuron_cpu.int4_instruction_set())"
+    )
+    env = {**os.environ, "NEURON_CPU_AVX512": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "avx2"
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17])
+# AVX512: 16 runs a block, the rest four to a register (18 runs: one block and a half quad;
+# 35: two blocks, two quads and three runs)
+@pytest.mark.parametrize(("n", "k"), [(40, 96), (16, 512), (3, 32), (17, 576), (5, 32 * 35)])
+def test_int4_linear_equals_the_exact_product(int4_kernel, rows, n, k):
     codes, weight = _weights(n, k, seed=rows * n + k)
     x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows)) * 3
     out = torch.ops.neuron_cpu.int4_linear(x, *_packed(codes))
@@ -55,11 +101,12 @@ def test_int4_linear_equals_the_exact_product(rows, n, k):
     assert (out - exact).abs().max().item() <= 1e-4 * exact.abs().max().item()
 
 
-def test_int4_linear_takes_zero_runs_and_strided_rows():
-    assert cpu_kernels()
-    codes, weight = _weights(24, 64, seed=5)
-    x = torch.randn(3, 128, generator=torch.Generator().manual_seed(5))[:, ::2]  # not contiguous
+@pytest.mark.parametrize("k", [64, 576])
+def test_int4_linear_takes_zero_runs_and_strided_rows(int4_kernel, k):
+    codes, weight = _weights(24, k, seed=5)
+    x = torch.randn(3, 2 * k, generator=torch.Generator().manual_seed(5))[:, ::2]  # not contiguous
     x[1, :32] = 0.0  # a run of zeros has no scale to divide by
+    x[2, -32:] = 0.0
     out = torch.ops.neuron_cpu.int4_linear(x, *_packed(codes))
     exact = (x.double() @ weight.double().t()).float()
     assert torch.isfinite(out).all()

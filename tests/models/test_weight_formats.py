@@ -23,8 +23,8 @@ from neuron.models.loader import load_model
 from neuron.models.quant_linear import (
     PACKED_MAX_ROWS,
     Fp16Linear,
-    Int4Avx2Linear,
     Int4Linear,
+    Int4X86Linear,
     Int8Linear,
     fbgemm_available,
     int4_linear,
@@ -86,7 +86,7 @@ def test_int4_linear_equals_dequantised_matmul(rows):
     assert (out.float() - ref).abs().max().item() <= 2e-2 * ref.abs().max().item()
 
 
-@pytest.mark.parametrize("rows", [1, 5, 33, Int4Avx2Linear.DENSE_FROM_ROWS])
+@pytest.mark.parametrize("rows", [1, 5, 33, Int4X86Linear.DENSE_FROM_ROWS])
 def test_int4_avx2_linear_equals_dequantised_matmul(rows):
     """Our kernel for a few rows, the widened weights for many: fp32 out, near exact."""
     if not cpu_kernels():
@@ -95,7 +95,7 @@ def test_int4_avx2_linear_equals_dequantised_matmul(rows):
     codes = quantize_groups(torch.randn(96, 128, generator=gen))
     x = torch.randn(2, rows, 128, generator=gen)
     bias = torch.randn(96, generator=gen)
-    out = Int4Avx2Linear(codes)(x, bias)
+    out = Int4X86Linear(codes)(x, bias)
     ref = F.linear(x, codes.dequantize(), bias)
     assert out.shape == (2, rows, 96) and out.dtype == torch.float32
     # fp16 scales and int16 activations: within 1e-3 of the largest magnitude.
