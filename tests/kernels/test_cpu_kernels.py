@@ -226,6 +226,25 @@ def test_decode_attention_reads_views_of_one_fused_projection_in_place():
     assert out[1, 0].isnan().all() and not out[1, 1:].isnan().any() and not out[0].isnan().any()
 
 
+def test_decode_attention_merges_the_spans_of_long_contexts():
+    """Contexts over several spans of 256 keys (each its own work item, merged after):
+    one that ends on a span's edge, one whose last span holds the new key alone, one whose
+    late keys score far above its early ones, and a short one beside them."""
+    assert cpu_kernels()
+    gen = torch.Generator().manual_seed(11)
+    heads, kv_heads, dim, blocks, block_size = 4, 2, 16, 400, 4
+    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    lens = torch.tensor([512, 257, 700, 9], dtype=torch.int32)
+    tables = torch.stack([torch.randperm(blocks, generator=gen)[:180] for _ in lens]).int()
+    q, k, v = (torch.randn(len(lens), h, dim, generator=gen) for h in (heads, kv_heads, kv_heads))
+    late = tables[2, 150:175].long()  # sequence 2's keys 600..699: scores ~30 above the rest
+    k_cache[late] = q[2, 0].view(1, 1, 1, dim).expand(-1, block_size, kv_heads, -1) * 2
+    args = (q, k, v, k_cache, v_cache, tables, lens, dim**-0.5)
+    out = torch.ops.neuron_cpu.decode_attention(*args)
+    torch.testing.assert_close(out, _sdpa_over_gathered_keys(*args), rtol=1e-5, atol=1e-5)
+
+
 def test_decode_attention_refuses_what_the_cache_cannot_hold():
     assert cpu_kernels()
     cache = torch.zeros(4, 4, 1, 8)
