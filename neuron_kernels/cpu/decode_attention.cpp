@@ -6,13 +6,13 @@
 // scaled_dot_product_attention: a copy of the whole context and ~60 us of fixed cost
 // per call, more than the attention itself for the contexts a decode step sees.
 //
-// Per (sequence, kv head) the group of query heads that share it is done together: the
-// scores of every key, one softmax in fp32 (its exponentials eight at a time: a scalar
-// exp per score was half the op's time at 16 sequences), then the values weighted in one
-// pass, so each key and value is read from memory once. A long context is split into
-// spans of about SPAN keys, each its own work item with its own largest score, sum and
-// weighted values, merged after (as flash-decoding does on a GPU): one sequence's few
-// kv heads would otherwise leave threads idle, or one thread with two of three heads.
+// Per sequence every head is done together, key row by key row (all kv heads of a row
+// lie together in a block): the scores of every key, one softmax per head in fp32 (its
+// exponentials eight at a time: a scalar exp per score was half the op's time at 16
+// sequences), then the values weighted in one pass, so each block is read from memory
+// once, in order. A long context is split into spans of about SPAN keys, each its own
+// work item with its own largest scores, sums and weighted values, merged after (as
+// flash-decoding does on a GPU), so that one sequence's threads share its context.
 //
 // Layouts: q [B, Hq, D], k and v [B, Hkv, D] (the new token's), each with its heads
 // contiguous but any stride between sequences (views of one fused QKV projection are
@@ -95,74 +95,69 @@ struct Step {
   int64_t q_stride, k_stride, v_stride;  // between sequences
   float scale;
 
-  int64_t group() const { return heads / kv_heads; }
-
-  // Calls visit(t, row) for every key (or value) row t in [first, end) of sequence b, kv
-  // head h, in order: block by block from the cache (first is a block's), then the new
-  // one if end is the last. The blocks lie anywhere in the cache, so the hardware
-  // prefetcher restarts on each: the next block's rows of this head, and those of
+  // Calls visit(t, row) for every key (or value) row t in [first, end) of sequence b,
+  // all its kv heads [Hkv, D], in order: block by block from the cache (first is a
+  // block's), then the new one if end is the last. The blocks lie anywhere in the cache,
+  // so the hardware prefetcher restarts on each: the next block, and the same block of
   // `ahead` (the values, while the keys are read), are fetched in software, a block
   // ahead (measured: 16 sequences of ~64 keys, 30 layers' caches, 1.25x faster).
   template <typename Visit>
-  void rows(const float* cache, const float* fresh, int64_t b, int64_t h, int64_t first,
-            int64_t end, Visit visit, const float* ahead = nullptr) const {
-    const int64_t cached = std::min<int64_t>(lens[b] - 1, end);
+  void rows(const float* cache, const float* fresh, int64_t b, int64_t first, int64_t end,
+            Visit visit, const float* ahead = nullptr) const {
+    const int64_t cached = std::min<int64_t>(lens[b] - 1, end), row = kv_heads * dim;
     const auto block_of = [&](const float* base, int64_t t0) {
-      return base + (tables[b * width + t0 / block_size] * block_size * kv_heads + h) * dim;
-    };
-    const auto fetch = [&](const float* block, int64_t count) {
-      for (int64_t t = 0; t < count; ++t) prefetch(block + t * kv_heads * dim, dim * sizeof(float));
+      return base + tables[b * width + t0 / block_size] * block_size * row;
     };
     for (int64_t t0 = first; t0 < cached; t0 += block_size) {
       const int64_t count = std::min(cached, t0 + block_size) - t0;
       if (t0 + block_size < cached)
-        fetch(block_of(cache, t0 + block_size), std::min(cached, t0 + 2 * block_size) - t0 - block_size);
-      if (ahead != nullptr) fetch(block_of(ahead, t0), count);
+        prefetch(block_of(cache, t0 + block_size),
+                 (std::min(cached, t0 + 2 * block_size) - t0 - block_size) * row * sizeof(float));
+      if (ahead != nullptr) prefetch(block_of(ahead, t0), count * row * sizeof(float));
       const float* block = block_of(cache, t0);
-      for (int64_t t = 0; t < count; ++t) visit(t0 + t, block + t * kv_heads * dim);
+      for (int64_t t = 0; t < count; ++t) visit(t0 + t, block + t * row);
     }
-    if (end == lens[b]) visit(end - 1, fresh + h * dim);
+    if (end == lens[b]) visit(end - 1, fresh);
   }
 
-  // One work item: keys [first, end) of sequence b for kv head h. Per query head g of
-  // its group, into `part` [group, dim + 2]: the values weighted by e^(score - largest),
-  // then the largest score and the sum of those weights.
-  void attend(int64_t b, int64_t h, int64_t first, int64_t end, std::vector<float>& scores,
-              float* part) const {
-    const int64_t group = this->group(), keys = end - first, stride = dim + 2;
-    scores.resize(group * keys);
-    const float* queries = q + b * q_stride + h * group * dim;
-    for (int64_t g = 0; g < group; ++g) part[g * stride + dim] = -std::numeric_limits<float>::infinity();
-    rows(k_cache, k + b * k_stride, b, h, first, end, [&](int64_t t, const float* key) {
-      for (int64_t g = 0; g < group; ++g) {
-        const float s = dot(queries + g * dim, key, dim) * scale;
-        scores[g * keys + t - first] = s;
-        part[g * stride + dim] = std::max(part[g * stride + dim], s);
+  // One work item: keys [first, end) of sequence b. Per query head, into `part`
+  // [heads, dim + 2]: the values weighted by e^(score - largest), then the largest score
+  // and the sum of those weights.
+  void attend(int64_t b, int64_t first, int64_t end, std::vector<float>& scores, float* part) const {
+    const int64_t group = heads / kv_heads, keys = end - first, stride = dim + 2;
+    scores.resize(heads * keys);
+    const float* queries = q + b * q_stride;
+    for (int64_t h = 0; h < heads; ++h) part[h * stride + dim] = -std::numeric_limits<float>::infinity();
+    rows(k_cache, k + b * k_stride, b, first, end, [&](int64_t t, const float* key) {
+      for (int64_t h = 0; h < heads; ++h) {
+        const float s = dot(queries + h * dim, key + h / group * dim, dim) * scale;
+        scores[h * keys + t - first] = s;
+        part[h * stride + dim] = std::max(part[h * stride + dim], s);
       }
     }, v_cache);
-    for (int64_t g = 0; g < group; ++g) {
-      float* row = part + g * stride;
-      row[dim + 1] = exponentiate(scores.data() + g * keys, keys, row[dim]);
-      std::fill_n(row, dim, 0.f);
+    for (int64_t h = 0; h < heads; ++h) {
+      float* out = part + h * stride;
+      out[dim + 1] = exponentiate(scores.data() + h * keys, keys, out[dim]);
+      std::fill_n(out, dim, 0.f);
     }
-    rows(v_cache, v + b * v_stride, b, h, first, end, [&](int64_t t, const float* value) {
-      for (int64_t g = 0; g < group; ++g)
-        add_scaled(part + g * stride, value, scores[g * keys + t - first], dim);
+    rows(v_cache, v + b * v_stride, b, first, end, [&](int64_t t, const float* value) {
+      for (int64_t h = 0; h < heads; ++h)
+        add_scaled(part + h * stride, value + h / group * dim, scores[h * keys + t - first], dim);
     });
   }
 
-  // out [group, dim] of sequence b's kv head h from its spans' parts, `count` of them
-  // `apart` floats from each other: each weighted by e^(its largest - the largest of all).
-  void merge(const float* parts, int64_t count, int64_t apart, float* out) const {
-    const int64_t stride = dim + 2;
-    for (int64_t g = 0; g < group(); ++g) {
+  // out [heads, dim] of one sequence from its spans' parts, `count` of them one after
+  // another: each weighted by e^(its largest score - the largest of all).
+  void merge(const float* parts, int64_t count, float* out) const {
+    const int64_t stride = dim + 2, apart = heads * stride;
+    for (int64_t h = 0; h < heads; ++h) {
       float largest = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < count; ++s) largest = std::max(largest, parts[s * apart + g * stride + dim]);
+      for (int64_t s = 0; s < count; ++s) largest = std::max(largest, parts[s * apart + h * stride + dim]);
       float total = 0.f;
-      float* row = out + g * dim;
+      float* row = out + h * dim;
       std::fill_n(row, dim, 0.f);
       for (int64_t s = 0; s < count; ++s) {
-        const float* part = parts + s * apart + g * stride;
+        const float* part = parts + s * apart + h * stride;
         const float weight = count == 1 ? 1.f : std::exp(part[dim] - largest);
         total += weight * part[dim + 1];
         add_scaled(row, part, weight, dim);
@@ -213,33 +208,29 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
                   dim,                       k_cache.size(1),           tables.size(1),
                   qc.stride(0),              kc.stride(0),              vc.stride(0),
                   static_cast<float>(scale)};
-  // Spans of whole blocks; sequence b's are spans [first[b], first[b + 1]), each with one
-  // work item per kv head: item (span, h) = span * kv_heads + h.
+  // Spans of whole blocks, each a work item; sequence b's are [first[b], first[b + 1]).
   const int64_t block_size = k_cache.size(1);
   const int64_t span = std::max<int64_t>(1, SPAN / block_size) * block_size;
   std::vector<int64_t> first(B + 1, 0);
   for (int64_t b = 0; b < B; ++b) first[b + 1] = first[b] + (len[b] + span - 1) / span;
   std::vector<int64_t> owner(first[B]);
   for (int64_t b = 0; b < B; ++b) std::fill(owner.begin() + first[b], owner.begin() + first[b + 1], b);
-  const int64_t part = step.group() * (dim + 2), items = first[B] * kv_heads;
-  std::vector<float> parts(items * part);
+  const int64_t part = heads * (dim + 2);
+  std::vector<float> parts(first[B] * part);
   // Threads only where there is work enough to share: one short context is done in the
   // time it takes to wake them.
   const int64_t longest = std::min<int64_t>(span, *std::max_element(len, len + B));
-  const int64_t grain = std::max<int64_t>(1, (1 << 16) / (longest * step.group() * dim));
-  at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / (longest * heads * dim));
+  at::parallel_for(0, first[B], grain, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t s = item / kv_heads, b = owner[s], t0 = (s - first[b]) * span;
-      step.attend(b, item % kv_heads, t0, std::min<int64_t>(len[b], t0 + span), scores,
-                  parts.data() + item * part);
+    for (int64_t s = begin; s < end; ++s) {
+      const int64_t b = owner[s], t0 = (s - first[b]) * span;
+      step.attend(b, t0, std::min<int64_t>(len[b], t0 + span), scores, parts.data() + s * part);
     }
   });
   float* outs = out.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < kv_heads; ++h)
-      step.merge(parts.data() + (first[b] * kv_heads + h) * part, first[b + 1] - first[b],
-                 kv_heads * part, outs + (b * heads + h * step.group()) * dim);
+    step.merge(parts.data() + first[b] * part, first[b + 1] - first[b], outs + b * heads * dim);
   return out;
 }
 
