@@ -7,9 +7,11 @@ GGUF's int4 codes (the default) and with fp16 weights (fp32 compute), the last t
 also with the compiled decode step, each as its own rows against the same transformers
 runs. When `llama_cpp` (llama-cpp-python, `make bench-llamacpp` builds it) is
 importable, llama.cpp on the same GGUF file, in its own Q4_1 format and the same
-threads, is a second baseline for every variant. TTFT is the time from the request to its first sampled token;
-decode tokens/s counts the tokens after the first over the time after the first. Ours
-also decodes 16 streams at once: their aggregate tokens/s is set against each
+threads, is a second baseline for every variant. TTFT is the time from the request to its
+first sampled token; decode tokens/s counts the tokens after the first over the time
+after the first, after a 32-token prompt and after one that brings the context to 2,000
+tokens (where reading the KV cache weighs as much as the weights). Ours also decodes 16
+streams at once: their aggregate tokens/s is set against each
 baseline's batch-1 rate (what one user of that engine gets). Last, each variant's
 resident weights beside the GGUF file's size.
 
@@ -35,6 +37,9 @@ from neuron_kernels.cpu import cpu_kernels
 
 THREADS = 2
 PROMPT_LENGTHS = (32, 512)
+# Batch-1 decode also after a long prompt (an agent's context): its tokens end at this
+# many, within llama.cpp's context of 2,048.
+LONG_CONTEXT = 2000
 # Our variants: row label → load_model (dtype, quantization), compiled decode step, the
 # int4 kernel's instruction set (None: the CPU's best, `neuron_kernels/cpu`).
 VARIANTS = {
@@ -85,9 +90,9 @@ def ours(
     own choice; None where our CPU kernels cannot run)."""
     engine = Engine(
         loaded,
-        num_blocks=128,
+        num_blocks=160,
         block_size=16,
-        max_prefill_tokens=1024,
+        max_prefill_tokens=2048,  # every prompt here in one step
         compile_cpu_decode=compiled,
     )
     compiled_step = engine.runner.compiled
@@ -201,6 +206,11 @@ def one_run(
         figures[f"TTFT, {length}-token prompt"] = 1000 * (stamps[1] - stamps[0])
     stamps = gen(prompt_ids(PROMPT_LENGTHS[0], vocab, seed=seed), decode_tokens + 1)
     figures["decode, batch 1"] = decode_tokens / (stamps[-1] - stamps[1])
+    long_prompt = prompt_ids(LONG_CONTEXT - decode_tokens - 1, vocab, seed=seed)
+    stamps = gen(long_prompt, decode_tokens + 1)
+    figures[f"decode, batch 1, {LONG_CONTEXT}-token context"] = decode_tokens / (
+        stamps[-1] - stamps[1]
+    )
     if streams is not None:
         prompts = [prompt_ids(PROMPT_LENGTHS[0], vocab, seed=seed + i) for i in range(STREAMS)]
         figures[f"decode, {STREAMS} streams (aggregate)"] = streams(prompts, decode_tokens + 1)
