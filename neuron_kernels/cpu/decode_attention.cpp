@@ -28,61 +28,21 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 namespace {
 
-using neuron_cpu::horizontal_max;
 using neuron_cpu::horizontal_sum;
 
-// The rows of one block against one head's query, V vectors of 8 wide (a slice of D):
-// scores[t] (+)= q . k[t * stride], the query held in registers across the rows.
-template <int V>
-void block_scores(const float* q, const float* k, int64_t stride, int64_t count, float* scores,
-                  bool add) {
-  __m256 query[V];
-  for (int i = 0; i < V; ++i) query[i] = _mm256_loadu_ps(q + 8 * i);
-  for (int64_t t = 0; t < count; ++t) {
-    const float* key = k + t * stride;
-    __m256 even = _mm256_mul_ps(query[0], _mm256_loadu_ps(key)), odd = _mm256_setzero_ps();
-    for (int i = 1; i < V; ++i)
-      (i % 2 ? odd : even) = _mm256_fmadd_ps(query[i], _mm256_loadu_ps(key + 8 * i), i % 2 ? odd : even);
-    const float s = horizontal_sum(_mm256_add_ps(even, odd));
-    scores[t] = add ? scores[t] + s : s;
-  }
-}
-
-// out[0 .. 8V) += sum over the block's rows of weights[t] * v[t * stride], summed in
-// registers and added to out once.
-template <int V>
-void block_weighted(const float* v, int64_t stride, int64_t count, const float* weights,
-                    float* out) {
-  __m256 acc[V];
-  for (int i = 0; i < V; ++i) acc[i] = _mm256_setzero_ps();
-  for (int64_t t = 0; t < count; ++t) {
-    const __m256 w = _mm256_set1_ps(weights[t]);
-    for (int i = 0; i < V; ++i) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(v + t * stride + 8 * i), w, acc[i]);
-  }
-  for (int i = 0; i < V; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_add_ps(_mm256_loadu_ps(out + 8 * i), acc[i]));
-}
-
-// fn.template operator()<V>() for V = vectors of 8 in 1 .. 8, known only at run time.
-template <int V = 8, class Fn>
-void with_vectors(int64_t vectors, const Fn& fn) {
-  if constexpr (V > 0) {
-    if (vectors == V) return fn(std::integral_constant<int, V>{});
-    with_vectors<V - 1>(vectors, fn);
-  }
-}
-
-float largest_of(const float* x, int64_t n) {
-  __m256 top8 = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+float dot(const float* a, const float* b, int64_t n) {  // two chains; n a multiple of 8
+  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) top8 = _mm256_max_ps(_mm256_loadu_ps(x + i), top8);
-  float top = horizontal_max(top8);
-  for (; i < n; ++i) top = std::max(x[i], top);
-  return top;
+  for (; i + 16 <= n; i += 16) {
+    even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
+    odd = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), odd);
+  }
+  if (i < n) even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
+  return horizontal_sum(_mm256_add_ps(even, odd));
 }
 
 // e^x for x <= 0 (a score less the largest), 8 at a time: 2^n * e^r with |r| <= ln2 / 2,
@@ -134,54 +94,46 @@ struct Step {
   int64_t q_stride, k_stride, v_stride;  // between sequences
   float scale;
 
-  // Calls visit(t0, rows, count) for the key (or value) rows [Hkv, D] of sequence b from
-  // first to end, block by block from the cache (first is a block's), then the new one
-  // alone if end is the last; in a block, row t lies kv_heads * dim floats after row t - 1.
-  // Each block is read whole and in order, which the hardware prefetcher follows:
-  // fetching the next block in software measured 1.0-1.07x the time.
+  // Calls visit(t, row) for every key (or value) row t in [first, end) of sequence b,
+  // all its kv heads [Hkv, D], in order: block by block from the cache (first is a
+  // block's), then the new one if end is the last. Each block is read whole and in
+  // order, which the hardware prefetcher follows: fetching the next block in software
+  // measured 1.0-1.07x the time.
   template <typename Visit>
-  void blocks(const float* cache, const float* fresh, int64_t b, int64_t first, int64_t end,
-              Visit visit) const {
+  void rows(const float* cache, const float* fresh, int64_t b, int64_t first, int64_t end,
+            Visit visit) const {
     const int64_t cached = std::min<int64_t>(lens[b] - 1, end), row = kv_heads * dim;
-    for (int64_t t0 = first; t0 < cached; t0 += block_size)
-      visit(t0, cache + tables[b * width + t0 / block_size] * block_size * row,
-            std::min(cached, t0 + block_size) - t0);
-    if (end == lens[b]) visit(end - 1, fresh, int64_t{1});
-  }
-
-  // Slices of D of at most 64 (8 vectors, the registers a block pass holds): fn(offset, V).
-  template <class Fn>
-  void slices(const Fn& fn) const {
-    for (int64_t c = 0; c < dim; c += 64) with_vectors(std::min<int64_t>(64, dim - c) / 8, [&](auto v) { fn(c, v); });
+    for (int64_t t0 = first; t0 < cached; t0 += block_size) {
+      const int64_t count = std::min(cached, t0 + block_size) - t0;
+      const float* block = cache + tables[b * width + t0 / block_size] * block_size * row;
+      for (int64_t t = 0; t < count; ++t) visit(t0 + t, block + t * row);
+    }
+    if (end == lens[b]) visit(end - 1, fresh);
   }
 
   // One work item: keys [first, end) of sequence b. Per query head, into `part`
   // [heads, dim + 2]: the values weighted by e^(score - largest), then the largest score
   // and the sum of those weights.
   void attend(int64_t b, int64_t first, int64_t end, std::vector<float>& scores, float* part) const {
-    const int64_t group = heads / kv_heads, keys = end - first, stride = dim + 2, row = kv_heads * dim;
+    const int64_t group = heads / kv_heads, keys = end - first, stride = dim + 2;
     scores.resize(heads * keys);
-    std::vector<float> queries(heads * dim);  // scaled once, so the scores need no multiply
-    for (int64_t i = 0; i < heads * dim; ++i) queries[i] = q[b * q_stride + i] * scale;
-    blocks(k_cache, k + b * k_stride, b, first, end, [&](int64_t t0, const float* rows, int64_t count) {
-      for (int64_t h = 0; h < heads; ++h)
-        slices([&](int64_t c, auto v) {
-          block_scores<decltype(v)::value>(queries.data() + h * dim + c, rows + h / group * dim + c,
-                                           row, count, scores.data() + h * keys + t0 - first, c > 0);
-        });
+    const float* queries = q + b * q_stride;
+    for (int64_t h = 0; h < heads; ++h) part[h * stride + dim] = -std::numeric_limits<float>::infinity();
+    rows(k_cache, k + b * k_stride, b, first, end, [&](int64_t t, const float* key) {
+      for (int64_t h = 0; h < heads; ++h) {
+        const float s = dot(queries + h * dim, key + h / group * dim, dim) * scale;
+        scores[h * keys + t - first] = s;
+        part[h * stride + dim] = std::max(part[h * stride + dim], s);
+      }
     });
     for (int64_t h = 0; h < heads; ++h) {
       float* out = part + h * stride;
-      out[dim] = largest_of(scores.data() + h * keys, keys);
       out[dim + 1] = exponentiate(scores.data() + h * keys, keys, out[dim]);
       std::fill_n(out, dim, 0.f);
     }
-    blocks(v_cache, v + b * v_stride, b, first, end, [&](int64_t t0, const float* rows, int64_t count) {
+    rows(v_cache, v + b * v_stride, b, first, end, [&](int64_t t, const float* value) {
       for (int64_t h = 0; h < heads; ++h)
-        slices([&](int64_t c, auto v) {
-          block_weighted<decltype(v)::value>(rows + h / group * dim + c, row, count,
-                                             scores.data() + h * keys + t0 - first, part + h * stride + c);
-        });
+        add_scaled(part + h * stride, value + h / group * dim, scores[h * keys + t - first], dim);
     });
   }
 
