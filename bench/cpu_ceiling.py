@@ -54,25 +54,16 @@ int32_t madd_chains(int64_t n) {
   return total;
 }
 
-__attribute__((target("avx512f,avx512vnni"))) int32_t dpwssd_chains(int64_t n) {
+// vpdpwssd (int16 pairs) or, with Bytes, vpdpbusd (uint8 x int8 quads).
+template <bool Bytes>
+__attribute__((target("avx512f,avx512vnni"))) int32_t vnni_chains(int64_t n) {
   __m512i acc[CHAINS];
   for (int i = 0; i < CHAINS; ++i) acc[i] = _mm512_set1_epi32(i);
-  __m512i a = _mm512_set1_epi16(3), b = _mm512_set1_epi16(5);
+  __m512i a = Bytes ? _mm512_set1_epi8(3) : _mm512_set1_epi16(3);
+  const __m512i b = Bytes ? _mm512_set1_epi8(5) : _mm512_set1_epi16(5);
   for (int64_t i = 0; i < n; ++i) {
-    for (int j = 0; j < CHAINS; ++j) acc[j] = _mm512_dpwssd_epi32(acc[j], a, b);
-    asm volatile("" : "+v"(a));
-  }
-  int32_t total = 0;
-  for (int j = 0; j < CHAINS; ++j) total += _mm512_reduce_add_epi32(acc[j]);
-  return total;
-}
-
-__attribute__((target("avx512f,avx512vnni"))) int32_t dpbusd_chains(int64_t n) {
-  __m512i acc[CHAINS];
-  for (int i = 0; i < CHAINS; ++i) acc[i] = _mm512_set1_epi32(i);
-  __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int j = 0; j < CHAINS; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+    for (int j = 0; j < CHAINS; ++j)
+      acc[j] = Bytes ? _mm512_dpbusd_epi32(acc[j], a, b) : _mm512_dpwssd_epi32(acc[j], a, b);
     asm volatile("" : "+v"(a));
   }
   int32_t total = 0;
@@ -88,8 +79,8 @@ double chains_seconds(const std::string& instruction, int64_t iterations, int th
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
   {
     if (instruction == "vpmaddwd") sink += madd_chains(iterations);
-    else if (instruction == "vpdpwssd") sink += dpwssd_chains(iterations);
-    else sink += dpbusd_chains(iterations);
+    else if (instruction == "vpdpwssd") sink += vnni_chains<false>(iterations);
+    else sink += vnni_chains<true>(iterations);
   }
   const double seconds = omp_get_wtime() - began;
   static volatile int32_t kept;

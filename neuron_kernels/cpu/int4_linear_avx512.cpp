@@ -74,9 +74,8 @@ struct LaneRuns {
     if (g < blocks * LANES) {
       const int64_t block = g / LANES, lane = g % LANES;
       const __m512i steps = _mm512_permutexvar_epi16(_mm512_load_si512(STEP_ORDER), q);
-      const __m512i stride = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
-                                                                  10, 11, 12, 13, 14, 15),
-                                                _mm512_set1_epi32(LANES));  // a step, in int32s
+      const __m512i stride = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160,
+                                               176, 192, 208, 224, 240);  // LANES int32s a step
       _mm512_i32scatter_epi32(wide.data() + (block * rows + m) * LANES * RUN + 2 * lane, stride,
                               steps, 4);
       wide_scales[(block * rows + m) * LANES + lane] = scale;

@@ -184,15 +184,20 @@ def _sdpa_over_gathered_keys(q, k, v, k_cache, v_cache, tables, lens, scale):
     return torch.stack(outs).float()
 
 
+def _paged_cache(gen, blocks, block_size, kv_heads, dim, lens, width):
+    """Random key and value caches, and each sequence's `width` blocks, scattered."""
+    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    tables = torch.stack([torch.randperm(blocks, generator=gen)[:width] for _ in lens]).int()
+    return k_cache, v_cache, tables
+
+
 @pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(9, 3, 64), (4, 4, 32), (8, 2, 128)])
 def test_decode_attention_equals_attention_over_the_gathered_keys(heads, kv_heads, dim):
     assert cpu_kernels()
     gen = torch.Generator().manual_seed(heads + dim)
-    blocks, block_size = 12, 4
-    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
-    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
     lens = torch.tensor([1, 6, 13, 17], dtype=torch.int32)  # 1: the new key alone
-    tables = torch.stack([torch.randperm(blocks, generator=gen)[:5] for _ in lens]).int()
+    k_cache, v_cache, tables = _paged_cache(gen, 12, 4, kv_heads, dim, lens, width=5)
     q, k, v = (torch.randn(len(lens), h, dim, generator=gen) for h in (heads, kv_heads, kv_heads))
     scale = dim**-0.5
     args = (q, k, v, k_cache, v_cache, tables, lens, scale)
@@ -206,11 +211,9 @@ def test_decode_attention_reads_views_of_one_fused_projection_in_place():
     over many blocks, and scores far apart (weights down to e^-80 and below)."""
     assert cpu_kernels()
     gen = torch.Generator().manual_seed(7)
-    heads, kv_heads, dim, blocks, block_size = 6, 2, 32, 40, 4
-    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
-    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    heads, kv_heads, dim = 6, 2, 32
     lens = torch.tensor([3, 29, 64, 45], dtype=torch.int32)
-    tables = torch.stack([torch.randperm(blocks, generator=gen)[:16] for _ in lens]).int()
+    k_cache, v_cache, tables = _paged_cache(gen, 40, 4, kv_heads, dim, lens, width=16)
     qkv = torch.randn(len(lens), (heads + 2 * kv_heads) * dim, generator=gen)
     q, k, v = qkv.split((heads * dim, kv_heads * dim, kv_heads * dim), dim=1)
     q, k, v = q.view(-1, heads, dim), k.view(-1, kv_heads, dim), v.view(-1, kv_heads, dim)
@@ -232,11 +235,9 @@ def test_decode_attention_merges_the_spans_of_long_contexts():
     late keys score far above its early ones, and a short one beside them."""
     assert cpu_kernels()
     gen = torch.Generator().manual_seed(11)
-    heads, kv_heads, dim, blocks, block_size = 4, 2, 16, 400, 4
-    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
-    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    heads, kv_heads, dim, block_size = 4, 2, 16, 4
     lens = torch.tensor([512, 257, 700, 9], dtype=torch.int32)
-    tables = torch.stack([torch.randperm(blocks, generator=gen)[:180] for _ in lens]).int()
+    k_cache, v_cache, tables = _paged_cache(gen, 400, block_size, kv_heads, dim, lens, width=180)
     q, k, v = (torch.randn(len(lens), h, dim, generator=gen) for h in (heads, kv_heads, kv_heads))
     late = tables[2, 150:175].long()  # sequence 2's keys 600..699: scores ~30 above the rest
     k_cache[late] = q[2, 0].view(1, 1, 1, dim).expand(-1, block_size, kv_heads, -1) * 2
