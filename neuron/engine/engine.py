@@ -21,7 +21,7 @@ from neuron.engine.records import EngineRequest, EngineStats, RequestOutput, Tok
 from neuron.engine.sampler import SampledLogprobs
 from neuron.engine.scheduler import Scheduler
 from neuron.engine.sequence import Sequence
-from neuron.models.attention import KVCache
+from neuron.models.attention import KVCache, kv_cache_dtype
 from neuron.models.config import ModelConfig
 from neuron.text.detokenizer import StreamDetokenizer
 from neuron.text.reasoning import BUDGET_CLOSE, ThinkBudget
@@ -77,7 +77,7 @@ class Engine:
             block_size,
             config.num_key_value_heads,
             config.head_dim,
-            loaded.dtype,
+            kv_cache_dtype(loaded.dtype, loaded.device, config.head_dim),
             loaded.device,
         )
         self.scheduler = Scheduler(self.block_manager, max_batch_size, max_prefill_tokens)
@@ -89,7 +89,8 @@ class Engine:
     def blocks_for_bytes(
         config: ModelConfig, dtype: torch.dtype, budget_bytes: int, block_size: int = 16
     ) -> int:
-        """How many cache blocks fit in `budget_bytes`."""
+        """How many cache blocks of elements of `dtype` (the cache's: `kv_cache_dtype`) fit
+        in `budget_bytes`."""
         per_block = KVCache.bytes_per_block(
             config.num_hidden_layers, block_size, config.num_key_value_heads, config.head_dim, dtype
         )

@@ -15,6 +15,7 @@ from neuron.config import NeuronConfig
 from neuron.devices import Device
 from neuron.engine.engine import Engine
 from neuron.grammar.compiler import ModelGrammars
+from neuron.models.attention import kv_cache_dtype
 from neuron.models.errors import ModelLoadError
 from neuron.models.loader import load_model
 from neuron.text.chat_template import ChatTemplate
@@ -75,8 +76,9 @@ def build_engine(
     # Never reserve more KV than a full batch of full-length sequences can use.
     useful = config.max_batch_size * math.ceil(context / config.block_size)
     budget = kv_budget_bytes(config, device)
+    kv_dtype = kv_cache_dtype(loaded.dtype, loaded.device, loaded.config.head_dim)
     blocks = min(
-        useful, Engine.blocks_for_bytes(loaded.config, loaded.dtype, budget, config.block_size)
+        useful, Engine.blocks_for_bytes(loaded.config, kv_dtype, budget, config.block_size)
     )
     if blocks < 1:
         raise ModelLoadError(

@@ -77,7 +77,7 @@ class AttentionMetadata:
         the layers themselves only read the cache, so the pass compiles to a pure graph."""
         if self.fresh_kv:
             fresh = torch.stack([torch.stack(pair) for pair in self.fresh_kv])  # [L, 2, B, H, D]
-            kv.slots_view().index_copy_(2, self.slot_mapping, fresh)
+            kv.slots_view().index_copy_(2, self.slot_mapping, fresh.to(kv.data.dtype))
             self.fresh_kv.clear()
 
 
@@ -147,8 +147,13 @@ def paged_attention(
         )
     if meta.key_slots is not None:
         heads, dim = k_cache.shape[-2:]
-        k = k_cache.view(-1, heads, dim).index_select(0, meta.key_slots)
-        v = v_cache.view(-1, heads, dim).index_select(0, meta.key_slots)
+        k = k_cache.view(-1, heads, dim).index_select(0, meta.key_slots).to(q.dtype)
+        v = v_cache.view(-1, heads, dim).index_select(0, meta.key_slots).to(q.dtype)
+    else:
+        # The keys and values as the cache holds them (rounded, where it holds fewer bits
+        # than the model computes in), as every later pass reads them: a prompt gets the
+        # same logits whether it is prefilled whole, in chunks or after a cached prefix.
+        k, v = k.to(k_cache.dtype).to(q.dtype), v.to(v_cache.dtype).to(q.dtype)
     return kernels.prefill_attention(
         q,
         k,
@@ -181,8 +186,10 @@ def _cpu_decode(
     slots, mask = meta.decode_gather(block_size)
     batch, longest = slots.shape
     flat = slots.view(-1)
-    cached_k = k_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
-    cached_v = v_cache.view(-1, heads, dim).index_select(0, flat).view(batch, longest, heads, dim)
+    cached_k = k_cache.view(-1, heads, dim).index_select(0, flat).to(q.dtype)
+    cached_v = v_cache.view(-1, heads, dim).index_select(0, flat).to(q.dtype)
+    cached_k = cached_k.view(batch, longest, heads, dim)
+    cached_v = cached_v.view(batch, longest, heads, dim)
     keys = torch.cat((cached_k, k.unsqueeze(1)), dim=1)
     values = torch.cat((cached_v, v.unsqueeze(1)), dim=1)
     out = F.scaled_dot_product_attention(
@@ -199,7 +206,20 @@ def _cpu_decode(
 def reads_cache_in_place(k_cache: torch.Tensor) -> bool:
     """Whether a CPU decode pass attends with our kernel (neuron_kernels/cpu/decode_attention.cpp),
     which needs no gathered keys (`AttentionMetadata.decode_gather`)."""
-    return k_cache.dtype == torch.float32 and k_cache.shape[-1] % 8 == 0 and _our_kernels()
+    return (
+        k_cache.dtype in (torch.float32, torch.float16)
+        and k_cache.shape[-1] % 8 == 0
+        and _our_kernels()
+    )
+
+
+def kv_cache_dtype(dtype: torch.dtype, device: torch.device | str, head_dim: int) -> torch.dtype:
+    """The KV cache's element type for a model computing in `dtype`: fp16 for an fp32 model
+    on a CPU where our decode attention reads the cache (a decode step reads half the
+    bytes, as with llama.cpp's fp16 cache; keys and values are rounded once, on storing),
+    else the model's own."""
+    ours = torch.device(device).type == "cpu" and head_dim % 8 == 0 and cpu_kernels()
+    return torch.float16 if ours and dtype == torch.float32 else dtype
 
 
 @torch.compiler.assume_constant_result

@@ -55,6 +55,7 @@ class Attention(nn.Module):
         self.q_size = c.num_attention_heads * c.head_dim
         self.kv_size = c.num_key_value_heads * c.head_dim
         self.scale = c.head_dim**-0.5
+        self.act_dtype = dtype
         kw = {"dtype": dtype, "device": device}
         self.qkv_weight = _weight(self.q_size + 2 * self.kv_size, c.hidden_size, **kw)
         self.qkv_bias = _weight(self.q_size + 2 * self.kv_size, **kw) if c.attention_bias else None
@@ -71,8 +72,9 @@ class Attention(nn.Module):
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
     ) -> torch.Tensor:
-        # Packed linears answer in bf16 or fp32; attention runs in the cache's dtype.
-        qkv = linear(x, self.qkv_weight, self.qkv_bias).to(k_cache.dtype)
+        # Packed linears answer in bf16 or fp32; attention runs in the model's dtype (the
+        # cache may hold fewer bits: `kv_cache_dtype`).
+        qkv = linear(x, self.qkv_weight, self.qkv_bias).to(self.act_dtype)
         heads, qk_size = (self.num_heads, self.num_kv_heads), self.q_size + self.kv_size
         v = qkv[:, qk_size:].view(-1, self.num_kv_heads, self.head_dim)
         qk = qkv[:, :qk_size].view(-1, sum(heads), self.head_dim)

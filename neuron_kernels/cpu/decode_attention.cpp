@@ -16,8 +16,10 @@
 //
 // Layouts: q [B, Hq, D], k and v [B, Hkv, D] (the new token's), each with its heads
 // contiguous but any stride between sequences (views of one fused QKV projection are
-// read in place, not copied), caches [blocks, block_size, Hkv, D], all fp32 with D a
-// multiple of 8; block_tables int32 [B, W], context_lens int32 [B] counting the new key.
+// read in place, not copied), all fp32, caches [blocks, block_size, Hkv, D] in fp32 or
+// fp16 (half the bytes a step reads; the new key and value are rounded to the cache's
+// type, as they will be stored), D a multiple of 8; block_tables int32 [B, W],
+// context_lens int32 [B] counting the new key.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -34,14 +36,18 @@ namespace {
 
 using neuron_cpu::horizontal_sum;
 
-float dot(const float* a, const float* b, int64_t n) {  // two chains; n a multiple of 8
+__m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__m256 load8(const at::Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+template <typename T>
+float dot(const float* a, const T* b, int64_t n) {  // two chains; n a multiple of 8
   __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
-    odd = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), odd);
+    even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), even);
+    odd = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8(b + i + 8), odd);
   }
-  if (i < n) even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
+  if (i < n) even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), even);
   return horizontal_sum(_mm256_add_ps(even, odd));
 }
 
@@ -79,16 +85,19 @@ float exponentiate(float* weights, int64_t n, float largest) {
   return total;
 }
 
-void add_scaled(float* out, const float* v, float weight, int64_t n) {
+template <typename T>
+void add_scaled(float* out, const T* v, float weight, int64_t n) {
   const __m256 w = _mm256_set1_ps(weight);
   for (int64_t i = 0; i < n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(_mm256_loadu_ps(v + i), w, _mm256_loadu_ps(out + i)));
+    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(load8(v + i), w, _mm256_loadu_ps(out + i)));
 }
 
 constexpr int64_t SPAN = 256;  // keys per work item, at most (rounded to whole blocks)
 
+template <typename T>  // the cache's element: float or at::Half
 struct Step {
-  const float *q, *k, *v, *k_cache, *v_cache;
+  const float* q;
+  const T *k, *v, *k_cache, *v_cache;
   const int32_t *tables, *lens;
   int64_t heads, kv_heads, dim, block_size, width;
   int64_t q_stride, k_stride, v_stride;  // between sequences
@@ -100,12 +109,12 @@ struct Step {
   // order, which the hardware prefetcher follows: fetching the next block in software
   // measured 1.0-1.07x the time.
   template <typename Visit>
-  void rows(const float* cache, const float* fresh, int64_t b, int64_t first, int64_t end,
+  void rows(const T* cache, const T* fresh, int64_t b, int64_t first, int64_t end,
             Visit visit) const {
     const int64_t cached = std::min<int64_t>(lens[b] - 1, end), row = kv_heads * dim;
     for (int64_t t0 = first; t0 < cached; t0 += block_size) {
       const int64_t count = std::min(cached, t0 + block_size) - t0;
-      const float* block = cache + tables[b * width + t0 / block_size] * block_size * row;
+      const T* block = cache + tables[b * width + t0 / block_size] * block_size * row;
       for (int64_t t = 0; t < count; ++t) visit(t0 + t, block + t * row);
     }
     if (end == lens[b]) visit(end - 1, fresh);
@@ -119,7 +128,7 @@ struct Step {
     scores.resize(heads * keys);
     const float* queries = q + b * q_stride;
     for (int64_t h = 0; h < heads; ++h) part[h * stride + dim] = -std::numeric_limits<float>::infinity();
-    rows(k_cache, k + b * k_stride, b, first, end, [&](int64_t t, const float* key) {
+    rows(k_cache, k + b * k_stride, b, first, end, [&](int64_t t, const T* key) {
       for (int64_t h = 0; h < heads; ++h) {
         const float s = dot(queries + h * dim, key + h / group * dim, dim) * scale;
         scores[h * keys + t - first] = s;
@@ -131,7 +140,7 @@ struct Step {
       out[dim + 1] = exponentiate(scores.data() + h * keys, keys, out[dim]);
       std::fill_n(out, dim, 0.f);
     }
-    rows(v_cache, v + b * v_stride, b, first, end, [&](int64_t t, const float* value) {
+    rows(v_cache, v + b * v_stride, b, first, end, [&](int64_t t, const T* value) {
       for (int64_t h = 0; h < heads; ++h)
         add_scaled(part + h * stride, value + h / group * dim, scores[h * keys + t - first], dim);
     });
@@ -160,17 +169,47 @@ struct Step {
   }
 };
 
-// t [B, H, D] as is where each sequence's heads are contiguous, else copied so.
-at::Tensor heads_contiguous(const at::Tensor& t) {
-  return t.stride(2) == 1 && t.stride(1) == t.size(2) ? t : t.contiguous();
+// t [B, H, D] in the cache's type, as is where each sequence's heads are contiguous,
+// else copied so.
+at::Tensor heads_contiguous(const at::Tensor& t, at::ScalarType type) {
+  const at::Tensor typed = t.to(type);
+  return typed.stride(2) == 1 && typed.stride(1) == typed.size(2) ? typed : typed.contiguous();
+}
+
+template <typename T>
+void attend_all(const Step<T>& step, const int32_t* len, int64_t B, int64_t block_size, float* outs) {
+  // Spans of whole blocks, each a work item; sequence b's are [first[b], first[b + 1]).
+  const int64_t span = std::max<int64_t>(1, SPAN / block_size) * block_size;
+  std::vector<int64_t> first(B + 1, 0);
+  for (int64_t b = 0; b < B; ++b) first[b + 1] = first[b] + (len[b] + span - 1) / span;
+  std::vector<int64_t> owner(first[B]);
+  for (int64_t b = 0; b < B; ++b) std::fill(owner.begin() + first[b], owner.begin() + first[b + 1], b);
+  const int64_t part = step.heads * (step.dim + 2);
+  std::vector<float> parts(first[B] * part);
+  // Threads only where there is work enough to share: one short context is done in the
+  // time it takes to wake them.
+  const int64_t longest = std::min<int64_t>(span, *std::max_element(len, len + B));
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / (longest * step.heads * step.dim));
+  at::parallel_for(0, first[B], grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t s = begin; s < end; ++s) {
+      const int64_t b = owner[s], t0 = (s - first[b]) * span;
+      step.attend(b, t0, std::min<int64_t>(len[b], t0 + span), scores, parts.data() + s * part);
+    }
+  });
+  for (int64_t b = 0; b < B; ++b)
+    step.merge(parts.data() + first[b] * part, first[b + 1] - first[b], outs + b * step.heads * step.dim);
 }
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& k_cache, const at::Tensor& v_cache,
                             const at::Tensor& block_tables, const at::Tensor& context_lens,
                             double scale) {
-  for (const at::Tensor* t : {&q, &k, &v, &k_cache, &v_cache})
-    TORCH_CHECK(t->scalar_type() == at::kFloat, "q, k, v and the caches must be fp32");
+  for (const at::Tensor* t : {&q, &k, &v})
+    TORCH_CHECK(t->scalar_type() == at::kFloat, "q, k and v must be fp32");
+  const at::ScalarType type = k_cache.scalar_type();
+  TORCH_CHECK((type == at::kFloat || type == at::kHalf) && v_cache.scalar_type() == type,
+              "the caches must both be fp32 or both fp16");
   TORCH_CHECK(block_tables.scalar_type() == at::kInt && context_lens.scalar_type() == at::kInt,
               "block_tables and context_lens must be int32");
   TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && k_cache.dim() == 4, "q, k: [B, H, D]; caches: 4-d");
@@ -181,7 +220,8 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
                   context_lens.numel() == B,
               "shapes do not match");
   TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "the caches must be contiguous");
-  const at::Tensor qc = heads_contiguous(q), kc = heads_contiguous(k), vc = heads_contiguous(v);
+  const at::Tensor qc = heads_contiguous(q, at::kFloat);
+  const at::Tensor kc = heads_contiguous(k, type), vc = heads_contiguous(v, type);
   const at::Tensor tables = block_tables.contiguous(), lens = context_lens.contiguous();
   const int64_t capacity = tables.size(1) * k_cache.size(1);
   const int32_t* len = lens.data_ptr<int32_t>();
@@ -193,35 +233,20 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
       TORCH_CHECK(table[b * tables.size(1) + c] >= 0 && table[b * tables.size(1) + c] < k_cache.size(0),
                   "block_tables name a block the cache does not have");
   at::Tensor out = at::empty({B, heads, dim}, q.options());
-  const Step step{qc.data_ptr<float>(),      kc.data_ptr<float>(),      vc.data_ptr<float>(),
-                  k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), tables.data_ptr<int32_t>(),
-                  lens.data_ptr<int32_t>(),  heads,                     kv_heads,
-                  dim,                       k_cache.size(1),           tables.size(1),
-                  qc.stride(0),              kc.stride(0),              vc.stride(0),
-                  static_cast<float>(scale)};
-  // Spans of whole blocks, each a work item; sequence b's are [first[b], first[b + 1]).
-  const int64_t block_size = k_cache.size(1);
-  const int64_t span = std::max<int64_t>(1, SPAN / block_size) * block_size;
-  std::vector<int64_t> first(B + 1, 0);
-  for (int64_t b = 0; b < B; ++b) first[b + 1] = first[b] + (len[b] + span - 1) / span;
-  std::vector<int64_t> owner(first[B]);
-  for (int64_t b = 0; b < B; ++b) std::fill(owner.begin() + first[b], owner.begin() + first[b + 1], b);
-  const int64_t part = heads * (dim + 2);
-  std::vector<float> parts(first[B] * part);
-  // Threads only where there is work enough to share: one short context is done in the
-  // time it takes to wake them.
-  const int64_t longest = std::min<int64_t>(span, *std::max_element(len, len + B));
-  const int64_t grain = std::max<int64_t>(1, (1 << 16) / (longest * heads * dim));
-  at::parallel_for(0, first[B], grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
-    for (int64_t s = begin; s < end; ++s) {
-      const int64_t b = owner[s], t0 = (s - first[b]) * span;
-      step.attend(b, t0, std::min<int64_t>(len[b], t0 + span), scores, parts.data() + s * part);
-    }
-  });
-  float* outs = out.data_ptr<float>();
-  for (int64_t b = 0; b < B; ++b)
-    step.merge(parts.data() + first[b] * part, first[b + 1] - first[b], outs + b * heads * dim);
+  const auto run = [&](auto element) {
+    using T = decltype(element);
+    const Step<T> step{qc.data_ptr<float>(),   kc.data_ptr<T>(),      vc.data_ptr<T>(),
+                       k_cache.data_ptr<T>(),  v_cache.data_ptr<T>(), table,
+                       len,                    heads,                 kv_heads,
+                       dim,                    k_cache.size(1),       tables.size(1),
+                       qc.stride(0),           kc.stride(0),          vc.stride(0),
+                       static_cast<float>(scale)};
+    attend_all(step, len, B, k_cache.size(1), out.data_ptr<float>());
+  };
+  if (type == at::kHalf)
+    run(at::Half{});
+  else
+    run(float{});
   return out;
 }
 

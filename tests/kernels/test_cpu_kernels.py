@@ -184,26 +184,44 @@ def _sdpa_over_gathered_keys(q, k, v, k_cache, v_cache, tables, lens, scale):
     return torch.stack(outs).float()
 
 
-def _paged_cache(gen, blocks, block_size, kv_heads, dim, lens, width):
+def _paged_cache(gen, blocks, block_size, kv_heads, dim, lens, width, dtype=torch.float32):
     """Random key and value caches, and each sequence's `width` blocks, scattered."""
-    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
-    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen)
+    k_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen).to(dtype)
+    v_cache = torch.randn(blocks, block_size, kv_heads, dim, generator=gen).to(dtype)
     tables = torch.stack([torch.randperm(blocks, generator=gen)[:width] for _ in lens]).int()
     return k_cache, v_cache, tables
 
 
-@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(9, 3, 64), (4, 4, 32), (8, 2, 128)])
-def test_decode_attention_equals_attention_over_the_gathered_keys(heads, kv_heads, dim):
+def _reference(q, k, v, k_cache, *rest):
+    """The kernel's result computed in float64, the new key and value rounded to the
+    cache's type first (as the kernel reads them, and as they are stored after)."""
+    k, v = k.to(k_cache.dtype), v.to(k_cache.dtype)
+    return _sdpa_over_gathered_keys(q, k, v, k_cache, *rest)
+
+
+CACHE_TYPES = pytest.mark.parametrize("cache_dtype", [torch.float32, torch.float16])
+
+
+@CACHE_TYPES
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "dim"), [(9, 3, 64), (4, 4, 32), (8, 2, 128), (18, 1, 16)]
+)
+def test_decode_attention_equals_attention_over_the_gathered_keys(
+    heads, kv_heads, dim, cache_dtype
+):
     assert cpu_kernels()
     gen = torch.Generator().manual_seed(heads + dim)
     lens = torch.tensor([1, 6, 13, 17], dtype=torch.int32)  # 1: the new key alone
-    k_cache, v_cache, tables = _paged_cache(gen, 12, 4, kv_heads, dim, lens, width=5)
+    k_cache, v_cache, tables = _paged_cache(gen, 12, 4, kv_heads, dim, lens, 5, cache_dtype)
     q, k, v = (torch.randn(len(lens), h, dim, generator=gen) for h in (heads, kv_heads, kv_heads))
     scale = dim**-0.5
     args = (q, k, v, k_cache, v_cache, tables, lens, scale)
     out = torch.ops.neuron_cpu.decode_attention(*args)
     assert out.shape == q.shape and out.dtype == torch.float32
-    torch.testing.assert_close(out, _sdpa_over_gathered_keys(*args), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, _reference(*args), rtol=1e-5, atol=1e-5)
+    if cache_dtype == torch.float16:  # the rounding is the new key's, not a dropped one
+        unrounded = _sdpa_over_gathered_keys(*args)
+        assert not torch.allclose(out, unrounded, rtol=1e-5, atol=1e-6)
 
 
 def test_decode_attention_reads_views_of_one_fused_projection_in_place():
@@ -229,7 +247,8 @@ def test_decode_attention_reads_views_of_one_fused_projection_in_place():
     assert out[1, 0].isnan().all() and not out[1, 1:].isnan().any() and not out[0].isnan().any()
 
 
-def test_decode_attention_merges_the_spans_of_long_contexts():
+@CACHE_TYPES
+def test_decode_attention_merges_the_spans_of_long_contexts(cache_dtype):
     """Contexts over several spans of 256 keys (each its own work item, merged after):
     one that ends on a span's edge, one whose last span holds the new key alone, one whose
     late keys score far above its early ones, and a short one beside them."""
@@ -237,13 +256,17 @@ def test_decode_attention_merges_the_spans_of_long_contexts():
     gen = torch.Generator().manual_seed(11)
     heads, kv_heads, dim, block_size = 4, 2, 16, 4
     lens = torch.tensor([512, 257, 700, 9], dtype=torch.int32)
-    k_cache, v_cache, tables = _paged_cache(gen, 400, block_size, kv_heads, dim, lens, width=180)
+    k_cache, v_cache, tables = _paged_cache(
+        gen, 400, block_size, kv_heads, dim, lens, 180, cache_dtype
+    )
     q, k, v = (torch.randn(len(lens), h, dim, generator=gen) for h in (heads, kv_heads, kv_heads))
     late = tables[2, 150:175].long()  # sequence 2's keys 600..699: scores ~30 above the rest
-    k_cache[late] = q[2, 0].view(1, 1, 1, dim).expand(-1, block_size, kv_heads, -1) * 2
+    k_cache[late] = (q[2, 0].view(1, 1, 1, dim).expand(-1, block_size, kv_heads, -1) * 2).to(
+        cache_dtype
+    )
     args = (q, k, v, k_cache, v_cache, tables, lens, dim**-0.5)
     out = torch.ops.neuron_cpu.decode_attention(*args)
-    torch.testing.assert_close(out, _sdpa_over_gathered_keys(*args), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, _reference(*args), rtol=1e-5, atol=1e-5)
 
 
 def test_decode_attention_refuses_what_the_cache_cannot_hold():
@@ -259,3 +282,6 @@ def test_decode_attention_refuses_what_the_cache_cannot_hold():
     lens = torch.tensor([6], dtype=torch.int32)  # its second block is read: 7 is not one
     with pytest.raises(RuntimeError, match="block_tables name a block"):
         torch.ops.neuron_cpu.decode_attention(q, q, q, cache, cache, tables + 7, lens, 1.0)
+    for k_cache, v_cache in ((cache.half(), cache), (cache.bfloat16(), cache.bfloat16())):
+        with pytest.raises(RuntimeError, match="both be fp32 or both fp16"):
+            torch.ops.neuron_cpu.decode_attention(q, q, q, k_cache, v_cache, tables, lens, 1.0)

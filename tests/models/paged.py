@@ -11,7 +11,7 @@ import itertools
 
 import torch
 
-from neuron.models.attention import AttentionMetadata, KVCache
+from neuron.models.attention import AttentionMetadata, KVCache, kv_cache_dtype
 from neuron.models.llama import LlamaForCausalLM
 
 
@@ -20,7 +20,14 @@ def _i32(values: list[int]) -> torch.Tensor:
 
 
 class PagedRunner:
-    def __init__(self, model: LlamaForCausalLM, num_blocks: int = 64, block_size: int = 16):
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        num_blocks: int = 64,
+        block_size: int = 16,
+        kv_dtype: torch.dtype | None = None,
+    ):
+        """`kv_dtype`: the cache's element type; None: what serving picks (`kv_cache_dtype`)."""
         c = model.config
         self.model = model
         self.block_size = block_size
@@ -30,7 +37,7 @@ class PagedRunner:
             block_size,
             c.num_key_value_heads,
             c.head_dim,
-            model.act_dtype,
+            kv_dtype or kv_cache_dtype(model.act_dtype, model.device, c.head_dim),
             model.device,
         )
         # Odd blocks first, then even ones, each descending: neighbours in a sequence
@@ -97,9 +104,14 @@ class PagedRunner:
         return self.model.compute_logits(hidden)
 
 
-def greedy(model: LlamaForCausalLM, prompts: list[list[int]], max_new: int) -> list[list[int]]:
+def greedy(
+    model: LlamaForCausalLM,
+    prompts: list[list[int]],
+    max_new: int,
+    kv_dtype: torch.dtype | None = None,
+) -> list[list[int]]:
     """Greedy continuation of several prompts decoded together as one batch."""
-    runner = PagedRunner(model)
+    runner = PagedRunner(model, kv_dtype=kv_dtype)
     names = [f"s{i}" for i in range(len(prompts))]
     logits = runner.prefill(dict(zip(names, prompts, strict=True)))
     ends = torch.tensor([len(p) for p in prompts]).cumsum(0) - 1

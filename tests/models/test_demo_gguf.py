@@ -59,7 +59,9 @@ def test_config_and_size_from_gguf(ours):
 
 
 def test_prompt_logits_match_transformers(ours, reference, prompt):
-    logits = PagedRunner(ours.model).prefill({"prompt": prompt})
+    # The file's weights as read, over an fp32 cache (the fp16 one serving uses is held to
+    # its own bounds in test_decoder_vs_transformers.py).
+    logits = PagedRunner(ours.model, kv_dtype=torch.float32).prefill({"prompt": prompt})
     assert (logits - reference_logits(reference, prompt)).abs().max().item() < 1e-3
 
 

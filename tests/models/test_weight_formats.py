@@ -37,9 +37,10 @@ from tests.models.paged import PagedRunner, greedy
 Q = gguf.GGMLQuantizationType
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 CORPUS_TOKENS = 2000
-# Top-1 agreement of `auto` with the fp32 model: our int4 kernels (x86) meet the 99% bar
-# (measured 99.95% as a prompt, 100% decoding); torch's, with bf16 activations, the
-# fallback elsewhere, measured 98.9% and 98.6%.
+# Top-1 agreement of `auto` (with the fp16 KV cache it serves from) with the fp32 model
+# and cache: our int4 kernels (x86) meet the 99% bar (measured 99.85% as a prompt, 99.80%
+# decoding); torch's, with bf16 activations, the fallback elsewhere, measured 98.9% and
+# 98.6% (with an fp32 cache).
 AUTO_AGREEMENT = 0.99 if cpu_kernels() else 0.98
 
 
@@ -247,7 +248,7 @@ def test_auto_against_fp32_on_the_corpus(fp32_and_auto):
     fp32, auto = fp32_and_auto
     ids = fp32.tokenizer.encode(CORPUS.read_text(encoding="utf-8"))[:CORPUS_TOKENS]
     assert len(ids) == CORPUS_TOKENS
-    ref = PagedRunner(fp32.model, num_blocks=160).prefill({"s": ids})
+    ref = PagedRunner(fp32.model, num_blocks=160, kv_dtype=torch.float32).prefill({"s": ids})
     got = PagedRunner(auto.model, num_blocks=160).prefill({"s": ids})
     agreement = (ref.argmax(-1) == got.argmax(-1)).float().mean().item()
     lp_ref, lp_got = torch.log_softmax(ref, -1), torch.log_softmax(got, -1)
@@ -257,7 +258,10 @@ def test_auto_against_fp32_on_the_corpus(fp32_and_auto):
     print(f"top-1 agreement {agreement:.4f}, max |Δ logprob| {delta.max().item():.3f}")
     assert agreement >= AUTO_AGREEMENT, agreement
     assert delta.mean().item() < 0.05
-    assert int((top[:, 1:] == top[:, :-1]).sum()) == 0
+    # Logprobs in coarse steps tie by the thousand; fp32 ones only by chance (measured: 0
+    # or 1 of these 38,000 neighbours).
+    ties = int((top[:, 1:] == top[:, :-1]).sum())
+    assert ties <= top[:, 1:].numel() // 10_000, ties
 
 
 def test_auto_decode_path_against_fp32_on_the_corpus(fp32_and_auto):
@@ -266,13 +270,38 @@ def test_auto_decode_path_against_fp32_on_the_corpus(fp32_and_auto):
     fp32, auto = fp32_and_auto
     ids = fp32.tokenizer.encode(CORPUS.read_text(encoding="utf-8"))[:CORPUS_TOKENS]
     half = CORPUS_TOKENS // 2
-    ref = PagedRunner(fp32.model, num_blocks=160).prefill({"s": ids})[half:-1]
+    ref = PagedRunner(fp32.model, num_blocks=160, kv_dtype=torch.float32).prefill({"s": ids})[
+        half:-1
+    ]
     runner = PagedRunner(auto.model, num_blocks=160)
     runner.prefill({"s": ids[:half]})
     got = torch.cat([runner.decode({"s": token}) for token in ids[half:-1]])
     agreement = (ref.argmax(-1) == got.argmax(-1)).float().mean().item()
     print(f"decode path: top-1 agreement {agreement:.4f}")
     assert agreement >= AUTO_AGREEMENT, agreement
+
+
+def test_fp16_cache_against_the_fp32_cache_on_the_corpus(fp32_and_auto):
+    """The fp16 KV cache the CPU serves from (`kv_cache_dtype`), on the fp32 model: top-1
+    agreement with the fp32 cache of at least 99% over the corpus as one prompt and on the
+    decode path, and the reference token's logprob on the decode path barely moved."""
+    fp32 = fp32_and_auto[0]
+    ids = fp32.tokenizer.encode(CORPUS.read_text(encoding="utf-8"))[:CORPUS_TOKENS]
+    half = CORPUS_TOKENS // 2
+    ref = PagedRunner(fp32.model, num_blocks=160, kv_dtype=torch.float32).prefill({"s": ids})
+    prompt = PagedRunner(fp32.model, num_blocks=160, kv_dtype=torch.float16).prefill({"s": ids})
+    runner = PagedRunner(fp32.model, num_blocks=160, kv_dtype=torch.float16)
+    runner.prefill({"s": ids[:half]})
+    decode = torch.cat([runner.decode({"s": token}) for token in ids[half:-1]])
+    for name, got, against in (("prompt", prompt, ref), ("decode", decode, ref[half:-1])):
+        agreement = (against.argmax(-1) == got.argmax(-1)).float().mean().item()
+        chosen = against.argmax(-1, keepdim=True)
+        delta = (against.log_softmax(-1) - got.log_softmax(-1)).gather(1, chosen).abs()
+        print(
+            f"fp16 cache {name}: top-1 agreement {agreement:.4f}, mean |Δ logprob| {delta.mean():.5f}"
+        )
+        assert agreement >= 0.99, (name, agreement)
+        assert delta.mean().item() < 0.01, (name, delta.mean().item())
 
 
 @needs_fbgemm
@@ -285,7 +314,7 @@ def test_fp16_meets_the_agreement_bar_on_both_paths(fp32_and_auto, demo_gguf):
     assert isinstance(fp16.model.layers[0].mlp.down_weight, Fp16Linear)
     ids = fp32.tokenizer.encode(CORPUS.read_text(encoding="utf-8"))[:CORPUS_TOKENS]
     half = CORPUS_TOKENS // 2
-    ref = PagedRunner(fp32.model, num_blocks=160).prefill({"s": ids})
+    ref = PagedRunner(fp32.model, num_blocks=160, kv_dtype=torch.float32).prefill({"s": ids})
     prompt = PagedRunner(fp16.model, num_blocks=160).prefill({"s": ids})
     runner = PagedRunner(fp16.model, num_blocks=160)
     runner.prefill({"s": ids[:half]})
@@ -313,7 +342,7 @@ def test_int8_tiny_qwen2_with_biases(tiny_model_factory):
     assert int8.model.layers[0].attn.qkv_bias is not None
     assert isinstance(int8.model.layers[0].attn.qkv_weight, Int8Linear)
     ids = list(range(5, 25))
-    ref = PagedRunner(fp32.model).prefill({"s": ids})
+    ref = PagedRunner(fp32.model, kv_dtype=torch.float32).prefill({"s": ids})
     got = PagedRunner(int8.model).prefill({"s": ids})
     cosine = F.cosine_similarity(ref, got, dim=-1)
     assert cosine.min().item() > 0.99, cosine
