@@ -73,3 +73,22 @@ async def test_engine_failure_fails_only_its_worker(workers, neuron_models):
         await workers[0].call(lambda: None)
     assert workers[1].failed is None
     assert (await _generate(workers[1], "fine"))[-1].completion_tokens == 4
+
+
+async def test_a_failing_sink_costs_only_its_own_request(workers, neuron_models):
+    """One step's outputs reach the event loop together: a sink that raises must not keep
+    the others' outputs from them."""
+    await _attach(workers[0], neuron_models)
+    calls = 0
+
+    def broken(_out) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("a client's sink broke")
+
+    params = SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
+    await workers[0].submit("tiny-llama", EngineRequest("broken", [4, 5, 6], params), broken)
+    # Decoded beside "broken", step by step; a lost output would leave it waiting.
+    outputs = await asyncio.wait_for(_generate(workers[0], "fine"), timeout=60)
+    assert outputs[-1].finished and outputs[-1].completion_tokens == 4
+    assert calls >= 1
