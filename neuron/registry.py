@@ -52,6 +52,7 @@ class ModelEntry:
             "status": self.status,
             "dtype": self.facts.dtype if self.facts else self.dtype,
             "weight_format": self.facts.weight_format if self.facts else None,
+            "kv_cache_dtype": self.facts.kv_cache_dtype if self.facts else None,
             "memory_bytes": self.facts.memory_bytes if self.facts else 0,
             "context_length": self.facts.context_length if self.facts else None,
             "running": stats.running if stats else 0,

@@ -39,7 +39,8 @@ class ModelFacts:
     format: str
     grammars: ModelGrammars  # compiles this model's constrained-decoding grammars
     weight_format: str  # how the weights are held, e.g. "int4 layers, int8 vocabulary"
-    dtype: str  # what attention and the KV cache compute in
+    dtype: str  # what the model computes in
+    kv_cache_dtype: str  # what the KV cache holds (`kv_cache_dtype`: fp16 for fp32 on CPU)
 
 
 def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
@@ -112,5 +113,6 @@ def build_engine(
         grammars=ModelGrammars(tok, loaded.config.vocab_size),
         weight_format=loaded.weight_format,
         dtype=str(loaded.dtype).removeprefix("torch."),
+        kv_cache_dtype=str(engine.kv_cache.data.dtype).removeprefix("torch."),
     )
     return engine, facts

@@ -354,6 +354,9 @@ def test_cpu_quantization_reaches_the_engine(tiny_llama):
     engine, facts = build_engine(config, str(tiny_llama), cpu_device(), "float32", 64)
     assert isinstance(engine.runner.model.lm_head, Int8Rows)
     assert facts.weight_format == "int4 layers, int8 vocabulary"
+    # fp16 where our CPU attention reads the cache, the model's fp32 elsewhere.
+    assert facts.kv_cache_dtype == ("float16" if cpu_kernels() else "float32")
+    assert engine.kv_cache.data.dtype == getattr(torch, facts.kv_cache_dtype)
     params = SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)
     engine.add(EngineRequest("q", [1, 2, 3, 4], params))
     outputs = []

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 import psutil
 
+from neuron_kernels.cpu import cpu_kernels
 from tests.support.http import http
 
 MODEL = "tiny-qwen2"
@@ -31,6 +32,10 @@ def test_concurrent_loads_join_one_load(shared_neuron):
     assert [reply.status for reply in results] == [200] * 4
     assert all(reply.json()["status"] == "ready" for reply in results)
     assert _load_count(shared_neuron) == before + 1
+    (info,) = [m for m in shared_neuron.get_json("/models")["loaded"] if m["id"] == MODEL]
+    # An fp32 model on the CPU keeps an fp16 cache where our attention kernel reads it.
+    assert info["dtype"] == "float32"
+    assert info["kv_cache_dtype"] == ("float16" if cpu_kernels() else "float32")
     assert shared_neuron.post("/models/unload", {"model_id": MODEL}).status == 200
     assert MODEL not in [m["id"] for m in shared_neuron.get_json("/models")["loaded"]]
 
