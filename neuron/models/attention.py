@@ -186,6 +186,7 @@ def _cpu_decode(
     slots, mask = meta.decode_gather(block_size)
     batch, longest = slots.shape
     flat = slots.view(-1)
+    # Any cache type (a test may hold fp16 where our kernel cannot run): widened here.
     cached_k = k_cache.view(-1, heads, dim).index_select(0, flat).to(q.dtype)
     cached_v = v_cache.view(-1, heads, dim).index_select(0, flat).to(q.dtype)
     cached_k = cached_k.view(batch, longest, heads, dim)

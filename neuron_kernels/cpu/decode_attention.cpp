@@ -169,8 +169,8 @@ struct Step {
   }
 };
 
-// t [B, H, D] in the cache's type, as is where each sequence's heads are contiguous,
-// else copied so.
+// t [B, H, D] as `type` (q: fp32; the new k and v: the cache's), as is where each
+// sequence's heads are contiguous, else copied so.
 at::Tensor heads_contiguous(const at::Tensor& t, at::ScalarType type) {
   const at::Tensor typed = t.to(type);
   return typed.stride(2) == 1 && typed.stride(1) == typed.size(2) ? typed : typed.contiguous();
