@@ -25,9 +25,10 @@ inline float horizontal_max(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
+template <int Hint = _MM_HINT_T0>
 inline void prefetch(const void* start, int64_t bytes) {
   const char* p = static_cast<const char*>(start);
-  for (int64_t line = 0; line < bytes; line += 64) _mm_prefetch(p + line, _MM_HINT_T0);
+  for (int64_t line = 0; line < bytes; line += 64) _mm_prefetch(p + line, static_cast<_mm_hint>(Hint));
 }
 
 // Storage on whole cache lines, for arrays the kernels read in 32-byte loads: a load that
