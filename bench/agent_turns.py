@@ -18,7 +18,6 @@ prefill of the same prompt.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 import time
@@ -26,6 +25,7 @@ from collections.abc import Callable
 
 import torch
 
+from bench.cli import runs_main
 from bench.engine import THREADS, open_llama_cpp
 from bench.report import Figure
 from neuron.config import NeuronConfig
@@ -188,9 +188,7 @@ def ms(seconds: list[float]) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    run_agent_bench(parser.parse_args().runs)
+    runs_main(__doc__, run_agent_bench, 3)
 
 
 if __name__ == "__main__":

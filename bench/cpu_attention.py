@@ -11,12 +11,12 @@ figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
+from bench.cli import runs_main
 from neuron_kernels.cpu import cpu_kernels
 
 THREADS = 2
@@ -70,9 +70,7 @@ def run_cpu_attention_bench(runs: int = 9) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=9)
-    run_cpu_attention_bench(parser.parse_args().runs)
+    runs_main(__doc__, run_cpu_attention_bench, 9)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ the runs. Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from types import ModuleType
@@ -24,6 +23,7 @@ from types import ModuleType
 import torch
 from torch.utils import cpp_extension
 
+from bench.cli import runs_main
 from neuron.demo import demo_gguf_path
 from neuron.models.loader import load_model
 from neuron_kernels.cpu import cpu_kernels
@@ -144,9 +144,7 @@ def run_ceiling_bench(runs: int = 7) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    run_ceiling_bench(parser.parse_args().runs)
+    runs_main(__doc__, run_ceiling_bench, 7)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ relative error of each against the float64 product is printed beside.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from bench.cli import runs_main
 from bench.report import Figure
 from neuron.demo import demo_gguf_path
 from neuron.models.gguf_codes import GroupCodes
@@ -147,9 +147,7 @@ def run_cpu_kernels_bench(runs: int = 7) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    run_cpu_kernels_bench(parser.parse_args().runs)
+    runs_main(__doc__, run_cpu_kernels_bench, 7)
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ struct Step {
   // sequences decoding together interleave), it is fetched into L2 as this one is
   // read: the hardware prefetcher only follows a sequential stream, and one stream of
   // 16 rows at a time used a fifth of the memory's bandwidth (16 sequences of 500 keys:
-  // 0.73-0.81x the time). Where it does follow, fetching it too measured 1.2x the time.
+  // 0.73-0.82x the time). Where it does follow, fetching it too measured 1.2x the time.
   template <typename Visit>
   void rows(const T* cache, const T* fresh, int64_t b, int64_t first, int64_t end,
             Visit visit) const {
