@@ -17,9 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
-from neuron_kernels.dispatch import interpreting, launch_guard
+from neuron_kernels.dispatch import launch_guard
 from neuron_kernels.quant_matmul_ref import PackedWeight
-from neuron_kernels.triton_util import dot_precision, upcast
+from neuron_kernels.triton_util import dot_precision, pow2, upcast
 
 DECODE_MAX_ROWS = 16
 
@@ -98,24 +98,18 @@ class QuantMatmulConfig:
 
 @functools.cache
 def _sm_count(device_index: int | None) -> int:
-    if device_index is None or not torch.cuda.is_available():
-        return 4
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 def quant_matmul_config(
     m: int, n: int, k: int, bits: int, dtype: torch.dtype, sm_count: int = 132
 ) -> QuantMatmulConfig:
-    """Launch settings for an [m, k] x [n, k] product; host-side only (CUDA-graph safe).
+    """Launch settings on a GPU for an [m, k] x [n, k] product; host-side only (CUDA-graph
+    safe). `dtype` is x's (every choice below holds for bf16, fp16 and fp32).
 
     Decode: BLOCK_N 64 rows of weights per program, K split until there are ~4 programs
     per SM (never below one BLOCK_K per split). Prefill: 64 x 64 tiles (128 x 128 from
-    256 rows), 4 or 8 warps, 3 stages. The interpreter gets wide tiles: it pays per
-    program, not per element."""
-    if interpreting():
-        block_k = 64
-        split = 1 if m > DECODE_MAX_ROWS else max(1, min(3, triton.cdiv(k, block_k)))
-        return QuantMatmulConfig(16 if m <= 16 else 32, 32, block_k, split, 4, 1)
+    256 rows by 2048 columns), 4 or 8 warps, 3 stages."""
     if m <= DECODE_MAX_ROWS:
         block_n, block_k = 64, 128 if bits == 4 else 64
         tiles = triton.cdiv(n, block_n)
@@ -124,6 +118,12 @@ def quant_matmul_config(
     if m >= 256 and n >= 2048:
         return QuantMatmulConfig(128, 128, 32, 1, 8, 3)
     return QuantMatmulConfig(64, 64, 32, 1, 4, 3)
+
+
+def interpreter_config(m: int, n: int, k: int) -> QuantMatmulConfig:
+    """On CPU under the interpreter, which pays per program and per loop step: a few wide
+    tiles (the kernel tests pass the GPU's settings explicitly)."""
+    return QuantMatmulConfig(16 if m <= 16 else 64, min(pow2(n), 512), min(pow2(k), 256), 1, 4, 1)
 
 
 def quant_matmul_triton(
@@ -135,9 +135,10 @@ def quant_matmul_triton(
     if k != weight.in_features:
         raise ValueError(f"x has {k} columns but the weight takes {weight.in_features}")
     x = x.contiguous()
-    if config is None:
-        index = x.device.index if x.is_cuda else None
-        config = quant_matmul_config(m, n, k, weight.bits, x.dtype, _sm_count(index))
+    if config is None and not x.is_cuda:
+        config = interpreter_config(m, n, k)
+    elif config is None:
+        config = quant_matmul_config(m, n, k, weight.bits, x.dtype, _sm_count(x.device.index))
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return out

@@ -191,7 +191,7 @@ class LlamaForCausalLM(nn.Module):
         kv: KVCache,
     ) -> torch.Tensor:
         """The layers and the final norm; a CPU decode pass only reads the cache here."""
-        if isinstance(self.embed_tokens, Int8Rows):
+        if not isinstance(self.embed_tokens, torch.Tensor):  # packed rows (Int8Rows, …)
             x = self.embed_tokens.embed(input_ids)
         else:
             x = F.embedding(input_ids, self.embed_tokens)
@@ -244,7 +244,7 @@ class LlamaForCausalLM(nn.Module):
             if name == "rope_freqs.weight":
                 # llama3-style scaling as GGUF stores it: per-frequency divisors.
                 base = rope_inv_freq(self.config).to(tensor.device)
-                self.rotary.rebuild((base / tensor.float()).to(self.embed_tokens.device))
+                self.rotary.rebuild((base / tensor.float()).to(self.device))
                 continue
             if name.endswith("rotary_emb.inv_freq") or (
                 name == "lm_head.weight" and self.config.tie_word_embeddings

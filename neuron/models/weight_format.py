@@ -1,7 +1,13 @@
-"""How a CPU model holds its matmul weights: the one place that picks a weight format.
+"""How a model holds its matmul weights: the one place that picks a weight format.
 
-`cpu_quantization` chooses:
-- "none": dense, in the model's dtype (the GPU path never gets anything else);
+On CUDA (`gpu_quantization`): "auto" keeps every quantised tensor of a GGUF (and the
+layers of an AWQ or GPTQ checkpoint) packed as int4 or int8 codes with the file's own
+group scales (neuron_kernels.PackedWeight, run by our Triton matmul), the vocabulary
+included; a fused matmul with a float tensor among its parts stays dense (logged, and
+named in the format /models reports). "none" dequantises everything to the model's dtype.
+
+On CPU, `cpu_quantization` chooses:
+- "none": dense, in the model's dtype;
 - "int8": every layer matmul as int8 per output channel;
 - "int4": every layer matmul as 4-bit per run of 32, from the GGUF's own 4-bit codes
   where it has them (Q4_0, Q4_1, Q4_K: exact), min/max-quantised otherwise;
@@ -20,9 +26,12 @@ only the int8 kernel's inputs, and torch's int4 kernel's where ours cannot run, 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 from gguf import GGMLQuantizationType as Q
 
 from neuron.models.errors import ModelLoadError
@@ -31,23 +40,33 @@ from neuron.models.llama import LlamaForCausalLM
 from neuron.models.lm_head import Int8Rows
 from neuron.models.quant_linear import (
     Fp16Linear,
+    GroupQuantLinear,
     Int8Linear,
     fbgemm_available,
     int4_linear,
     quantize_groups,
 )
+from neuron.models.rope import Rotary
+from neuron_kernels import PackedWeight
+
+log = logging.getLogger(__name__)
 
 CHOICES = ("auto", "int4", "int8", "fp16", "none")
+GPU_CHOICES = ("auto", "none")
+VOCABULARY = ("model.embed_tokens.weight", "lm_head.weight")
 DENSE_TYPES = frozenset({Q.F32, Q.F16, Q.BF16})
 
 
 @dataclass
 class SourceWeights:
     """What the file said about its tensors (by transformers name): GGUF storage types
-    and the 4-bit codes read from it. Empty for a Hugging Face folder."""
+    and the 4-bit codes read from it (CPU); for the GPU form, the names the reader is to
+    hand over packed (`keep`) and those it did (`packed`)."""
 
     types: dict[str, Q] = field(default_factory=dict)
     codes: dict[str, GroupCodes] = field(default_factory=dict)
+    keep: frozenset[str] = frozenset()
+    packed: dict[str, PackedWeight] = field(default_factory=dict)
 
     def quantized(self, name: str) -> bool:
         return name in self.types and self.types[name] not in DENSE_TYPES
@@ -99,3 +118,85 @@ def _pack_vocabulary(model: LlamaForCausalLM) -> None:
     del model.lm_head, model.embed_tokens
     model.lm_head = Int8Rows(head)
     model.embed_tokens = model.lm_head if head is embed else Int8Rows(embed)
+
+
+def gpu_plan(model: LlamaForCausalLM, packable: Iterable[str]) -> tuple[frozenset[str], list[str]]:
+    """(names kept packed on the GPU, names of the matmuls that fall back to dense): a fused
+    matmul is packed only when all its tensors are, the vocabulary matrices each alone."""
+    packable = set(packable)
+    keep: set[str] = {n for n in VOCABULARY if n in packable}
+    fallback: list[str] = []
+    for _module, _attr, names in model.packed_slots():
+        if all(n in packable for n in names):
+            keep.update(names)
+        elif any(n in packable for n in names):
+            fallback.append(names[0].removesuffix(".weight"))
+    if fallback:
+        log.warning(
+            "%d matmuls mix quantised and float tensors and are held dense, e.g. %s",
+            len(fallback),
+            fallback[0],
+        )
+    return frozenset(keep), fallback
+
+
+def _vocabulary_params(model: LlamaForCausalLM, keep: frozenset[str]) -> list[nn.Parameter]:
+    slots = {"model.embed_tokens.weight": model.embed_tokens, "lm_head.weight": model.lm_head}
+    if model.config.tie_word_embeddings and "model.embed_tokens.weight" in keep:
+        return [model.embed_tokens]
+    return [p for name, p in slots.items() if name in keep]
+
+
+def materialize(model: LlamaForCausalLM, device: torch.device, keep: frozenset[str]) -> None:
+    """Give a model built on the meta device real, empty storage on `device`, except for
+    the weights that arrive packed: those stay meta until `pack_gpu` replaces them, so a
+    load never holds a quantised model's dense weights."""
+    stay = {id(getattr(m, a)) for m, a, names in model.packed_slots() if set(names) <= keep}
+    stay.update(id(p) for p in _vocabulary_params(model, keep))
+    made: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if id(param) in stay:
+                continue
+            if id(param) not in made:
+                made[id(param)] = nn.Parameter(
+                    torch.empty_like(param, device=device), requires_grad=False
+                )
+            setattr(module, name, made[id(param)])
+    model.rotary = Rotary(model.config, model.act_dtype, device)
+    model.device = device
+
+
+@torch.no_grad()
+def pack_gpu(model: LlamaForCausalLM, source: SourceWeights, fallback: list[str]) -> str:
+    """Swap the meta slots `materialize` left for the packed weights the reader handed
+    over (moved to the model's device); return the format's name for /models."""
+    device, dtype = model.device, model.act_dtype
+    take = lambda name: source.packed.pop(name).map_rows(lambda t: t.to(device))  # noqa: E731
+    bits: set[str] = set()
+    for module, attr, names in model.packed_slots():
+        if all(n in source.packed for n in names):
+            parts = [take(n) for n in names]
+            delattr(module, attr)
+            setattr(module, attr, GroupQuantLinear(parts, dtype))
+            bits.update(f"int{p.bits}" for p in parts)
+    vocabulary = str(dtype).removeprefix("torch.")
+    tied = model.lm_head is model.embed_tokens
+    if "model.embed_tokens.weight" in source.packed:
+        embed = GroupQuantLinear([take("model.embed_tokens.weight")], dtype)
+        vocabulary = f"int{embed.parts()[0].bits}"
+        del model.embed_tokens
+        model.embed_tokens = embed
+        if tied:
+            del model.lm_head
+            model.lm_head = embed
+    if "lm_head.weight" in source.packed:
+        head = GroupQuantLinear([take("lm_head.weight")], dtype)
+        vocabulary = f"int{head.parts()[0].bits}"
+        del model.lm_head
+        model.lm_head = head
+    layers = "+".join(sorted(bits)) or str(dtype).removeprefix("torch.")
+    name = f"{layers} layers, {vocabulary} vocabulary"
+    if fallback:
+        name += f"; {len(fallback)} mixed matmuls {str(dtype).removeprefix('torch.')}"
+    return name
