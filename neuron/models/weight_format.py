@@ -31,8 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 from gguf import GGMLQuantizationType as Q
+from torch import nn
 
 from neuron.models.errors import ModelLoadError
 from neuron.models.gguf_codes import GroupCodes
