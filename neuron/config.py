@@ -57,6 +57,10 @@ class NeuronConfig:
     # keeps a GGUF's quantisation packed (4-bit as int4, 8-bit as int8), "int4"/"int8"
     # pack every layer, "none" keeps cpu_dtype throughout.
     cpu_quantization: Literal["auto", "int4", "int8", "fp16", "none"] = "auto"
+    # How CUDA models hold quantised weights: "auto" keeps what the file holds packed
+    # (GGUF 4-bit, AWQ, GPTQ as int4; GGUF 5/6/8-bit as int8), "none" dequantises to
+    # cuda_dtype. A load request's `gpu_quantization` overrides it per model.
+    gpu_quantization: Literal["auto", "none"] = "auto"
     # Compile the CPU decode step in the background (neuron/engine/cpu_compile.py);
     # eager until it is ready, and for good where no C++ compiler is present.
     cpu_compile: bool = True

@@ -99,6 +99,7 @@ class Registry:
         dtype: str = "auto",
         max_context: int | None = None,
         prefix_cache: bool | None = None,
+        gpu_quantization: str | None = None,
     ) -> ModelEntry:
         """Load model_id (or join the load already under way) and return it when ready."""
         try:
@@ -115,7 +116,8 @@ class Registry:
             worker = self._pick_worker(devices)
             if prefix_cache is None:
                 prefix_cache = self.config.prefix_cache
-            load = self._load(model_id, worker, dtype, max_context, prefix_cache)
+            quantization = gpu_quantization or self.config.gpu_quantization
+            load = self._load(model_id, worker, dtype, max_context, prefix_cache, quantization)
             pending = asyncio.ensure_future(load)
             self._loads[model_id] = pending
             pending.add_done_callback(lambda _f: self._loads.pop(model_id, None))
@@ -146,6 +148,7 @@ class Registry:
         dtype: str,
         max_context: int | None,
         prefix_cache: bool,
+        gpu_quantization: str,
     ) -> ModelEntry:
         dtype = self.config.dtype_for(worker.device.kind, dtype)
         entry = ModelEntry(model_id, worker, dtype)
@@ -158,7 +161,13 @@ class Registry:
             entry.facts = await worker.attach(
                 model_id,
                 lambda: build_engine(
-                    self.config, path, worker.device, dtype, max_context, prefix_cache
+                    self.config,
+                    path,
+                    worker.device,
+                    dtype,
+                    max_context,
+                    prefix_cache,
+                    gpu_quantization,
                 ),
             )
         except Exception as exc:

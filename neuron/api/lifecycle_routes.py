@@ -78,7 +78,12 @@ async def load(request: web.Request) -> web.Response:
     prefix_cache = body.get("prefix_cache")
     if prefix_cache is not None and not isinstance(prefix_cache, bool):
         raise ApiError(400, "`prefix_cache` must be a boolean", param="prefix_cache")
-    entry = await daemon.registry.load(model_id, devices or None, dtype, max_context, prefix_cache)
+    gpu_quantization = _field(body, "gpu_quantization", str, '"auto" or "none"')
+    if gpu_quantization not in (None, "auto", "none"):
+        raise ApiError(400, '`gpu_quantization` must be "auto" or "none"', param="gpu_quantization")
+    entry = await daemon.registry.load(
+        model_id, devices or None, dtype, max_context, prefix_cache, gpu_quantization
+    )
     return web.json_response(entry.public())
 
 

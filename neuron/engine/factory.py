@@ -58,6 +58,7 @@ def build_engine(
     dtype: str,
     max_context: int | None,
     prefix_cache: bool = True,
+    gpu_quantization: str | None = None,
 ) -> tuple[Engine, ModelFacts]:
     if dtype not in _DTYPES:
         raise ModelLoadError("invalid", f"unknown dtype {dtype!r} (use {', '.join(_DTYPES)})")
@@ -70,6 +71,7 @@ def build_engine(
         hf_cache=config.hf_cache,
         allow_download=config.allow_download,
         quantization=config.cpu_quantization if device.kind == "cpu" else "none",
+        gpu_quantization=gpu_quantization or config.gpu_quantization,
     )
     context = loaded.config.max_position_embeddings
     if max_context is not None:

@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import torch
 
-from neuron.models import gguf_io
+from neuron.models import awq_gptq, gguf_io
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.llama import LlamaForCausalLM
@@ -228,7 +228,9 @@ def _read_tokenizer(build: Callable[[], Tokenizer], where: Path) -> Tokenizer:
         raise ModelLoadError("invalid", f"cannot read the tokenizer of {where}: {exc}") from exc
 
 
-def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _load_hf(
+    source: ModelSource, device: torch.device, dtype: torch.dtype, gpu_form: bool = False
+) -> LoadedModel:
     folder = source.path
     raw = _read_json(folder / "config.json", required=True)
     builder = _BUILDERS.get((raw.get("architectures") or [""])[0])
@@ -237,13 +239,27 @@ def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> L
         config, model = builder(folder, raw, tokenizer, device, dtype)
         return _loaded(source, config, model, tokenizer, {}, device, dtype)
     config = ModelConfig.from_hf_dict(raw)
+    rule = awq_gptq.scheme(raw, source.model_id)
     if not (folder / "tokenizer.json").is_file():
         raise ModelLoadError("invalid", f"model folder {folder} has no tokenizer.json")
     tokenizer = _read_tokenizer(lambda: Tokenizer.from_hf_folder(folder), folder / "tokenizer.json")
     generation = _read_json(folder / "generation_config.json", required=False)
     defaults = {k: generation[k] for k in _GENERATION_KEYS if generation.get(k) is not None}
-    model = _build(config, iter_safetensors(folder), device, dtype)
-    return _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    if rule is None:
+        model = _build(config, iter_safetensors(folder), device, dtype)
+        return _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    # AWQ / GPTQ: packed on the GPU, dequantised to `dtype` elsewhere.
+    packable = awq_gptq.packed_sizes(folder) if gpu_form else {}
+    model, weight_format = _build_packed(
+        config,
+        packable,
+        lambda into: awq_gptq.iter_quantised(folder, rule, into, source.model_id),
+        device,
+        dtype,
+    )
+    loaded = _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    loaded.weight_format = weight_format
+    return loaded
 
 
 def _load_gguf(

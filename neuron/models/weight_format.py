@@ -195,8 +195,10 @@ def pack_gpu(model: LlamaForCausalLM, source: SourceWeights, fallback: list[str]
         vocabulary = f"int{head.parts()[0].bits}"
         del model.lm_head
         model.lm_head = head
-    layers = "+".join(sorted(bits)) or str(dtype).removeprefix("torch.")
-    name = f"{layers} layers, {vocabulary} vocabulary"
+    dense = str(dtype).removeprefix("torch.")
+    if not bits and vocabulary == dense:
+        return dense
+    name = f"{'+'.join(sorted(bits)) or dense} layers, {vocabulary} vocabulary"
     if fallback:
-        name += f"; {len(fallback)} mixed matmuls {str(dtype).removeprefix('torch.')}"
+        name += f"; {len(fallback)} mixed matmuls {dense}"
     return name
