@@ -77,7 +77,7 @@ def quant_matmul(x: torch.Tensor, weight: PackedWeight) -> torch.Tensor:
     """x [M, K] @ dequant(W).T → [M, N] in x's dtype. Triton on CUDA, and on CPU tensors
     too under TRITON_INTERPRET=1, so that a packed model's tests run the kernel itself."""
     if use_triton(x) or (interpreting() and triton_available()):
-        from neuron_kernels.quant_matmul import quant_matmul_triton
+        from neuron_kernels.quant_matmul_triton import quant_matmul_triton
 
         return quant_matmul_triton(x, weight)
     return quant_matmul_ref(x, weight)

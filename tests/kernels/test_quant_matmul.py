@@ -9,6 +9,7 @@ import torch
 from neuron_kernels import quant_matmul
 from neuron_kernels.quant_matmul_ref import quant_matmul_ref
 from tests.kernels.quant_cases import LAYOUTS, packed_weight
+from tests.kernels.runners import needs_cuda, run_on_gpu
 
 ROWS = [1, 3, 16, 200]
 DTYPES = {"q4_0": "bfloat16", "q4_1": "float16", "q4_k": "float32", "q8_0": "bfloat16",
@@ -44,7 +45,7 @@ def test_reference_dequantises_like_the_format_says() -> None:
 
 
 def test_configs_split_k_only_for_decode() -> None:
-    from neuron_kernels.quant_matmul import quant_matmul_config
+    from neuron_kernels.quant_matmul_triton import quant_matmul_config
 
     for m in (1, 16):
         assert quant_matmul_config(m, 4096, 4096, 4, torch.bfloat16).split_k > 1
@@ -52,25 +53,9 @@ def test_configs_split_k_only_for_decode() -> None:
     assert prefill.split_k == 1 and prefill.block_m >= 64
 
 
-@pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
-@pytest.mark.parametrize(
-    ("bits", "dtype", "offset", "supers"),
-    [(4, "bfloat16", True, True), (4, "float16", False, False), (8, "bfloat16", True, True),
-     (8, "float32", False, False)],
-)  # fmt: skip
-def test_kernel_compiles_for_hopper(bits: int, dtype: str, offset: bool, supers: bool) -> None:
-    """The interpreter does not type-check as the compiler does: lower it for sm_90."""
-    from neuron_kernels.quant_matmul import _quant_matmul_kernel, quant_matmul_config
-    from tests.kernels.test_triton_compile import HOPPER, PTR, compile_kernel
-
-    cfg = quant_matmul_config(1, 4096, 4096, bits, getattr(torch, dtype))
-    ptr = PTR[dtype]
-    compile_kernel(
-        _quant_matmul_kernel, HOPPER,
-        {"X": ptr, "CODES": "*u8" if bits == 4 else "*i8", "SCALE": "*fp16",
-         "OFFSET": "*fp16", "SSCALE": "*fp16", "SOFFSET": "*fp16", "OUT": "*fp32"},
-        {"BITS": bits, "ZERO": 0, "GROUP": 32, "SPAN": 256, "HAS_OFFSET": offset,
-         "HAS_SUPER": supers, "BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n,
-         "BLOCK_K": cfg.block_k, "UPCAST": dtype == "float32",
-         "PRECISION": "ieee" if dtype == "float32" else "tf32"},
-    )  # fmt: skip
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("layout", ["q4_k", "q6_k", "awq128"])
+def test_quant_matmul_at_llama_8b_sizes_on_gpu(layout: str) -> None:
+    run_on_gpu("quant_matmul", layout=layout, rows=[1, 7, 16, 300], n=6144, k=4096,
+               dtype="bfloat16")  # fmt: skip

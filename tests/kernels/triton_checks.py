@@ -11,7 +11,7 @@ from neuron_kernels.attention_ref import decode_attention_ref, prefill_attention
 from neuron_kernels.sampling import SamplingBatch, SamplingRow
 from neuron_kernels.sampling_ref import apply_penalties_ref, sample_ref
 from tests.kernels.cases import decode_case, logits, prefill_case
-from tests.kernels.quant_checks import quant_matmul  # noqa: F401 (run by name)
+from tests.kernels.quant_checks import packed_model, quant_matmul  # noqa: F401 (run by name)
 
 TOLERANCE = {"float32": 1e-3, "float16": 5e-3, "bfloat16": 3e-2}
 
