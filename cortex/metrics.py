@@ -114,6 +114,17 @@ class Metrics:
             ["model", "node"],
             registry=registry,
         )
+        self.state_up = Gauge(
+            "cortex_state_up",
+            "1 while the shared state ([state]) answers; 0: going on from local state",
+            registry=registry,
+        )
+        self.state_errors = Counter(
+            "cortex_state_errors_total",
+            "Operations on the shared state that failed or timed out",
+            ["operation"],
+            registry=registry,
+        )
         self.build_info = Gauge(
             "cortex_build_info", "Gateway build", ["version", "python"], registry=registry
         )

@@ -141,7 +141,16 @@ def test_requests_are_counted_in_one_place() -> None:
     assert users == {"cortex/metrics.py", "cortex/app/middleware.py"}
 
 
-NODE_STATE = {"models", "inflight", "last_used", "cycles", "draining", "failures", "health"}
+NODE_STATE = {
+    "models",
+    "inflight",
+    "remote_inflight",
+    "last_used",
+    "cycles",
+    "draining",
+    "failures",
+    "health",
+}
 
 
 def test_only_the_node_changes_fleet_state() -> None:
