@@ -37,7 +37,8 @@ class SharedState(ABC):
 
     @abstractmethod
     async def claim(self, name: str, value: str, owner: str, ttl: float) -> str:
-        """Take the lease if it is free; return the value it holds (ours if taken)."""
+        """Take the lease if it is free or already this owner's (then holding `value`);
+        return the value it holds (`value` if taken)."""
 
     @abstractmethod
     async def renew(self, name: str, owner: str, ttl: float) -> bool: ...

@@ -49,6 +49,13 @@ if extra > 0 then
   redis.call('ZREM', KEYS[2], unpack(old))
 end
 """
+# Take a lease that is free or already ours (then with the new value); answer its holding.
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\\n' then return v end
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[2], 'PX', ARGV[3])
+return ARGV[1] .. '\\n' .. ARGV[2]
+"""
 # Renew or drop a lease only while it is still ours (ARGV[1] is "owner\n").
 _RENEW = """
 local v = redis.call('GET', KEYS[1])
@@ -114,6 +121,7 @@ class RedisState(SharedState):
         )
         self._prefix = config.key_prefix
         self._put = self._client.register_script(_PUT)
+        self._claim = self._client.register_script(_CLAIM)
         self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
         self._exchange = self._client.register_script(_EXCHANGE)
@@ -165,15 +173,8 @@ class RedisState(SharedState):
 
     async def claim(self, name: str, value: str, owner: str, ttl: float) -> str:
         key = self._prefix + "lease:" + name
-        for _ in range(2):  # the holder's lease may lapse between the two calls
-            if await self._call(
-                "claim", self._client.set(key, f"{owner}\n{value}", nx=True, px=_ms(ttl))
-            ):
-                return value
-            held = await self._call("claim", self._client.get(key))
-            if held is not None:
-                return held.partition("\n")[2]
-        return value
+        held = await self._call("claim", self._claim(keys=[key], args=[owner, value, _ms(ttl)]))
+        return held.partition("\n")[2]
 
     async def renew(self, name: str, owner: str, ttl: float) -> bool:
         key = self._prefix + "lease:" + name

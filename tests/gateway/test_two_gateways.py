@@ -21,7 +21,7 @@ from typing import Any
 import openai
 import pytest
 
-from cortex.routing.affinity import rendezvous_weight
+from tests.support.affinity import key_homing_on
 from tests.support.daemons import Gateway, Neuron
 from tests.support.http import metric_sum, wait_until
 from tests.support.redis_server import RedisServer
@@ -197,18 +197,9 @@ def test_a_gateway_never_evicts_what_the_other_is_serving(fleet: TwoGateways) ->
     assert BIG_B in x.loaded() or BIG_B in y.loaded()
 
 
-def _home_key(nodes: tuple[str, str], home: str) -> str:
-    """A prompt_cache_key whose rendezvous node is `home`."""
-    return next(
-        key
-        for key in (f"failover-{i}" for i in range(100))
-        if max(nodes, key=lambda n: rendezvous_weight("prompt_cache_key:" + key, n)) == home
-    )
-
-
 def test_a_request_leaves_a_stopped_node_at_once(fleet: TwoGateways) -> None:
     a = fleet.a
-    key = _home_key(("n1", "n2"), "n1")
+    key = key_homing_on("n1", ["n1", "n2"], kind="prompt_cache_key")
     status, _, headers = a.chat(LLAMA, prompt_cache_key=key)
     assert status == 200 and headers["x-cortex-node"] == "n1"
     fleet.n1.signal(signal.SIGSTOP)
