@@ -106,6 +106,10 @@ class Node:
             self._lost = asyncio.Event()
         self.metrics.child(self.metrics.node_up, self.name).set(1)
 
+    def discovered(self, discovery: dict[str, Any]) -> None:
+        """The neuron's /discovery (host, software, devices), asked after each restart."""
+        self.discovery = discovery
+
     def count_failure(self, reason: str) -> None:
         self.failures += 1
         self.last_error = reason
