@@ -166,7 +166,7 @@ def test_a_burst_on_both_gateways_loads_the_model_once(fleet: TwoGateways) -> No
 def _stream_in_thread(gateway: Gateway, model: str, results: list) -> threading.Thread:
     def run() -> None:
         body = {"model": model, "messages": [{"role": "user", "content": "go"}],
-                "max_tokens": 1200, "stream": True, "ignore_eos": True}  # fmt: skip
+                "max_tokens": 600, "stream": True, "ignore_eos": True}  # fmt: skip
         results.append(gateway.post("/v1/chat/completions", body, timeout=120))
 
     thread = threading.Thread(target=run)
@@ -227,7 +227,7 @@ def test_restarting_one_gateway_loses_nothing_sent_to_the_other(fleet: TwoGatewa
         for chunk in client.chat.completions.create(
             model=LLAMA,
             messages=[{"role": "user", "content": f"Stream {i}, please."}],
-            max_tokens=80,
+            max_tokens=48,
             stream=True,
             stream_options={"include_usage": True},
             extra_body={"ignore_eos": True},
@@ -245,7 +245,7 @@ def test_restarting_one_gateway_loses_nothing_sent_to_the_other(fleet: TwoGatewa
         fleet.b.stop()
         fleet.b = _start_b(procs, fleet.n1, fleet.n2, fleet.redis, fleet.models)
         results = [f.result(timeout=120) for f in running]
-    assert results == [(80, "length")] * 32, results
+    assert results == [(48, "length")] * 32, results
     assert fleet.b.chat(LLAMA).status == 200
 
 
