@@ -167,11 +167,13 @@ def sample_launch(x: torch.Tensor, out: torch.Tensor, batch: SamplingBatch) -> L
     c = batch.columns
     keys = row_keys(c["seed"], c["offset"])
     block = 64 if interpreting() else min(triton.next_power_of_2(vocab), 4096)
+    # 8 warps: a 4096-wide block is 16 values a thread per running array (4 warps
+    # spilled on sm_80), and a row's many passes over the vocabulary get more threads.
     return Launch(
         _sample_kernel, (rows,),
         (x, out, c["temperature"], c["top_k"], c["top_p"], c["min_p"], keys,
          vocab, x.stride(0)),
-        dict(BLOCK_V=block),
+        dict(BLOCK_V=block), num_warps=8,
     )  # fmt: skip
 
 

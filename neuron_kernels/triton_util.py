@@ -44,8 +44,9 @@ class Launch:
     num_warps: int = 4
     num_stages: int = 3
 
-    def run(self) -> None:
-        self.kernel[self.grid](
+    def run(self) -> object:
+        """Launch; returns what Triton does (on a GPU, the compiled kernel that ran)."""
+        return self.kernel[self.grid](
             *self.args, **self.constexprs, num_warps=self.num_warps, num_stages=self.num_stages
         )
 

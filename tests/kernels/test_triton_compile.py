@@ -20,6 +20,7 @@ from triton.compiler import ASTSource
 from neuron_kernels.dispatch import interpreting
 from tests.kernels import aot
 from tests.kernels.compile_pool import compile_jobs
+from tests.kernels.runners import needs_cuda
 from tests.kernels.variants import (
     ARCHS,
     PRIMARY_ARCHS,
@@ -100,3 +101,25 @@ def test_specialisation_matches_the_jit() -> None:
             assert theirs == want, (v.name, arg if not hasattr(arg, "shape") else arg.shape)
             seen += 1
     assert seen > 0
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_the_kernel_that_runs_is_the_one_compiled_ahead() -> None:
+    """On a GPU, each launch's JIT-compiled kernel has the hash (and so the cubin) of the
+    ahead-of-time compile for the device's card: ``aot.specialize`` mirrors the JIT."""
+    import torch
+
+    from neuron_kernels.attention_decode import decode_launches
+    from neuron_kernels.attention_prefill import prefill_launches
+    from tests.kernels.cases import decode_case, prefill_case
+
+    major, minor = torch.cuda.get_device_capability()
+    decode = decode_case([300, 17], 32, 8, 128, 16, "bfloat16", "cuda")
+    prefill = prefill_case([40, 7], [40, 30], 32, 8, 128, "bfloat16", "cuda")
+    _, launches = decode_launches(*decode.args(), decode.scale)
+    _, more = prefill_launches(*prefill.args(), 40, 40, prefill.scale)
+    for launch in launches + more:
+        ran = launch.run()
+        ahead = aot.compile_for(launch, major * 10 + minor)
+        assert ran.hash == ahead.hash, launch.kernel.__name__

@@ -143,8 +143,9 @@ def sampling() -> Iterator[Variant]:
         x = meta((len(rows), vocab), torch.float32)
         out = meta((len(rows),), torch.int64)
         everywhere = vocab == 128_256
-        yield Variant("sample", f"V{vocab}", sample_launch(x, out, batch), everywhere=everywhere)
+        launch = sample_launch(x, out, batch)
+        yield Variant("sample", f"V{vocab}", launch, zero_stack=True, everywhere=everywhere)
         if everywhere:
             penalties = penalty_launch(x, batch)
             assert penalties is not None
-            yield Variant("penalties", f"300 ids V{vocab}", penalties, everywhere=True)
+            yield Variant("penalties", f"300 ids V{vocab}", penalties, True, True)
