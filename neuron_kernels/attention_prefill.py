@@ -99,7 +99,7 @@ def prefill_tiles(head_dim: int, dtype: torch.dtype) -> PrefillTiles:
     of sm_86/89/120). fp32 dots run as FMAs on CUDA cores: small tiles, more warps
     past head_dim 64. Every choice compiles without stack for sm_80 and sm_90."""
     if interpreting():
-        return PrefillTiles(16, 16, 4, 1)
+        return PrefillTiles(32, 16, 4, 1)  # unequal, as on a GPU past head_dim 64
     if dtype == torch.float32:
         if head_dim <= 64:
             return PrefillTiles(32, 32, 4, 3)
