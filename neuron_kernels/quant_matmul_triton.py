@@ -19,7 +19,7 @@ import triton.language as tl
 
 from neuron_kernels.dispatch import launch_guard
 from neuron_kernels.quant_matmul_ref import PackedWeight
-from neuron_kernels.triton_util import dot_precision, pow2, upcast
+from neuron_kernels.triton_util import Launch, dot_precision, pow2, upcast
 
 DECODE_MAX_ROWS = 16
 
@@ -126,22 +126,22 @@ def interpreter_config(m: int, n: int, k: int) -> QuantMatmulConfig:
     return QuantMatmulConfig(16 if m <= 16 else 64, min(pow2(n), 512), min(pow2(k), 256), 1, 4, 1)
 
 
-def quant_matmul_triton(
+def quant_matmul_plan(
     x: torch.Tensor, weight: PackedWeight, config: QuantMatmulConfig | None = None
-) -> torch.Tensor:
-    """Same contract as `quant_matmul_ref`: x [M, K] → [M, N] in x's dtype."""
+) -> tuple[torch.Tensor, torch.Tensor, Launch]:
+    """(out [M, N] in x's dtype, what the kernel writes: `out`, or fp32 partial sums
+    [splits, M, N] to add into it, the launch). Works on meta tensors too: the
+    ahead-of-time compile test builds its launches here."""
     m, k = x.shape
     n = weight.out_features
     if k != weight.in_features:
         raise ValueError(f"x has {k} columns but the weight takes {weight.in_features}")
-    x = x.contiguous()
-    if config is None and not x.is_cuda:
+    if config is None and x.device.type == "cpu":
         config = interpreter_config(m, n, k)
     elif config is None:
-        config = quant_matmul_config(m, n, k, weight.bits, x.dtype, _sm_count(x.device.index))
+        sms = _sm_count(x.device.index) if x.is_cuda else 132  # meta: an H100's
+        config = quant_matmul_config(m, n, k, weight.bits, x.dtype, sms)
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    if m == 0:
-        return out
     split = config.split_k
     per_split = triton.cdiv(triton.cdiv(k, split), config.block_k) * config.block_k
     split = triton.cdiv(k, per_split)
@@ -150,21 +150,33 @@ def quant_matmul_triton(
     offset = weight.offset if weight.offset is not None else scale
     super_scale = weight.super_scale if weight.super_scale is not None else scale
     super_offset = weight.super_offset if weight.super_offset is not None else super_scale
-    grid = (triton.cdiv(m, config.block_m), triton.cdiv(n, config.block_n), split)
+    launch = Launch(
+        _quant_matmul_kernel,
+        (triton.cdiv(m, config.block_m), triton.cdiv(n, config.block_n), split),
+        (x, weight.codes, scale, offset, super_scale, super_offset, target,
+         m, n, k, per_split,
+         x.stride(0), weight.codes.stride(0), scale.stride(0), offset.stride(0),
+         super_scale.stride(0), super_offset.stride(0),
+         target.stride(0) if split > 1 else 0, target.stride(-2)),
+        dict(BITS=weight.bits, ZERO=weight.zero, GROUP=weight.group,
+             SPAN=weight.group * weight.supergroup,
+             HAS_OFFSET=weight.offset is not None, HAS_SUPER=weight.super_scale is not None,
+             BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+             UPCAST=upcast(x), PRECISION=dot_precision(x)),
+        num_warps=config.num_warps, num_stages=config.num_stages,
+    )  # fmt: skip
+    return out, target, launch
+
+
+def quant_matmul_triton(
+    x: torch.Tensor, weight: PackedWeight, config: QuantMatmulConfig | None = None
+) -> torch.Tensor:
+    """Same contract as `quant_matmul_ref`: x [M, K] → [M, N] in x's dtype."""
+    out, target, launch = quant_matmul_plan(x.contiguous(), weight, config)
+    if x.shape[0] == 0:
+        return out
     with launch_guard(x):
-        _quant_matmul_kernel[grid](
-            x, weight.codes, scale, offset, super_scale, super_offset, target,
-            m, n, k, per_split,
-            x.stride(0), weight.codes.stride(0), scale.stride(0), offset.stride(0),
-            super_scale.stride(0), super_offset.stride(0),
-            target.stride(0) if split > 1 else 0, target.stride(-2),
-            BITS=weight.bits, ZERO=weight.zero, GROUP=weight.group,
-            SPAN=weight.group * weight.supergroup,
-            HAS_OFFSET=weight.offset is not None, HAS_SUPER=weight.super_scale is not None,
-            BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-            UPCAST=upcast(x), PRECISION=dot_precision(x),
-            num_warps=config.num_warps, num_stages=config.num_stages,
-        )  # fmt: skip
-    if split > 1:
+        launch.run()
+    if target is not out:
         out.copy_(target.sum(0))
     return out

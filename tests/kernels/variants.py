@@ -29,9 +29,11 @@ import torch
 
 from neuron_kernels.attention_decode import decode_launches
 from neuron_kernels.attention_prefill import prefill_launches
+from neuron_kernels.quant_matmul_triton import quant_matmul_plan
 from neuron_kernels.sampling import SamplingBatch, SamplingRow
 from neuron_kernels.sampling_triton import penalty_launch, sample_launch
 from neuron_kernels.triton_util import Launch
+from tests.kernels.quant_cases import packed_weight
 
 META = torch.device("meta")
 # The head sizes of the models we serve, per dtype: bf16 (what GPU serving runs) at every
@@ -149,3 +151,21 @@ def sampling() -> Iterator[Variant]:
             penalties = penalty_launch(x, batch)
             assert penalties is not None
             yield Variant("penalties", f"300 ids V{vocab}", penalties, True, True)
+
+
+@family
+def quant_matmul() -> Iterator[Variant]:
+    """Llama 3 8B's gate/up matmul in each packed layout, bf16, at a decode batch of 1
+    (split-K) and a 512-token prompt (tiles); its down matmul, fp16 and fp32 at one."""
+    gate_up, down = (28_672, 4096), (4096, 14_336)
+    layouts = ("q4_0", "q4_1", "q4_k", "q8_0", "q6_k", "q5_k", "awq128")
+    cases = [(layout, "bf16", gate_up, rows) for layout in layouts for rows in (1, 512)]
+    cases += [("q4_k", "bf16", down, 1), ("q4_k", "fp16", gate_up, 1), ("q4_k", "fp32", gate_up, 1)]
+    for layout, name, (n, k), rows in cases:
+        weight = packed_weight(layout, 1, k).map_rows(
+            lambda t, n=n: torch.empty((n, *t.shape[1:]), dtype=t.dtype, device=META)
+        )
+        _, _, launch = quant_matmul_plan(meta((rows, k), DTYPES[name]), weight)
+        everywhere = (layout, name, rows) == ("q4_k", "bf16", 1) and n == gate_up[0]
+        yield Variant("quant_matmul", f"{layout} {n}x{k} m{rows} {name}", launch,
+                      everywhere=everywhere, tensor_cores=name != "fp32")  # fmt: skip
