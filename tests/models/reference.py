@@ -19,6 +19,20 @@ VARIANTS = {
     "qwen3": ("qwen3", {}),
     "llama3-rope": ("llama", {"name": "tiny-llama3-rope", "rope_scaling": LLAMA3_ROPE}),
     "tied": ("llama", {"name": "tiny-llama-tied", "tie_word_embeddings": True}),
+    # Mixtures of experts: Qwen3-MoE renormalising its top-k weights (with a dense layer
+    # among routed ones), and not (three experts a token, all layers routed), and Mixtral.
+    "qwen3-moe": ("qwen3_moe", {}),
+    "qwen3-moe-unnormalised": (
+        "qwen3_moe",
+        {
+            "name": "tiny-qwen3-moe-unnormalised",
+            "norm_topk_prob": False,
+            "num_experts_per_tok": 3,
+            "num_hidden_layers": 2,
+            "mlp_only_layers": [],
+        },
+    ),
+    "mixtral": ("mixtral", {}),
 }
 
 
