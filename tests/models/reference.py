@@ -52,3 +52,28 @@ def reference_greedy(reference, prompt: list[int], max_new: int) -> list[int]:
         pad_token_id=0,
     )
     return out[0, len(prompt) :].tolist()
+
+
+def load_checkpoint_tensors(reference, tensors: dict[str, torch.Tensor]) -> None:
+    """Load tensors named as checkpoints name them (per expert: `mlp.experts.N.gate_proj`,
+    Mixtral's `block_sparse_moe.experts.N.w1`) into a transformers 5 model, which holds
+    each layer's experts stacked (`mlp.experts.gate_up_proj`, `mlp.experts.down_proj`)."""
+    from neuron.models.moe import expert_tensors
+
+    state = dict(expert_tensors(tensors.items()))
+    for name, slot in reference.state_dict().items():
+        prefix, _, part = name.rpartition(".experts.")
+        if part not in ("gate_up_proj", "down_proj"):
+            continue
+        experts = range(slot.shape[0])
+        if part == "gate_up_proj":
+            pairs = [
+                (f"{prefix}.experts.{e}.gate_proj.weight", f"{prefix}.experts.{e}.up_proj.weight")
+                for e in experts
+            ]
+            state[name] = torch.stack([torch.cat([state.pop(g), state.pop(u)]) for g, u in pairs])
+        else:
+            state[name] = torch.stack(
+                [state.pop(f"{prefix}.experts.{e}.down_proj.weight") for e in experts]
+            )
+    reference.load_state_dict(state, strict=True)
