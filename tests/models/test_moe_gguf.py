@@ -81,9 +81,9 @@ def test_quantized_experts_stay_packed(experts, tiny_model_factory, tmp_path):
             assert all(isinstance(linear, linears) for linear in weights.experts)
     # The experts' bytes near the file's (4 bits or 8 a weight, and their scales), not fp32's.
     weights = sum(
-        l.mlp.gate_up_weight.numel() + l.mlp.down_weight.numel()
-        for l in dense.layers
-        if isinstance(l.mlp, MoEBlock)
+        layer.mlp.gate_up_weight.numel() + layer.mlp.down_weight.numel()
+        for layer in dense.layers
+        if isinstance(layer.mlp, MoEBlock)
     )
     held = sum(
         t.numel() * t.element_size()
