@@ -81,3 +81,18 @@ def test_sampling_compiles() -> None:
          "MIN_P": "*fp32", "KEYS": "*i64"},
         {"BLOCK_V": 4096},
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(("arch", "pairs"), [(HOPPER, 8), (AMPERE, 4096)])
+def test_fused_moe_compiles(arch: int, pairs: int) -> None:
+    from neuron_kernels import fused_moe_triton
+
+    cfg = fused_moe_triton.fused_moe_config(pairs, 128, 1536, 2048)
+    ptx = compile_kernel(
+        fused_moe_triton._grouped_matmul_kernel, arch,
+        {"A": "*bf16", "W": "*bf16", "C": "*bf16", "SORTED": "*i32", "BLOCK_EXPERT": "*i32",
+         "TOTAL": "*i32", "ROUTE_W": "*fp32"},
+        {"BLOCK_M": cfg["BLOCK_M"], "BLOCK_N": cfg["BLOCK_N"], "BLOCK_K": cfg["BLOCK_K"],
+         "WEIGHTED": True, "UPCAST": False, "PRECISION": "tf32"},
+    )  # fmt: skip
+    assert "mma" in ptx
