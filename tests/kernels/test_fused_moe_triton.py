@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.kernels.runners import needs_cuda, run_on_gpu
+
 CASES = {
     # name: (tokens, experts, top_k, hidden, inter, routing)
     "top1-ragged": (13, 4, 1, 32, 16, "random"),
@@ -36,3 +38,9 @@ def test_launch_settings_come_from_one_function() -> None:
     for cfg in (decode, prompt):
         assert min(cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]) >= 16
         assert cfg["num_warps"] in (1, 2, 4, 8)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_fused_moe_in_a_cuda_graph() -> None:
+    run_on_gpu("fused_moe_graph")

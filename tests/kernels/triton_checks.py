@@ -198,3 +198,37 @@ def fused_moe(
     assert got.dtype == x.dtype and got.shape == x.shape
     tol = TOLERANCE[dtype]
     torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+def fused_moe_graph(device: str = "cuda") -> None:
+    """The fused MoE captured in a CUDA graph (as a decode step is), replayed after the
+    routing changes: nothing in it may read a count back to the host."""
+    from neuron_kernels.fused_moe_ref import fused_moe_ref
+    from neuron_kernels.fused_moe_triton import fused_moe_triton
+
+    tokens, experts, top_k, hidden, inter = 4, 16, 4, 256, 128
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(tokens, hidden, device=device, generator=gen, dtype=torch.bfloat16)
+    gate_up = 0.1 * torch.randn(experts, 2 * inter, hidden, device=device, generator=gen)
+    down = 0.1 * torch.randn(experts, hidden, inter, device=device, generator=gen)
+    gate_up, down = gate_up.bfloat16(), down.bfloat16()
+    ids = torch.zeros(tokens, top_k, dtype=torch.int32, device=device)
+    weights = torch.full((tokens, top_k), 1 / top_k, device=device)
+
+    def route(seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        ids.copy_(
+            torch.stack([torch.randperm(experts, generator=g)[:top_k] for _ in range(tokens)])
+        )
+
+    route(1)
+    fused_moe_triton(x, gate_up, down, ids, weights)  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fused_moe_triton(x, gate_up, down, ids, weights)
+    for seed in (2, 3):
+        route(seed)
+        graph.replay()
+        want = fused_moe_ref(x, gate_up, down, ids, weights)
+        torch.testing.assert_close(out.float(), want.float(), atol=3e-2, rtol=3e-2)
