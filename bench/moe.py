@@ -117,7 +117,8 @@ def run_gpu(s: Setup) -> list[dict]:
 
 
 def run_cpu(runs: int) -> None:
-    torch.set_num_threads(2)
+    """torch's threads as the machine gives them (OMP_NUM_THREADS sets them)."""
+    print(f"CPU, {torch.get_num_threads()} threads", flush=True)
     s = Setup(torch.device("cpu"), torch.float32, False, runs)
     for packed in ("none", "int4"):
         compare(CPU_MOE, s, (1, 4), runs, packed)
