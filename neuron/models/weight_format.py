@@ -12,6 +12,8 @@
 - "auto": what the file holds, packed without losing what it stores: 4-bit GGUF
   tensors as int4, other quantised ones as int8, float tensors left dense (memory
   stays near the file's size, whatever the model's).
+A mixture of experts' stacked expert weights are packed expert by expert (one packed
+linear each; the router stays dense): a 4-bit GGUF's experts keep their own codes.
 Whenever something is packed, the vocabulary matrix becomes `Int8Rows` (full-resolution
 fp32 logits), and norms, the residual stream, attention and the KV cache stay fp32:
 only the int8 kernel's inputs, and torch's int4 kernel's where ours cannot run, are bf16

@@ -65,3 +65,22 @@ def test_memory_estimate_counts_every_expert(tiny_model_factory):
     dense = (c.num_hidden_layers - len(c.moe_layers)) * 3 * c.hidden_size * c.intermediate_size
     assert experts == routed + dense
     assert loaded.nbytes >= 4 * experts
+
+
+def test_which_layers_are_routed():
+    """Qwen3-MoE routes every `decoder_sparse_step`-th layer but `mlp_only_layers`; the
+    Hub's configs name the expert count `num_experts`, transformers 5 `num_local_experts`."""
+    from neuron.models.config import ModelConfig
+
+    base = {"model_type": "qwen3_moe", "vocab_size": 10, "hidden_size": 8,
+            "intermediate_size": 16, "moe_intermediate_size": 4, "num_hidden_layers": 8,
+            "num_attention_heads": 2, "num_experts_per_tok": 2}  # fmt: skip
+    config = ModelConfig.from_hf_dict(
+        {**base, "num_experts": 4, "decoder_sparse_step": 2, "mlp_only_layers": [5]}
+    )
+    assert config.moe_layers == (1, 3, 7)
+    assert (config.num_experts, config.norm_topk_prob, config.qk_norm) == (4, False, True)
+    assert ModelConfig.from_hf_dict({**base, "num_local_experts": 6}).num_experts == 6
+    mixtral = ModelConfig.from_hf_dict({**base, "model_type": "mixtral", "num_local_experts": 8})
+    assert mixtral.moe_layers == tuple(range(8)) and mixtral.norm_topk_prob
+    assert mixtral.moe_intermediate_size == 16  # Mixtral's experts are `intermediate_size` wide
