@@ -95,15 +95,17 @@ def grouped_experts(
 
 
 # The blocks the CPU operator runs, by key (the weights may be modules, which an
-# operator cannot take); registered through `torch.library.Library` for the same reason
-# as neuron::fp16_linear (neuron/models/quant_linear.py).
-_BLOCKS: dict[int, MoEBlock] = {}
+# operator cannot take), held weakly so that an unloaded model's experts are freed;
+# registered through `torch.library.Library` for the same reason as neuron::fp16_linear
+# (neuron/models/quant_linear.py).
+_BLOCKS: dict[int, weakref.ref[MoEBlock]] = {}
 _LIBRARY = torch.library.Library("neuron_moe", "DEF")
 _LIBRARY.define("experts(Tensor x, Tensor ids, Tensor weights, int key) -> Tensor")
 
 
 def _experts_cpu(x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, key: int):
-    block = _BLOCKS[key]
+    block = _BLOCKS[key]()
+    assert block is not None, "a freed MoE block was called"
     return grouped_experts(x, ids, weights, block.gate_up_weight, block.down_weight)
 
 
@@ -133,7 +135,7 @@ class MoEBlock(nn.Module):
         self.gate_up_weight: Experts = _param(experts, 2 * self.inter, hidden, **kw)
         self.down_weight: Experts = _param(experts, hidden, self.inter, **kw)
         self.key = id(self)
-        _BLOCKS[self.key] = self
+        _BLOCKS[self.key] = weakref.ref(self)
         weakref.finalize(self, _BLOCKS.pop, self.key, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -84,3 +84,16 @@ def test_which_layers_are_routed():
     mixtral = ModelConfig.from_hf_dict({**base, "model_type": "mixtral", "num_local_experts": 8})
     assert mixtral.moe_layers == tuple(range(8)) and mixtral.norm_topk_prob
     assert mixtral.moe_intermediate_size == 16  # Mixtral's experts are `intermediate_size` wide
+
+
+def test_an_unloaded_moe_is_freed(tiny_model_factory):
+    """The experts' operator finds its blocks by key, without keeping them alive."""
+    import gc
+    import weakref
+
+    model = load_model(str(tiny_model_factory("mixtral")), "cpu", torch.float32).model
+    PagedRunner(model).prefill({"a": IDS})
+    gone = weakref.ref(model.layers[0].mlp)
+    del model
+    gc.collect()
+    assert gone() is None
