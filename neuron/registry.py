@@ -55,6 +55,8 @@ class ModelEntry:
             "kv_cache_dtype": self.facts.kv_cache_dtype if self.facts else None,
             "memory_bytes": self.facts.memory_bytes if self.facts else 0,
             "context_length": self.facts.context_length if self.facts else None,
+            "experts": self.facts.experts if self.facts else None,
+            "active_experts": self.facts.active_experts if self.facts else None,
             "running": stats.running if stats else 0,
             "waiting": stats.waiting if stats else 0,
             "inflight": self.inflight,

@@ -41,6 +41,8 @@ class ModelFacts:
     weight_format: str  # how the weights are held, e.g. "int4 layers, int8 vocabulary"
     dtype: str  # what the model computes in
     kv_cache_dtype: str  # what the KV cache holds (`kv_cache_dtype`: fp16 for fp32 on CPU)
+    experts: int = 0  # a mixture of experts': experts per routed layer (all resident)
+    active_experts: int = 0  # and how many of them each token runs through
 
 
 def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
@@ -114,5 +116,7 @@ def build_engine(
         weight_format=loaded.weight_format,
         dtype=str(loaded.dtype).removeprefix("torch."),
         kv_cache_dtype=str(engine.kv_cache.data.dtype).removeprefix("torch."),
+        experts=loaded.config.num_experts,
+        active_experts=loaded.config.num_experts_per_tok,
     )
     return engine, facts
