@@ -18,7 +18,10 @@ from neuron.grammar.compiler import ModelGrammars
 from neuron.models.attention import kv_cache_dtype
 from neuron.models.errors import ModelLoadError
 from neuron.models.loader import load_model
+from neuron.models.pooling import Pooling, override
 from neuron.text.chat_template import ChatTemplate
+from neuron.text.fim import FimFormat, detect_fim
+from neuron.text.judge import YesNoJudge, detect_judge
 from neuron.text.tokenizer import Tokenizer
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -41,6 +44,21 @@ class ModelFacts:
     weight_format: str  # how the weights are held, e.g. "int4 layers, int8 vocabulary"
     dtype: str  # what the model computes in
     kv_cache_dtype: str  # what the KV cache holds (`kv_cache_dtype`: fp16 for fp32 on CPU)
+    hidden_size: int  # an embedding's length
+    pooling: Pooling
+    fim: FimFormat | None  # its fill-in-the-middle tokens, if it has them
+    judge: YesNoJudge | None  # a Qwen3-Reranker-style relevance judge
+
+    @property
+    def capabilities(self) -> list[str]:
+        """What it can serve: every decoder embeds (its hidden states, pooled)."""
+        found = {
+            "chat": self.chat_template is not None,
+            "embeddings": True,
+            "rerank": self.judge is not None,
+            "fim": self.fim is not None,
+        }
+        return [name for name, has in found.items() if has]
 
 
 def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
@@ -58,6 +76,7 @@ def build_engine(
     dtype: str,
     max_context: int | None,
     prefix_cache: bool = True,
+    pooling: str | None = None,
 ) -> tuple[Engine, ModelFacts]:
     if dtype not in _DTYPES:
         raise ModelLoadError("invalid", f"unknown dtype {dtype!r} (use {', '.join(_DTYPES)})")
@@ -114,5 +133,9 @@ def build_engine(
         weight_format=loaded.weight_format,
         dtype=str(loaded.dtype).removeprefix("torch."),
         kv_cache_dtype=str(engine.kv_cache.data.dtype).removeprefix("torch."),
+        hidden_size=loaded.config.hidden_size,
+        pooling=override(loaded.pooling, pooling),
+        fim=detect_fim(tok),
+        judge=detect_judge(loaded.source, tok),
     )
     return engine, facts

@@ -1,0 +1,42 @@
+"""What a model can serve (chat, embeddings, rerank, fim), checked before any node is
+touched: models.toml's `capabilities` when set, else what a node holding the model
+reported. A model nothing is known of yet (never loaded, no setting) is let through;
+its node answers for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from cortex.app.gateway import gateway_of
+from cortex.common.wire import ApiError
+
+
+def require_capability(request: web.Request, body: dict[str, Any], capability: str) -> None:
+    """A 400 naming what the model offers when it is known to lack `capability`."""
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        return  # the proxy's own 400
+    gateway = gateway_of(request)
+    entry = gateway.catalogue.find(gateway.fleet, name)
+    offered = entry.capabilities if entry is not None else None
+    if offered is not None and capability not in offered:
+        raise ApiError(
+            400,
+            f"model '{name}' does not serve {capability} (it serves: "
+            f"{', '.join(offered) or 'nothing'})",
+            "model",
+            "model_lacks_capability",
+        )
+
+
+def only_model_with(request: web.Request, capability: str) -> str | None:
+    """The one catalogue model known to serve `capability`, when there is exactly one."""
+    gateway = gateway_of(request)
+    found = [
+        e.id
+        for e in gateway.catalogue.entries(gateway.fleet)
+        if e.alias_of is None and capability in (e.capabilities or [])
+    ]
+    return found[0] if len(found) == 1 else None
