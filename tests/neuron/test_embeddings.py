@@ -50,7 +50,7 @@ def neuron(folders, neuron_models: Path, tmp_path_factory) -> Iterator[Neuron]:
     proc = start_neuron(
         tmp_path_factory.mktemp("embed-neuron"),
         neuron_models,
-        [LAST, MEAN, RERANKER, CODER, DEMO_MODEL_ID],
+        [LAST, MEAN, RERANKER, CODER],
     )
     yield proc
     assert proc.stop() == 0, proc.tail()
@@ -170,18 +170,20 @@ def test_fim_suffix_and_infill(neuron, folders) -> None:
     assert infill["tokens_predicted"] == reply["usage"]["completion_tokens"]
 
 
-def test_fim_refused_without_fim_tokens(neuron) -> None:
+def test_fim_refused_without_fim_tokens(shared_neuron) -> None:
     body = {"model": DEMO_MODEL_ID, "prompt": "def f():", "suffix": "\n", "max_tokens": 4}
-    status, reply, _ = neuron.post("/v1/completions", body)
+    status, reply, _ = shared_neuron.post("/v1/completions", body)
     assert status == 400 and "no FIM tokens" in reply["error"]["message"]
     assert reply["error"]["param"] == "suffix"
-    status, reply, _ = neuron.post("/infill", {"model": DEMO_MODEL_ID, "input_prefix": "x"})
+    status, reply, _ = shared_neuron.post("/infill", {"model": DEMO_MODEL_ID, "input_prefix": "x"})
     assert status == 400 and "cannot fill in the middle" in reply["error"]["message"]
+    demo = shared_neuron.model(DEMO_MODEL_ID)
+    assert demo["capabilities"] == ["chat", "embeddings"]
+    assert demo["pooling"] == {"mode": "last", "normalize": True, "source": "default"}
 
 
 def test_capabilities_in_models(neuron) -> None:
     caps = {m["id"]: m["capabilities"] for m in neuron.get_json("/models")["loaded"]}
-    assert "fim" in caps[CODER] and "fim" not in caps[DEMO_MODEL_ID]
+    assert "fim" in caps[CODER] and "fim" not in caps[LAST]
     assert "rerank" in caps[RERANKER] and "rerank" not in caps[LAST]
-    assert "chat" in caps[DEMO_MODEL_ID] and all("embeddings" in c for c in caps.values())
-    assert neuron.model(DEMO_MODEL_ID)["pooling"]["source"] in ("gguf", "default")
+    assert all("embeddings" in c for c in caps.values())
