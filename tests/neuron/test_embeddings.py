@@ -130,13 +130,15 @@ def test_rerank_puts_the_judged_document_first(neuron) -> None:
     status, answer, _ = neuron.post("/v1/rerank", body)
     assert status == 200, answer
     results = answer["results"]
-    assert [r["index"] for r in results][0] == BEST and len(results) == len(DOCUMENTS)
+    assert results[0]["index"] == BEST and len(results) == len(DOCUMENTS)
     assert results[0]["relevance_score"] > 0.99 and results[1]["relevance_score"] < 0.01
     assert results[0]["document"] == {"text": DOCUMENTS[BEST]}
     scores = [r["relevance_score"] for r in results]
     assert scores == sorted(scores, reverse=True)
     status, top, _ = neuron.post("/v1/rerank", {**body, "top_n": 2})
-    assert status == 200 and [r["index"] for r in top["results"]] == [r["index"] for r in results[:2]]
+    assert status == 200 and [r["index"] for r in top["results"]] == [
+        r["index"] for r in results[:2]
+    ]
     status, refused, _ = neuron.post("/v1/rerank", {**body, "model": LAST})
     assert status == 400 and "cannot rerank" in refused["error"]["message"]
 
@@ -154,7 +156,9 @@ def test_fim_suffix_and_infill(neuron, folders) -> None:
     prefix, suffix = "def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"
     want = _fim_by_hand(folders[CODER], prefix, suffix)
     common = {"model": CODER, "temperature": 0, "max_tokens": 8}
-    status, reply, _ = neuron.post("/v1/completions", {**common, "prompt": prefix, "suffix": suffix})
+    status, reply, _ = neuron.post(
+        "/v1/completions", {**common, "prompt": prefix, "suffix": suffix}
+    )
     assert status == 200, reply
     assert reply["usage"]["prompt_tokens"] == len(want)
     # The same prompt written out by a client: its special tokens are read as tokens.

@@ -31,13 +31,12 @@ JUDGE_INSTRUCTION = "Given a web search query, retrieve relevant passages that a
 def make_embedding_model(root: Path, name: str, mode: str, normalize: bool = True) -> Path:
     """A tiny Qwen3 folder whose modules.json pools by `mode` (lasttoken, mean_tokens)."""
     folder = make_tiny_model(root, "qwen3", seed=3, name=name)
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]  # fmt: skip
-    if normalize:
-        modules.append(
-            {"idx": 2, "name": "2", "path": "2_Normalize",
-             "type": "sentence_transformers.models.Normalize"}  # fmt: skip
-        )
+    kinds = ["Transformer", "Pooling"] + (["Normalize"] if normalize else [])
+    paths = ["", "1_Pooling", "2_Normalize"]
+    modules = [
+        {"idx": i, "name": str(i), "path": paths[i], "type": f"sentence_transformers.models.{k}"}
+        for i, k in enumerate(kinds)
+    ]
     (folder / "modules.json").write_text(json.dumps(modules))
     pooling = {f"pooling_mode_{m}": m == mode for m in ("cls_token", "mean_tokens", "lasttoken")}
     (folder / "1_Pooling").mkdir(exist_ok=True)
