@@ -32,6 +32,7 @@ and calls `use(upstream, body_bytes)` inside the `async with` so what it records
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -185,7 +186,7 @@ async def _send(
     response.release()
     err = openai_error_from_upstream(response.status, raw)
     if err.status == 500:  # an unhandled error on the node: perhaps this input's, not retried
-        err.status = 502
+        err = dataclasses.replace(err, status=502)
     elif err.status in _NODE_FAULTS:
         raise _NodeFault(err)
     raise err

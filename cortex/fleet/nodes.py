@@ -91,6 +91,10 @@ class Node:
         self.health, self.uptime, self.status = health, uptime, status
         self.metrics.child(self.metrics.node_up, self.name).set(1)
 
+    def discovered(self, discovery: dict[str, Any]) -> None:
+        """The neuron's /discovery (host, software, devices), asked after each restart."""
+        self.discovery = discovery
+
     def count_failure(self, reason: str) -> None:
         self.failures += 1
         self.last_error = reason

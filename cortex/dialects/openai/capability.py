@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cortex.app.gateway import gateway_of
 from cortex.common.wire import ApiError
+from cortex.routing import listing
 
 
 def require_capability(request: web.Request, body: dict[str, Any], capability: str) -> None:
@@ -19,7 +20,7 @@ def require_capability(request: web.Request, body: dict[str, Any], capability: s
     if not isinstance(name, str) or not name:
         return  # the proxy's own 400
     gateway = gateway_of(request)
-    entry = gateway.catalogue.find(gateway.fleet, name)
+    entry = listing.find(gateway.catalogue, gateway.fleet, name)
     offered = entry.capabilities if entry is not None else None
     if offered is not None and capability not in offered:
         raise ApiError(
@@ -36,7 +37,7 @@ def only_model_with(request: web.Request, capability: str) -> str | None:
     gateway = gateway_of(request)
     found = [
         e.id
-        for e in gateway.catalogue.entries(gateway.fleet)
+        for e in listing.entries(gateway.catalogue, gateway.fleet)
         if e.alias_of is None and capability in (e.capabilities or [])
     ]
     return found[0] if len(found) == 1 else None

@@ -21,7 +21,7 @@ try:  # a faster event loop where it is installed (it is optional: not on every 
 except ImportError:  # pragma: no cover - depends on the environment
     uvloop = None
 
-from cortex.app import routes
+from cortex import routes
 from cortex.app.gateway import GATEWAY, Gateway
 from cortex.app.middleware import gateway_middleware
 from cortex.common import notify
@@ -33,7 +33,7 @@ from cortex.dialects.openai import routes as openai_routes
 from cortex.dialects.responses import routes as responses_routes
 from cortex.metrics import metrics_app
 
-log = logging.getLogger("cortex.app.server")
+log = logging.getLogger("cortex.server")
 SETTINGS = web.AppKey("cortex.settings", Settings)
 
 
