@@ -11,19 +11,23 @@ import pytest
 import torch
 
 from tests.support.http import metric_sum
-from tests.support.tiny_pooling import make_embedding_model, make_fim_model, make_reranker
+from tests.support.tiny_pooling import (
+    BEST,
+    DOCUMENTS,
+    QUERY,
+    make_embedding_model,
+    make_fim_model,
+    make_reranker,
+)
 
 EMBED, CHAT = "tiny-qwen3-embed-last", "tiny-llama"
 RERANKER, CODER, CHAT_ONLY = "tiny-qwen3-reranker", "tiny-qwen3-coder", "tiny-qwen2"
-QUERY = "which animal eats bamboo"
-DOCUMENTS = ["Cars need fuel.", "Pandas eat bamboo.", "Bread is baked."]
-BEST = 1
 
 
 @pytest.fixture(scope="module")
 def gateway(procs, models_root):
     make_embedding_model(models_root, EMBED, "lasttoken")
-    make_reranker(models_root, QUERY, DOCUMENTS, BEST)
+    make_reranker(models_root)
     make_fim_model(models_root)
     neuron = procs.neuron("e1")
     models = [{"id": m, "vram_mb": 100} for m in (EMBED, CHAT, RERANKER, CODER)]
@@ -87,7 +91,7 @@ def test_embedding_during_a_chat_stream(client) -> None:
 
 
 def test_rerank_and_infill(client, gateway) -> None:
-    body = {"model": RERANKER, "query": QUERY, "documents": DOCUMENTS, "top_n": 2}
+    body = {"model": RERANKER, "query": QUERY, "documents": list(DOCUMENTS), "top_n": 2}
     status, reply, _ = gateway.post("/v1/rerank", body)
     assert status == 200, reply
     assert reply["results"][0]["index"] == BEST and len(reply["results"]) == 2

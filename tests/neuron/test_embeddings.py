@@ -11,6 +11,9 @@ import torch
 from neuron.demo import DEMO_MODEL_ID
 from tests.support.daemons import Neuron, start_neuron
 from tests.support.tiny_pooling import (
+    BEST,
+    DOCUMENTS,
+    QUERY,
     QWEN_FIM,
     make_embedding_model,
     make_fim_model,
@@ -19,14 +22,6 @@ from tests.support.tiny_pooling import (
 
 LAST, MEAN = "tiny-qwen3-embed-last", "tiny-qwen3-embed-mean"
 RERANKER, CODER = "tiny-qwen3-reranker", "tiny-qwen3-coder"
-QUERY = "what do pandas eat"
-DOCUMENTS = [
-    "Trains run on rails between cities.",
-    "Giant pandas eat bamboo almost exclusively.",
-    "The stock market closed higher today.",
-    "Rain is expected over the weekend.",
-]
-BEST = 1
 TEXTS = [
     "hello",
     "The quick brown fox jumps over the lazy dog.",
@@ -40,7 +35,7 @@ def folders(neuron_models: Path) -> dict[str, Path]:
     return {
         LAST: make_embedding_model(neuron_models, LAST, "lasttoken"),
         MEAN: make_embedding_model(neuron_models, MEAN, "mean_tokens"),
-        RERANKER: make_reranker(neuron_models, QUERY, DOCUMENTS, BEST),
+        RERANKER: make_reranker(neuron_models),
         CODER: make_fim_model(neuron_models),
     }
 
@@ -126,7 +121,7 @@ def test_bad_embedding_requests(neuron) -> None:
 
 
 def test_rerank_puts_the_judged_document_first(neuron) -> None:
-    body = {"model": RERANKER, "query": QUERY, "documents": DOCUMENTS}
+    body = {"model": RERANKER, "query": QUERY, "documents": list(DOCUMENTS)}
     status, answer, _ = neuron.post("/v1/rerank", body)
     assert status == 200, answer
     results = answer["results"]

@@ -26,6 +26,15 @@ JUDGE_PREFIX = (
 )
 JUDGE_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 JUDGE_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+# What the tiny reranker is built on: documents[BEST] is the one it says "yes" to.
+QUERY = "what do pandas eat"
+DOCUMENTS = (
+    "Trains run on rails between cities.",
+    "Giant pandas eat bamboo almost exclusively.",
+    "The stock market closed higher today.",
+    "Rain is expected over the weekend.",
+)
+BEST = 1
 
 
 def make_embedding_model(root: Path, name: str, mode: str, normalize: bool = True) -> Path:
@@ -56,9 +65,10 @@ def judge_ids(tokenizer, query: str, document: str) -> list[int]:
     ]
 
 
-def make_reranker(root: Path, query: str, documents: list[str], best: int) -> Path:
-    """A tiny Qwen3 "reranker" for which logit(yes) - logit(no) is +6 on documents[best]
-    and -6 on every other (solved from transformers' last hidden states)."""
+def make_reranker(root: Path) -> Path:
+    """A tiny Qwen3 "reranker" for which logit(yes) - logit(no) is +6 on DOCUMENTS[BEST]
+    and -6 on every other document for QUERY (solved from transformers' last hidden
+    states)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = root / "tiny-qwen3-reranker"
@@ -70,12 +80,12 @@ def make_reranker(root: Path, query: str, documents: list[str], best: int) -> Pa
     with torch.no_grad():
         states = torch.stack(
             [
-                model.model(torch.tensor([judge_ids(tokenizer, query, d)])).last_hidden_state[0, -1]
-                for d in documents
+                model.model(torch.tensor([judge_ids(tokenizer, QUERY, d)])).last_hidden_state[0, -1]
+                for d in DOCUMENTS
             ]
         )
-        target = torch.full((len(documents), 1), -6.0)
-        target[best] = 6.0
+        target = torch.full((len(DOCUMENTS), 1), -6.0)
+        target[BEST] = 6.0
         w = torch.linalg.lstsq(states, target).solution[:, 0]
         yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
         head = model.lm_head.weight
