@@ -214,6 +214,12 @@ async def run_generation(
     """Fit max_tokens to the context, compile any grammar, start the sequences, respond,
     always clean up."""
     daemon, entry = admitted.daemon, admitted.entry
+    if not entry.facts.generates:
+        raise ApiError(
+            400,
+            f"model {entry.id!r} is a sequence classifier (it reranks); it cannot generate text",
+            param="model",
+        )
     request.params.max_tokens, capped = fit_to_context(
         entry, len(prompt_ids), request.max_tokens, request.truncate
     )

@@ -66,7 +66,7 @@ async def rerank(request: web.Request) -> web.Response:
     prompts = [judge.prompt_ids(tokenizer, query, doc, instruction) for doc in docs]
     for i, ids in enumerate(prompts):
         check_length(entry, ids, f"documents[{i}]")
-    pool = PoolRequest(entry.facts.pooling, judge.score_ids)
+    pool = PoolRequest(entry.facts.pooling, judge.score_ids, judge.classify)
     logits = await run_pooled(admitted.daemon, entry, prompts, pool)
     scores = [judge.score(pair) for pair in logits]
     order = sorted(range(len(docs)), key=lambda i: -scores[i])[:top_n]

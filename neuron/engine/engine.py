@@ -167,8 +167,12 @@ class Engine:
 
     def _pooled(self, seq: Sequence) -> RequestOutput:
         """A pooled sequence's vector once its last token is in; its blocks go at once."""
-        score_ids = list(seq.pool.request.score_ids)
-        head = self.runner.model.head_rows(score_ids) if score_ids else None
+        request, model = seq.pool.request, self.runner.model
+        head = None
+        if request.classify:
+            head = model.classifier
+        elif request.score_ids:
+            head = model.head_rows(list(request.score_ids))
         vector = seq.pool.result(head)
         seq.finish("stop")
         self.scheduler.finish(seq)

@@ -21,7 +21,7 @@ from neuron.models.loader import load_model
 from neuron.models.pooling import Pooling, override
 from neuron.text.chat_template import ChatTemplate
 from neuron.text.fim import FimFormat, detect_fim
-from neuron.text.judge import YesNoJudge, detect_judge
+from neuron.text.judge import Judge, PairClassifier, detect_judge
 from neuron.text.tokenizer import Tokenizer
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -47,16 +47,17 @@ class ModelFacts:
     hidden_size: int  # an embedding's length
     pooling: Pooling
     fim: FimFormat | None  # its fill-in-the-middle tokens, if it has them
-    judge: YesNoJudge | None  # a Qwen3-Reranker-style relevance judge
+    judge: Judge | None  # how it scores relevance, if it reranks
+    generates: bool = True  # False for a classifier checkpoint: it has no LM head
 
     @property
     def capabilities(self) -> list[str]:
         """What it can serve: every decoder embeds (its hidden states, pooled)."""
         found = {
-            "chat": self.chat_template is not None,
+            "chat": self.generates and self.chat_template is not None,
             "embeddings": True,
             "rerank": self.judge is not None,
-            "fim": self.fim is not None,
+            "fim": self.generates and self.fim is not None,
         }
         return [name for name, has in found.items() if has]
 
@@ -116,6 +117,7 @@ def build_engine(
         compile_cpu_decode=config.cpu_compile,
     )
     tok = loaded.tokenizer
+    classifier = getattr(loaded.model, "classifier", None) is not None
     template = None
     if loaded.chat_template:
         template = ChatTemplate(loaded.chat_template, tok.bos_token, tok.eos_token)
@@ -136,6 +138,7 @@ def build_engine(
         hidden_size=loaded.config.hidden_size,
         pooling=override(loaded.pooling, pooling),
         fim=detect_fim(tok),
-        judge=detect_judge(loaded.source, tok),
+        judge=PairClassifier() if classifier else detect_judge(loaded.source, tok),
+        generates=not classifier,
     )
     return engine, facts

@@ -166,6 +166,8 @@ class LlamaForCausalLM(nn.Module):
             else _weight(config.vocab_size, config.hidden_size, **kw)
         )
         self.rotary = Rotary(config, dtype, device)
+        # A sequence-classification head [labels, H] (neuron/models/classifier.py), or None.
+        self.classifier: torch.Tensor | None = None
         # What attention and the KV cache compute in (the packed linears answer in bf16).
         self.act_dtype = dtype
         self.device = device

@@ -15,6 +15,7 @@ import psutil
 import torch
 
 from neuron.models import gguf_io
+from neuron.models.classifier import HeadTaker, classifier_config, is_classifier
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.llama import LlamaForCausalLM
@@ -189,12 +190,18 @@ def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> L
         config, model = builder(folder, raw, tokenizer, device, dtype)
         return _loaded(source, config, model, tokenizer, {}, device, dtype)
     config = ModelConfig.from_hf_dict(raw)
+    heads = HeadTaker() if is_classifier(raw) else None
+    if heads is not None:
+        config = classifier_config(config)
     if not (folder / "tokenizer.json").is_file():
         raise ModelLoadError("invalid", f"model folder {folder} has no tokenizer.json")
     tokenizer = _read_tokenizer(lambda: Tokenizer.from_hf_folder(folder), folder / "tokenizer.json")
     generation = _read_json(folder / "generation_config.json", required=False)
     defaults = {k: generation[k] for k in _GENERATION_KEYS if generation.get(k) is not None}
-    model = _build(config, iter_safetensors(folder), device, dtype)
+    weights = iter_safetensors(folder)
+    model = _build(config, heads.filter(weights) if heads else weights, device, dtype)
+    if heads is not None:
+        model.classifier = heads.take(config.hidden_size).to(device, torch.float32)
     loaded = _loaded(source, config, model, tokenizer, defaults, device, dtype)
     loaded.pooling = folder_pooling(folder)
     return loaded

@@ -100,11 +100,16 @@ def _read(path: Path) -> Any:
 @dataclass(frozen=True)
 class PoolRequest:
     """What an engine request asks of its final hidden states instead of sampling: the
-    pooled vector, or (`score_ids`) the logits of those tokens at the last position
-    (a yes/no reranker's judgement)."""
+    pooled vector; or at the last position the logits of `score_ids` (a yes/no
+    reranker's judgement) or, with `classify`, of the model's classifier head."""
 
     pooling: Pooling
     score_ids: tuple[int, ...] = ()
+    classify: bool = False
+
+    @property
+    def scored(self) -> bool:
+        return bool(self.score_ids) or self.classify
 
 
 class PoolState:
@@ -117,7 +122,7 @@ class PoolState:
 
     @property
     def last_row_only(self) -> bool:
-        return bool(self.request.score_ids) or self.request.pooling.mode == "last"
+        return self.request.scored or self.request.pooling.mode == "last"
 
     def feed(self, hidden: torch.Tensor) -> None:
         """hidden [chunk, H]: the final-norm states of the chunk's tokens, in order."""
@@ -133,7 +138,7 @@ class PoolState:
 
     def result(self, head_rows: torch.Tensor | None) -> list[float]:
         """The pooled (and, if the rule says so, normalised) vector; or with `head_rows`
-        ([len(score_ids), H], the LM head's rows of those tokens) their logits."""
+        ([scores, H]: the LM head's rows of `score_ids`, or the classifier) the scores."""
         assert self._acc is not None, "no chunk was fed"
         if head_rows is not None:
             return (head_rows.float() @ self._acc).tolist()

@@ -29,6 +29,7 @@ _SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 class YesNoJudge:
     yes_id: int
     no_id: int
+    classify = False  # scored by two rows of the LM head, not a classifier
 
     @property
     def score_ids(self) -> tuple[int, int]:
@@ -53,6 +54,27 @@ class YesNoJudge:
         """P(yes) from the [yes, no] logits."""
         yes, no = logits
         return 1.0 / (1.0 + math.exp(no - yes))
+
+
+@dataclass(frozen=True)
+class PairClassifier:
+    """A cross-encoder (sentence-transformers' CrossEncoder of a decoder): the query and
+    the document as the tokenizer's pair, the classifier head's one logit, sigmoid."""
+
+    score_ids = ()
+    classify = True
+
+    def prompt_ids(
+        self, tokenizer: Tokenizer, query: str, document: str, instruction: str | None = None
+    ) -> list[int]:
+        return tokenizer.encode(query, post_process=True, pair=document)
+
+    @staticmethod
+    def score(logits: list[float]) -> float:
+        return 1.0 / (1.0 + math.exp(-logits[0]))
+
+
+Judge = YesNoJudge | PairClassifier
 
 
 def detect_judge(source: Path, tokenizer: Tokenizer) -> YesNoJudge | None:

@@ -15,6 +15,7 @@ from tests.support.tiny_pooling import (
     DOCUMENTS,
     QUERY,
     QWEN_FIM,
+    make_cross_encoder,
     make_embedding_model,
     make_fim_model,
     make_reranker,
@@ -22,6 +23,7 @@ from tests.support.tiny_pooling import (
 
 LAST, MEAN = "tiny-qwen3-embed-last", "tiny-qwen3-embed-mean"
 RERANKER, CODER = "tiny-qwen3-reranker", "tiny-qwen3-coder"
+CROSS = "tiny-qwen3-cross-encoder"
 TEXTS = [
     "hello",
     "The quick brown fox jumps over the lazy dog.",
@@ -37,6 +39,7 @@ def folders(neuron_models: Path) -> dict[str, Path]:
         MEAN: make_embedding_model(neuron_models, MEAN, "mean_tokens"),
         RERANKER: make_reranker(neuron_models),
         CODER: make_fim_model(neuron_models),
+        CROSS: make_cross_encoder(neuron_models),
     }
 
 
@@ -45,7 +48,7 @@ def neuron(folders, neuron_models: Path, tmp_path_factory) -> Iterator[Neuron]:
     proc = start_neuron(
         tmp_path_factory.mktemp("embed-neuron"),
         neuron_models,
-        [LAST, MEAN, RERANKER, CODER],
+        [LAST, MEAN, RERANKER, CODER, CROSS],
     )
     yield proc
     assert proc.stop() == 0, proc.tail()
@@ -136,6 +139,28 @@ def test_rerank_puts_the_judged_document_first(neuron) -> None:
     ]
     status, refused, _ = neuron.post("/v1/rerank", {**body, "model": LAST})
     assert status == 400 and "cannot rerank" in refused["error"]["message"]
+
+
+def test_cross_encoder_scores_match_transformers(neuron, folders) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    body = {"model": CROSS, "query": QUERY, "documents": list(DOCUMENTS)}
+    status, answer, _ = neuron.post("/v1/rerank", body)
+    assert status == 200, answer
+    ours = {r["index"]: r["relevance_score"] for r in answer["results"]}
+    tokenizer = AutoTokenizer.from_pretrained(str(folders[CROSS]))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folders[CROSS]))
+    with torch.no_grad():
+        for i, doc in enumerate(DOCUMENTS):
+            ids = torch.tensor([tokenizer(QUERY, doc)["input_ids"]])
+            want = torch.sigmoid(model(ids).logits[0, 0]).item()
+            # The CPU KV cache of an fp32 model holds fp16: hidden states within ~2e-4.
+            assert abs(ours[i] - want) < 2e-3, (i, ours[i], want)
+    assert len(set(ours.values())) == len(DOCUMENTS)
+    assert neuron.model(CROSS)["capabilities"] == ["embeddings", "rerank"]
+    chat = {"model": CROSS, "messages": [{"role": "user", "content": "hi"}]}
+    status, refused, _ = neuron.post("/v1/chat/completions", chat)
+    assert status == 400 and "cannot generate" in refused["error"]["message"]
 
 
 def _fim_by_hand(folder: Path, prefix: str, suffix: str) -> list[int]:

@@ -108,3 +108,25 @@ def make_fim_model(root: Path) -> Path:
         tokenizer.add_special_tokens([AddedToken(t, special=True) for t in QWEN_FIM])
         tokenizer.save(str(tok_dir / "tokenizer.json"))
     return make_tiny_model(root, "qwen3", seed=7, name="tiny-qwen3-coder", tokenizer_dir=tok_dir)
+
+
+def make_cross_encoder(root: Path) -> Path:
+    """A tiny Qwen3ForSequenceClassification folder (one label): what a sentence-transformers
+    CrossEncoder of a decoder saves."""
+    from transformers import AutoModelForSequenceClassification
+
+    folder = root / "tiny-qwen3-cross-encoder"
+    if (folder / "config.json").exists():
+        return folder
+    base = make_tiny_model(root, "qwen3", seed=9, name="tiny-qwen3-classifier-base")
+    torch.manual_seed(9)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base), num_labels=1, pad_token_id=2, dtype=torch.float32
+    )
+    with torch.no_grad():
+        model.score.weight.normal_(0.0, 0.5)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    for file in base.iterdir():
+        if file.name.startswith("tokenizer") or file.name.endswith(".jinja"):
+            shutil.copy(file, folder / file.name)
+    return folder
