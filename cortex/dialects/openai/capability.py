@@ -14,14 +14,27 @@ from cortex.common.wire import ApiError
 from cortex.routing import listing
 
 
+def known_capabilities(request: web.Request, name: str) -> list[str] | None:
+    """What the named model (through its aliases) is known to serve, or None. Cheap: it
+    runs before every chat request."""
+    gateway = gateway_of(request)
+    model = gateway.catalogue.resolve(name)
+    profile = gateway.catalogue.profile(model)
+    if profile is not None and profile.capabilities is not None:
+        return list(profile.capabilities)
+    for node in gateway.fleet:
+        held = node.models.get(model)
+        if held is not None and held.capabilities is not None:
+            return held.capabilities
+    return None
+
+
 def require_capability(request: web.Request, body: dict[str, Any], capability: str) -> None:
     """A 400 naming what the model offers when it is known to lack `capability`."""
     name = body.get("model")
     if not isinstance(name, str) or not name:
         return  # the proxy's own 400
-    gateway = gateway_of(request)
-    entry = listing.find(gateway.catalogue, gateway.fleet, name)
-    offered = entry.capabilities if entry is not None else None
+    offered = known_capabilities(request, name)
     if offered is not None and capability not in offered:
         raise ApiError(
             400,
