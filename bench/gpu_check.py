@@ -1,4 +1,5 @@
-"""The measurements of bench/gpu_check.sh: (a) decode attention, (b) sampling, (c) end to end.
+"""The measurements of bench/gpu_check.sh: (a) decode attention, (b) sampling, (c) end to end,
+(d) prefill attention.
 
 Prints each figure as it comes and writes everything to one JSON file.
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench import gpu_attention, gpu_e2e, gpu_sampling
+from bench import gpu_attention, gpu_e2e, gpu_prefill, gpu_sampling
 from bench.gpu_common import copy_bandwidth, peak_bandwidth, setup
 from bench.report import machine, versions
 
@@ -44,6 +45,7 @@ def main() -> None:
         "attention": gpu_attention.run(s, peak),
         "sampling": gpu_sampling.run(s),
         "e2e": gpu_e2e.run(s, peak),
+        "prefill": gpu_prefill.run(s),
     }
     result["seconds"] = time.monotonic() - began
     if args.out:

@@ -32,6 +32,7 @@ from cortex.dialects.openai import embeddings as openai_embeddings
 from cortex.dialects.openai import routes as openai_routes
 from cortex.dialects.responses import routes as responses_routes
 from cortex.metrics import metrics_app
+from cortex.state.context import state_context
 
 log = logging.getLogger("cortex.server")
 SETTINGS = web.AppKey("cortex.settings", Settings)
@@ -44,6 +45,7 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.cortex.gateway.body_read_timeout_seconds
     app.cleanup_ctx.append(_gateway_ctx)
+    app.cleanup_ctx.append(state_context(lambda app: app[GATEWAY].shared))
     app.cleanup_ctx.append(_poller_ctx)
     if serve_metrics:
         app.cleanup_ctx.append(_metrics_ctx)
