@@ -57,6 +57,9 @@ class ModelEntry:
             "context_length": self.facts.context_length if self.facts else None,
             "experts": self.facts.experts if self.facts else None,
             "active_experts": self.facts.active_experts if self.facts else None,
+            "capabilities": self.facts.capabilities if self.facts else [],
+            "pooling": self.facts.pooling.public() if self.facts else None,
+            "embedding_dimensions": self.facts.hidden_size if self.facts else None,
             "running": stats.running if stats else 0,
             "waiting": stats.waiting if stats else 0,
             "inflight": self.inflight,
@@ -101,6 +104,7 @@ class Registry:
         dtype: str = "auto",
         max_context: int | None = None,
         prefix_cache: bool | None = None,
+        pooling: str | None = None,
     ) -> ModelEntry:
         """Load model_id (or join the load already under way) and return it when ready."""
         try:
@@ -117,7 +121,7 @@ class Registry:
             worker = self._pick_worker(devices)
             if prefix_cache is None:
                 prefix_cache = self.config.prefix_cache
-            load = self._load(model_id, worker, dtype, max_context, prefix_cache)
+            load = self._load(model_id, worker, dtype, max_context, prefix_cache, pooling)
             pending = asyncio.ensure_future(load)
             self._loads[model_id] = pending
             pending.add_done_callback(lambda _f: self._loads.pop(model_id, None))
@@ -148,6 +152,7 @@ class Registry:
         dtype: str,
         max_context: int | None,
         prefix_cache: bool,
+        pooling: str | None,
     ) -> ModelEntry:
         dtype = self.config.dtype_for(worker.device.kind, dtype)
         entry = ModelEntry(model_id, worker, dtype)
@@ -160,7 +165,7 @@ class Registry:
             entry.facts = await worker.attach(
                 model_id,
                 lambda: build_engine(
-                    self.config, path, worker.device, dtype, max_context, prefix_cache
+                    self.config, path, worker.device, dtype, max_context, prefix_cache, pooling
                 ),
             )
         except Exception as exc:

@@ -170,6 +170,8 @@ class LlamaForCausalLM(nn.Module):
             else _weight(config.vocab_size, config.hidden_size, **kw)
         )
         self.rotary = Rotary(config, dtype, device)
+        # A sequence-classification head [labels, H] (neuron/models/classifier.py), or None.
+        self.classifier: torch.Tensor | None = None
         # What attention and the KV cache compute in (the packed linears answer in bf16).
         self.act_dtype = dtype
         self.device = device
@@ -211,6 +213,15 @@ class LlamaForCausalLM(nn.Module):
         if isinstance(self.lm_head, Int8Rows):
             return self.lm_head(hidden)
         return linear(hidden, self.lm_head).float()
+
+    @torch.inference_mode()
+    def head_rows(self, token_ids: list[int]) -> torch.Tensor:
+        """The LM head's rows of these tokens, fp32 [len, H]: their logits without the
+        whole vocabulary's (a yes/no reranker's two scores)."""
+        ids = torch.tensor(token_ids, device=self.device)
+        if isinstance(self.lm_head, Int8Rows):
+            return self.lm_head.embed(ids)
+        return self.lm_head.index_select(0, ids).float()
 
     def packed_slots(self) -> Iterator[tuple[nn.Module, str, list[str]]]:
         """(module, attribute, checkpoint names in row order) of every layer matmul weight:

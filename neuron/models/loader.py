@@ -15,9 +15,11 @@ import psutil
 import torch
 
 from neuron.models import gguf_io
+from neuron.models.classifier import HeadTaker, classifier_config, is_classifier
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.llama import LlamaForCausalLM
+from neuron.models.pooling import Pooling, folder_pooling, gguf_pooling
 from neuron.models.resolve import ModelSource, resolve_model
 from neuron.models.safetensors_io import iter_safetensors
 from neuron.models.weight_format import CHOICES, SourceWeights, pack
@@ -60,6 +62,7 @@ class LoadedModel:
     nbytes: int
     generation_defaults: dict[str, float | int] = field(default_factory=dict)
     weight_format: str = ""  # e.g. "float32", "int4 layers, int8 vocabulary"
+    pooling: Pooling = field(default_factory=Pooling)  # how its embeddings are pooled
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -187,13 +190,21 @@ def _load_hf(source: ModelSource, device: torch.device, dtype: torch.dtype) -> L
         config, model = builder(folder, raw, tokenizer, device, dtype)
         return _loaded(source, config, model, tokenizer, {}, device, dtype)
     config = ModelConfig.from_hf_dict(raw)
+    heads = HeadTaker() if is_classifier(raw) else None
+    if heads is not None:
+        config = classifier_config(config)
     if not (folder / "tokenizer.json").is_file():
         raise ModelLoadError("invalid", f"model folder {folder} has no tokenizer.json")
     tokenizer = _read_tokenizer(lambda: Tokenizer.from_hf_folder(folder), folder / "tokenizer.json")
     generation = _read_json(folder / "generation_config.json", required=False)
     defaults = {k: generation[k] for k in _GENERATION_KEYS if generation.get(k) is not None}
-    model = _build(config, iter_safetensors(folder), device, dtype)
-    return _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    weights = iter_safetensors(folder)
+    model = _build(config, heads.filter(weights) if heads else weights, device, dtype)
+    if heads is not None:
+        model.classifier = heads.take(config.hidden_size).to(device, torch.float32)
+    loaded = _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    loaded.pooling = folder_pooling(folder)
+    return loaded
 
 
 def _load_gguf(
@@ -220,7 +231,9 @@ def _load_gguf(
         weights,
     )
     model = _build(config, tensors, device, dtype)
-    return _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    loaded = _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    loaded.pooling = gguf_pooling(meta, str(meta.get("general.architecture", "")))
+    return loaded
 
 
 def _loaded(

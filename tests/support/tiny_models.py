@@ -87,17 +87,24 @@ def _config(arch: str, vocab_size: int, **overrides):
 
 
 def make_tiny_model(
-    root: Path, arch: str = "llama", seed: int = 0, name: str | None = None, **overrides
+    root: Path,
+    arch: str = "llama",
+    seed: int = 0,
+    name: str | None = None,
+    tokenizer_dir: Path | None = None,
+    **overrides,
 ) -> Path:
-    """Write a tiny random `arch` model folder under root and return its path."""
+    """Write a tiny random `arch` model folder under root and return its path (with
+    SmolLM2's tokenizer unless `tokenizer_dir` gives another)."""
     import transformers
 
     target = root / (name or f"tiny-{arch}")
     if (target / "config.json").exists():
         return target
-    tok_dir = smollm2_tokenizer_dir(root)
-    vocab = json.loads((tok_dir / "tokenizer.json").read_text())["model"]["vocab"]
-    config = _config(arch, len(vocab), **overrides)
+    tok_dir = tokenizer_dir or smollm2_tokenizer_dir(root)
+    tokenizer = json.loads((tok_dir / "tokenizer.json").read_text())
+    ids = [*tokenizer["model"]["vocab"].values(), *(t["id"] for t in tokenizer["added_tokens"])]
+    config = _config(arch, max(ids) + 1, **overrides)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():
