@@ -140,6 +140,9 @@ class NeuronEntry:
         return None
 
 
+Capability = Literal["chat", "embeddings", "rerank", "fim"]
+
+
 @dataclass
 class ModelProfile:
     """Where a model may be placed: memory, device count, pins and eviction priority."""
@@ -152,6 +155,8 @@ class ModelProfile:
     pinned_on: list[str] = field(default_factory=list)
     priority: int = 0
     context_length: int | None = None
+    # What it serves (chat, embeddings, rerank, fim); None: what the neuron reports.
+    capabilities: list[Capability] | None = None
 
     def validate(self) -> tuple[str, str, str] | None:
         if self.min_devices < 1:

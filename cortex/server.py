@@ -28,6 +28,7 @@ from cortex.common import notify
 from cortex.common.limits import BODY_TIMEOUT, guarded_runner
 from cortex.config import Settings, parse_listen
 from cortex.dialects.anthropic import routes as anthropic_routes
+from cortex.dialects.openai import embeddings as openai_embeddings
 from cortex.dialects.openai import routes as openai_routes
 from cortex.dialects.responses import routes as responses_routes
 from cortex.metrics import metrics_app
@@ -50,6 +51,7 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
         app.cleanup_ctx.append(_metrics_ctx)
     routes.add_routes(app)
     openai_routes.add_routes(app)
+    openai_embeddings.add_routes(app)
     anthropic_routes.add_routes(app)
     responses_routes.add_routes(app, settings.cortex.responses)
     return app

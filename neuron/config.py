@@ -28,6 +28,7 @@ class DefaultModel:
     dtype: Dtype = "auto"
     max_context: int | None = None
     prefix_cache: bool | None = None  # None: the daemon's `prefix_cache`
+    pooling: Literal["last", "mean", "cls"] | None = None  # None: what the model's files say
 
 
 @dataclass

@@ -39,7 +39,12 @@ async def _activate(daemon: DaemonState) -> None:
         notify.notify(f"STATUS=loading {model.model_id}")
         try:
             await daemon.registry.load(
-                model.model_id, model.devices, model.dtype, model.max_context, model.prefix_cache
+                model.model_id,
+                model.devices,
+                model.dtype,
+                model.max_context,
+                model.prefix_cache,
+                model.pooling,
             )
             state["status"] = "ready"
         except Exception as exc:

@@ -199,12 +199,19 @@ class Node:
             self.models[victim].status = "unloading"
         self.models[model_id] = ModelOnNode(model_id, "loading", devices)
 
-    def finish_load(self, model_id: str, devices: list[str], context_length: int | None) -> None:
+    def finish_load(
+        self,
+        model_id: str,
+        devices: list[str],
+        context_length: int | None,
+        capabilities: list[str] | None = None,
+    ) -> None:
         entry = self.models.setdefault(model_id, ModelOnNode(model_id))
         entry.status = "ready"
         entry.devices = devices
         if context_length is not None:
             entry.context_length = context_length
+        entry.capabilities = capabilities or entry.capabilities
         self.touch(model_id)
         self._loaded_gauge(model_id, True)
         self.notify()

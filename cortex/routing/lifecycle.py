@@ -163,7 +163,9 @@ class Lifecycle:
             raise
         self.metrics.load_duration.labels(model_id, node.name).observe(time.monotonic() - started)
         devices = [str(d) for d in answer.get("devices") or plan.devices]
-        node.finish_load(model_id, devices, answer.get("context_length"))
+        capabilities = answer.get("capabilities")
+        capabilities = [str(c) for c in capabilities] if isinstance(capabilities, list) else None
+        node.finish_load(model_id, devices, answer.get("context_length"), capabilities)
         log.info("loaded %s on %s in %.1fs", model_id, node.name, time.monotonic() - started)
         return node.name
 

@@ -13,6 +13,7 @@ from neuron import devices as device_info
 from neuron.api.state import AUTHORIZED, DAEMON
 from neuron.metrics import CONTENT_TYPE
 from neuron.models.confine import list_confined
+from neuron.models.pooling import POOLING_MODES
 
 
 async def health(request: web.Request) -> web.Response:
@@ -78,11 +79,14 @@ async def load(request: web.Request) -> web.Response:
     prefix_cache = body.get("prefix_cache")
     if prefix_cache is not None and not isinstance(prefix_cache, bool):
         raise ApiError(400, "`prefix_cache` must be a boolean", param="prefix_cache")
+    pooling = _field(body, "pooling", str, "one of last, mean, cls")
+    if pooling is not None and pooling not in POOLING_MODES:
+        raise ApiError(400, "`pooling` must be one of last, mean, cls", param="pooling")
     gpu_quantization = _field(body, "gpu_quantization", str, '"auto" or "none"')
     if gpu_quantization not in (None, "auto", "none"):
         raise ApiError(400, '`gpu_quantization` must be "auto" or "none"', param="gpu_quantization")
     entry = await daemon.registry.load(
-        model_id, devices or None, dtype, max_context, prefix_cache, gpu_quantization
+        model_id, devices or None, dtype, max_context, prefix_cache, pooling, gpu_quantization
     )
     return web.json_response(entry.public())
 

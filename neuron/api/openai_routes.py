@@ -7,7 +7,10 @@ from aiohttp import web
 from cortex.common.wire import ApiError, read_json_object
 from neuron.api.chat import chat_completions, chat_prompt
 from neuron.api.completions import completion_prompt, completions
+from neuron.api.embeddings import embeddings
+from neuron.api.infill import infill
 from neuron.api.requests import parse_chat
+from neuron.api.rerank import rerank
 from neuron.api.state import DAEMON
 
 
@@ -43,4 +46,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/rerank", rerank)
+    app.router.add_post("/infill", infill)
     app.router.add_post("/tokenize", tokenize)

@@ -34,13 +34,18 @@ class GroupCodes:
         expand = lambda t: t.repeat_interleave(GROUP, dim=1)  # noqa: E731
         return self.codes.float() * expand(self.scale) + expand(self.offset)
 
+    def expert(self, index: int) -> GroupCodes:
+        """One expert's codes out of a stacked [E, N, K] tensor's."""
+        return GroupCodes(self.codes[index], self.scale[index], self.offset[index])
+
     @staticmethod
     def cat(parts: list[GroupCodes]) -> GroupCodes:
-        """Row-wise concatenation (the fused QKV and gate/up weights)."""
+        """Row-wise concatenation (the fused QKV and gate/up weights; per expert where
+        stacked)."""
         return GroupCodes(
-            torch.cat([p.codes for p in parts]),
-            torch.cat([p.scale for p in parts]),
-            torch.cat([p.offset for p in parts]),
+            torch.cat([p.codes for p in parts], dim=-2),
+            torch.cat([p.scale for p in parts], dim=-2),
+            torch.cat([p.offset for p in parts], dim=-2),
         )
 
 
@@ -70,17 +75,18 @@ def _blocks(raw: np.ndarray, kind: Q) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def group_codes(tensor: Any) -> GroupCodes | None:
-    """A GGUF reader tensor's codes in [out, in] layout; None if it is not 4-bit."""
+    """A GGUF reader tensor's codes in [out, in] layout ([E, out, in] for stacked experts);
+    None if it is not 4-bit."""
     if tensor.tensor_type not in FOUR_BIT:
         return None
-    rows, cols = (int(d) for d in reversed(tensor.shape))
+    *rows, cols = (int(d) for d in reversed(tensor.shape))
     raw = np.asarray(tensor.data).reshape(-1, tensor.data.shape[-1])
     block_bytes = {Q.Q4_0: 18, Q.Q4_1: 20, Q.Q4_K: 144}[tensor.tensor_type]
     codes, scale, offset = _blocks(raw.reshape(-1, block_bytes), tensor.tensor_type)
     return GroupCodes(
-        torch.from_numpy(codes.reshape(rows, cols).copy()),
-        torch.from_numpy(scale.reshape(rows, cols // GROUP).copy()),
-        torch.from_numpy(offset.reshape(rows, cols // GROUP).copy()),
+        torch.from_numpy(codes.reshape(*rows, cols).copy()),
+        torch.from_numpy(scale.reshape(*rows, cols // GROUP).copy()),
+        torch.from_numpy(offset.reshape(*rows, cols // GROUP).copy()),
     )
 
 

@@ -15,9 +15,11 @@ import psutil
 import torch
 
 from neuron.models import awq_gptq, gguf_io
+from neuron.models.classifier import HeadTaker, classifier_config, is_classifier
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.llama import LlamaForCausalLM
+from neuron.models.pooling import Pooling, folder_pooling, gguf_pooling
 from neuron.models.resolve import ModelSource, resolve_model
 from neuron.models.safetensors_io import iter_safetensors
 from neuron.models.weight_format import (
@@ -68,6 +70,7 @@ class LoadedModel:
     nbytes: int
     generation_defaults: dict[str, float | int] = field(default_factory=dict)
     weight_format: str = ""  # e.g. "float32", "int4 layers, int8 vocabulary"
+    pooling: Pooling = field(default_factory=Pooling)  # how its embeddings are pooled
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -240,24 +243,31 @@ def _load_hf(
         return _loaded(source, config, model, tokenizer, {}, device, dtype)
     config = ModelConfig.from_hf_dict(raw)
     rule = awq_gptq.scheme(raw, source.model_id)
+    heads = HeadTaker() if is_classifier(raw) else None
+    if heads is not None:
+        config = classifier_config(config)
     if not (folder / "tokenizer.json").is_file():
         raise ModelLoadError("invalid", f"model folder {folder} has no tokenizer.json")
     tokenizer = _read_tokenizer(lambda: Tokenizer.from_hf_folder(folder), folder / "tokenizer.json")
     generation = _read_json(folder / "generation_config.json", required=False)
     defaults = {k: generation[k] for k in _GENERATION_KEYS if generation.get(k) is not None}
     if rule is None:
-        model = _build(config, iter_safetensors(folder), device, dtype)
-        return _loaded(source, config, model, tokenizer, defaults, device, dtype)
-    # AWQ / GPTQ: packed on the GPU, dequantised to `dtype` elsewhere.
-    packable = awq_gptq.packed_sizes(folder) if gpu_form else {}
-    model, weight_format = _build_packed(
-        config,
-        packable,
-        lambda into: awq_gptq.iter_quantised(folder, rule, into, source.model_id),
-        device,
-        dtype,
-    )
+        weights = iter_safetensors(folder)
+        model = _build(config, heads.filter(weights) if heads else weights, device, dtype)
+        weight_format = ""
+    else:  # AWQ / GPTQ: packed on the GPU, dequantised to `dtype` elsewhere.
+        packable = awq_gptq.packed_sizes(folder) if gpu_form else {}
+        model, weight_format = _build_packed(
+            config,
+            packable,
+            lambda into: awq_gptq.iter_quantised(folder, rule, into, source.model_id),
+            device,
+            dtype,
+        )
+    if heads is not None:
+        model.classifier = heads.take(config.hidden_size).to(device, torch.float32)
     loaded = _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    loaded.pooling = folder_pooling(folder)
     loaded.weight_format = weight_format
     return loaded
 
@@ -279,6 +289,7 @@ def _load_gguf(
         if f"general.sampling.{key}" in meta
     }
     loaded = _loaded(source, config, model, tokenizer, defaults, device, dtype)
+    loaded.pooling = gguf_pooling(meta, str(meta.get("general.architecture", "")))
     loaded.weight_format = weight_format
     return loaded
 

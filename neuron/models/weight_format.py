@@ -18,6 +18,8 @@ On CPU, `cpu_quantization` chooses:
 - "auto": what the file holds, packed without losing what it stores: 4-bit GGUF
   tensors as int4, other quantised ones as int8, float tensors left dense (memory
   stays near the file's size, whatever the model's).
+A mixture of experts' stacked expert weights are packed expert by expert (one packed
+linear each; the router stays dense): a 4-bit GGUF's experts keep their own codes.
 Whenever something is packed, the vocabulary matrix becomes `Int8Rows` (full-resolution
 fp32 logits), and norms, the residual stream, attention and the KV cache stay fp32:
 only the int8 kernel's inputs, and torch's int4 kernel's where ours cannot run, are bf16
@@ -38,10 +40,12 @@ from neuron.models.errors import ModelLoadError
 from neuron.models.gguf_codes import GroupCodes
 from neuron.models.llama import LlamaForCausalLM
 from neuron.models.lm_head import Int8Rows
+from neuron.models.moe import ExpertLinears
 from neuron.models.quant_linear import (
     Fp16Linear,
     GroupQuantLinear,
     Int8Linear,
+    PackedLinear,
     fbgemm_available,
     int4_linear,
     quantize_groups,
@@ -95,14 +99,16 @@ def pack(model: LlamaForCausalLM, choice: str, source: SourceWeights) -> str:
                 continue
             dense = getattr(module, attr)
             delattr(module, attr)  # a parameter slot cannot take a module
+            codes = None
             if kind == "int4" and all(n in source.codes for n in names):
-                packed = int4_linear(GroupCodes.cat([source.codes[n] for n in names]))
-            elif kind == "int4":
-                packed = int4_linear(quantize_groups(dense))
-            elif kind == "fp16":
-                packed = Fp16Linear(dense)
+                codes = GroupCodes.cat([source.codes[n] for n in names])
+            if dense.dim() == 3:  # stacked experts: one packed linear each
+                experts = range(dense.shape[0])
+                packed = ExpertLinears(
+                    [_packed(kind, dense[e], codes.expert(e) if codes else None) for e in experts]
+                )
             else:
-                packed = Int8Linear(dense)
+                packed = _packed(kind, dense, codes)
             setattr(module, attr, packed)
             layers.add(kind)
     head = "lm_head.weight" if "lm_head.weight" in source.types else "model.embed_tokens.weight"
@@ -111,6 +117,15 @@ def pack(model: LlamaForCausalLM, choice: str, source: SourceWeights) -> str:
         return dense
     _pack_vocabulary(model)
     return f"{'+'.join(sorted(layers)) or dense} layers, int8 vocabulary"
+
+
+def _packed(kind: str, dense: torch.Tensor, codes: GroupCodes | None) -> PackedLinear:
+    """One matmul weight [N, K] as `kind`, from the file's 4-bit codes where given."""
+    if kind == "int4":
+        return int4_linear(codes if codes is not None else quantize_groups(dense))
+    if kind == "fp16":
+        return Fp16Linear(dense)
+    return Int8Linear(dense)
 
 
 def _pack_vocabulary(model: LlamaForCausalLM) -> None:

@@ -29,6 +29,7 @@ import torch
 
 from neuron_kernels.attention_decode import decode_launches
 from neuron_kernels.attention_prefill import prefill_launches
+from neuron_kernels.fused_moe_triton import fused_moe_config, grouped_matmul_launch
 from neuron_kernels.quant_matmul_triton import quant_matmul_plan
 from neuron_kernels.sampling import SamplingBatch, SamplingRow
 from neuron_kernels.sampling_triton import penalty_launch, sample_launch
@@ -151,6 +152,34 @@ def sampling() -> Iterator[Variant]:
             penalties = penalty_launch(x, batch)
             assert penalties is not None
             yield Variant("penalties", f"300 ids V{vocab}", penalties, True, True)
+
+
+@family
+def fused_moe() -> Iterator[Variant]:
+    """Qwen3-30B-A3B's experts (128 of hidden 2048, intermediate 768, top-8) in bf16:
+    both projections at a decode batch (8 pairs, short row blocks) and a prompt's
+    (4096 pairs); the down projection weighted by the router and written in fp32."""
+    experts, hidden, inter, top_k = 128, 2048, 768, 8
+    for pairs in (8, 4096):
+        tokens = pairs // top_k
+        block_m = fused_moe_config(pairs, experts, 2 * inter, hidden)["BLOCK_M"]
+        capacity = pairs + experts * block_m
+        aligned = (
+            meta((capacity,), torch.int32),
+            meta((capacity // block_m,), torch.int32),
+            meta((1,), torch.int32),
+        )
+        x = meta((tokens, hidden), torch.bfloat16)
+        gate_up = meta((experts, 2 * inter, hidden), torch.bfloat16)
+        hidden_out = meta((pairs, 2 * inter), torch.bfloat16)
+        up = grouped_matmul_launch(x, gate_up, hidden_out, aligned, top_k)
+        yield Variant("fused_moe_gate_up", f"{pairs} pairs bf16", up, tensor_cores=True)
+        act = meta((pairs, inter), torch.bfloat16)
+        down = meta((experts, hidden, inter), torch.bfloat16)
+        out = meta((pairs, hidden), torch.float32)
+        route = meta((pairs,), torch.float32)
+        launch = grouped_matmul_launch(act, down, out, aligned, 1, route)
+        yield Variant("fused_moe_down", f"{pairs} pairs bf16", launch, tensor_cores=True)
 
 
 @family
