@@ -11,8 +11,10 @@ from aiohttp import web
 from cortex.common.wire import ApiError, read_json_object
 from neuron import devices as device_info
 from neuron.api.state import AUTHORIZED, DAEMON
+from neuron.config import NeuronConfig
 from neuron.metrics import CONTENT_TYPE
 from neuron.models.confine import list_confined
+from neuron.models.loader import memory_estimate_bytes
 from neuron.models.pooling import POOLING_MODES
 
 
@@ -44,13 +46,23 @@ async def discovery(request: web.Request) -> web.Response:
     return web.json_response(facts)
 
 
+def _available(config: NeuronConfig) -> list[dict[str, Any]]:
+    """What could be loaded here (ids, never host paths), with the memory each would take."""
+    return [
+        {
+            "id": m.id,
+            "format": m.format,
+            "size_bytes": m.size_bytes,
+            "memory_estimate_bytes": memory_estimate_bytes(m),
+        }
+        for m in list_confined(config)
+    ]
+
+
 async def models(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     config = daemon.config
-    available = [
-        {"id": m.id, "format": m.format, "size_bytes": m.size_bytes}  # ids, never host paths
-        for m in await asyncio.to_thread(list_confined, config)
-    ]
+    available = await asyncio.to_thread(_available, config)
     loaded = [e.public() for e in daemon.registry.entries.values()]
     return web.json_response({"loaded": loaded, "available": available})
 

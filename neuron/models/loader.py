@@ -5,6 +5,7 @@ Runs on the device's worker thread: every tensor it creates lives there.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.llama import LlamaForCausalLM
 from neuron.models.pooling import Pooling, folder_pooling, gguf_pooling
-from neuron.models.resolve import ModelSource, resolve_model
+from neuron.models.resolve import AvailableModel, ModelSource, resolve_model
 from neuron.models.safetensors_io import iter_safetensors
 from neuron.models.weight_format import (
     CHOICES,
@@ -329,6 +330,22 @@ def gguf_gpu_bytes(path: Path, dtype: torch.dtype = torch.bfloat16) -> int:
     packable = gguf_io.packed_sizes(reader)
     keep, _fallback = gpu_plan(model, packable)
     return _packed_need(model, keep, packable)
+
+
+@functools.lru_cache(maxsize=256)
+def _gguf_estimate(path: str, _mtime_ns: int) -> int:
+    return gguf_gpu_bytes(Path(path))
+
+
+def memory_estimate_bytes(model: AvailableModel) -> int:
+    """What placement plans with for a model not loaded yet: a GGUF's packed weights,
+    from its header (read once per version of the file), else the files' size."""
+    if model.format != "gguf":
+        return model.size_bytes
+    try:
+        return _gguf_estimate(str(model.path), model.path.stat().st_mtime_ns)
+    except (ModelLoadError, OSError, ValueError, KeyError):
+        return model.size_bytes
 
 
 def _loaded(

@@ -10,8 +10,9 @@ import torch
 from safetensors import safe_open
 
 from neuron.models import gguf_io
-from neuron.models.loader import gguf_gpu_bytes, load_model
+from neuron.models.loader import gguf_gpu_bytes, load_model, memory_estimate_bytes
 from neuron.models.quant_linear import GroupQuantLinear
+from neuron.models.resolve import AvailableModel
 from tests.kernels.runners import InterpreterWorker, needs_cuda, run_on_gpu
 from tests.models.packed_models import PACKED_MODELS, load_pair, write_packed_model
 from tests.models.quant_gguf import Q, write_quant_gguf
@@ -99,6 +100,12 @@ def test_four_bit_gguf_estimate_is_the_files_size(tmp_path) -> None:
     print(f"4-bit GGUF: estimate / file {estimate / file_bytes:.3f}")
     bf16 = sum(int(t.n_elements) * 2 for t in gguf_io.open_gguf(path).tensors)
     assert bf16 > 3 * file_bytes  # what dequantising to bf16 would have planned
+    # The neuron's /models lists it with that estimate; a file it cannot read, with its size.
+    listed = AvailableModel("q4", "gguf", path, path.stat().st_size)
+    assert memory_estimate_bytes(listed) == estimate
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(path.read_bytes()[:4096])
+    assert memory_estimate_bytes(AvailableModel("b", "gguf", broken, 4096)) == 4096
 
 
 def test_quantised_checkpoints_elsewhere_are_dense(packed_paths) -> None:
