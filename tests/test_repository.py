@@ -74,10 +74,11 @@ def test_the_shared_part_imports_nothing_else_of_cortex() -> None:
 
 
 def test_cortex_modules_live_in_subpackages() -> None:
-    """The gateway's top level holds only its config and metrics; every other part has a
-    subpackage that names it (common, fleet, routing, app, cli, dialects)."""
+    """The gateway's top level holds only its config, metrics, the app factory and its own
+    routes (the two that need every dialect); every other part has a subpackage that names
+    it (common, fleet, routing, app, cli, dialects)."""
     top = sorted(p.name for p in (ROOT / "cortex").glob("*.py"))
-    assert top == ["__init__.py", "config.py", "metrics.py"]
+    assert top == ["__init__.py", "config.py", "metrics.py", "routes.py", "server.py"]
     for dialect in ("openai", "anthropic"):
         assert (ROOT / "cortex" / "dialects" / dialect / "__init__.py").exists()
 
@@ -141,7 +142,10 @@ def test_requests_are_counted_in_one_place() -> None:
     assert users == {"cortex/metrics.py", "cortex/app/middleware.py"}
 
 
-NODE_STATE = {"models", "inflight", "last_used", "cycles", "draining", "failures", "health"}
+NODE_STATE = {
+    *("models", "inflight", "last_used", "cycles", "draining", "failures", "health"),
+    *("discovery", "status", "available", "uptime", "last_error", "remote_inflight"),
+}
 
 
 def test_only_the_node_changes_fleet_state() -> None:
@@ -165,3 +169,42 @@ def test_only_the_node_changes_fleet_state() -> None:
                 ):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+# The gateway's layers, lowest first: a module imports only its own layer and those below.
+CORTEX_LAYERS = [
+    {"cortex.common"},
+    {"cortex.config", "cortex.metrics"},
+    {"cortex.fleet"},
+    {"cortex.state"},
+    {"cortex.routing.catalogue"},
+    {"cortex.routing"},
+    {"cortex.app"},
+    {"cortex.dialects"},
+    {"cortex.routes", "cortex.server"},
+    {"cortex.cli"},
+]
+
+
+def _layer(module: str) -> int | None:
+    """The layer of a dotted name, by its longest prefix that names one."""
+    best: tuple[int, int] | None = None
+    for index, names in enumerate(CORTEX_LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and (
+                best is None or len(name) > best[1]
+            ):
+                best = index, len(name)
+    return best[0] if best else None
+
+
+def test_cortex_imports_only_downwards() -> None:
+    """No circle between the gateway's parts: app/ knows nothing of the dialects or the app
+    factory, the catalogue (profiles and aliases) nothing of the fleet or placement."""
+    offenders = {}
+    for path, names in _imported_modules("cortex").items():
+        own = _layer(path.removesuffix(".py").replace("/", "."))
+        above = sorted(n for n in names if (layer := _layer(n)) is not None and layer > own)
+        if own is not None and above:
+            offenders[path] = above
+    assert offenders == {}

@@ -15,7 +15,8 @@ cold-loading the model, calling `keepalive()` every `routing.keepalive_seconds`
 while it waits), sends the body, and retries on another node when the first fails
 before answering for a fault of its own: a connection error, a 502/503/504, or no
 response head within `upstream.first_byte_timeout_seconds` of the node being chosen
-(that node is then marked suspect until the poller hears from it). A 4xx or a 500 is
+(that node is then marked suspect until the poller hears from it), or the node being
+marked down or suspect while the request waits for it. A 4xx or a 500 is
 relayed, never retried. A request moves at most once in all
 (`RequestRecord.take_retry`), whichever of these steps spends it (`exclude` names
 nodes not to use, for a caller's own retry).
@@ -32,6 +33,7 @@ and calls `use(upstream, body_bytes)` inside the `async with` so what it records
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -41,6 +43,7 @@ from typing import TypeVar
 import aiohttp
 from aiohttp import web
 
+from cortex.app.first_byte import NodeLost, first_byte
 from cortex.app.gateway import Gateway, gateway_of, record_of
 from cortex.app.upstream import Upstream, node_failed
 from cortex.common.wire import CLIENT_BODY, ApiError, openai_error_from_upstream
@@ -163,12 +166,16 @@ async def _send(
     headers = {**node.client.headers, "Content-Type": "application/json"}
     deadline = cfg.first_byte_timeout_seconds
     try:
-        response = await asyncio.wait_for(
+        response = await first_byte(
+            node,
             gateway.session.post(
                 node.client.url(path), data=body, headers=headers, timeout=timeout
             ),
             deadline,
         )
+    except NodeLost as exc:  # the poller gave up on it meanwhile: move now, not at the deadline
+        reason = f"marked {exc} before it answered"
+        raise _NodeFault(ApiError(503, f"node '{node.name}' failed: {reason}")) from exc
     except aiohttp.ClientError as exc:  # aiohttp's own timeouts are ClientErrors too
         node_failed(gateway, node, exc, isinstance(exc, aiohttp.ClientConnectorError))
         raise _NodeFault(_failed(node, exc, 504 if isinstance(exc, TimeoutError) else 502)) from exc
@@ -185,7 +192,7 @@ async def _send(
     response.release()
     err = openai_error_from_upstream(response.status, raw)
     if err.status == 500:  # an unhandled error on the node: perhaps this input's, not retried
-        err.status = 502
+        err = dataclasses.replace(err, status=502)
     elif err.status in _NODE_FAULTS:
         raise _NodeFault(err)
     raise err

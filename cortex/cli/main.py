@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         level = getattr(args, "log_level", "info").upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
-        from cortex.app.server import serve
         from cortex.config import load_settings
+        from cortex.server import serve
 
         try:
             settings = load_settings(args.config)

@@ -15,7 +15,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cortex.app.server import run_gateway
 from cortex.config import (
     CortexConfig,
     GatewaySection,
@@ -25,6 +24,7 @@ from cortex.config import (
     PollerSection,
     Settings,
 )
+from cortex.server import run_gateway
 
 log = logging.getLogger("cortex.cli.up")
 NODE = "local"

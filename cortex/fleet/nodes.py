@@ -40,9 +40,14 @@ class Node:
     models: dict[str, ModelOnNode] = field(default_factory=dict)
     available: list[dict[str, Any]] = field(default_factory=list)
     inflight: dict[str, int] = field(default_factory=dict)
+    # Requests in flight here from the other gateways (cortex.state.shared), per model.
+    remote_inflight: dict[str, int] = field(default_factory=dict)
     last_used: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
     draining: bool = False
+    # Set when the node is marked down or suspect: requests waiting for its first byte
+    # move on at once (`wait_lost`); a fresh one is armed when it is back up.
+    _lost: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     # Reading.
 
@@ -55,7 +60,15 @@ class Node:
         return entry is not None and entry.status == "ready"
 
     def total_inflight(self) -> int:
-        return sum(self.inflight.values())
+        return sum(self.inflight.values()) + sum(self.remote_inflight.values())
+
+    def load(self, model_id: str) -> int:
+        """Requests of the model in flight here from every gateway."""
+        return self.inflight.get(model_id, 0) + self.remote_inflight.get(model_id, 0)
+
+    async def wait_lost(self) -> None:
+        """Return once the node is marked down or suspect (at once if it already is)."""
+        await self._lost.wait()
 
     def busy(self, model_id: str) -> bool:
         """Requests are running on this model here: ours, or others' the neuron reported.
@@ -63,7 +76,7 @@ class Node:
         The neuron's counts are trusted only if read after our last request on the model
         ended; an older snapshot may still count that finished request.
         """
-        if self.inflight.get(model_id):
+        if self.inflight.get(model_id) or self.remote_inflight.get(model_id):
             return True
         entry = self.models.get(model_id)
         if entry is None or entry.seen_at < self.last_used.get(model_id, 0.0):
@@ -89,7 +102,13 @@ class Node:
         """A good answer to /health: failures forgotten, the neuron's own status taken."""
         self.failures, self.last_error = 0, None
         self.health, self.uptime, self.status = health, uptime, status
+        if self._lost.is_set():
+            self._lost = asyncio.Event()
         self.metrics.child(self.metrics.node_up, self.name).set(1)
+
+    def discovered(self, discovery: dict[str, Any]) -> None:
+        """The neuron's /discovery (host, software, devices), asked after each restart."""
+        self.discovery = discovery
 
     def count_failure(self, reason: str) -> None:
         self.failures += 1
@@ -98,6 +117,7 @@ class Node:
     def mark_down(self) -> None:
         """No traffic until the poller hears from it again; its models no longer count."""
         self.status = "down"
+        self._lost.set()
         for model_id in self.models:
             self._loaded_gauge(model_id, False)
         self.metrics.child(self.metrics.node_up, self.name).set(0)
@@ -109,6 +129,7 @@ class Node:
         if self.status != "down":
             self.status = "suspect"
         self.last_error = reason
+        self._lost.set()
         self.notify()
 
     def restarted(self) -> None:
@@ -159,6 +180,13 @@ class Node:
         self.metrics.child(self.metrics.inflight, model_id, self.name).dec()
         if not self.inflight[model_id]:
             self.notify()  # an eviction or a drain may be waiting for this
+
+    def set_remote_inflight(self, counts: dict[str, int]) -> None:
+        """The other gateways' requests in flight here, as last exchanged."""
+        ended = any(counts.get(m, 0) < c for m, c in self.remote_inflight.items())
+        self.remote_inflight = counts
+        if ended:
+            self.notify()  # an eviction or a drain may be waiting for these
 
     def touch(self, model_id: str) -> None:
         self.last_used[model_id] = time.time()
@@ -240,4 +268,4 @@ class Fleet:
     def holders(self, model_id: str) -> list[Node]:
         """Routable nodes with the model ready, least in-flight first."""
         nodes = [n for n in self.routable() if n.has_ready(model_id)]
-        return sorted(nodes, key=lambda n: (n.inflight.get(model_id, 0), n.total_inflight()))
+        return sorted(nodes, key=lambda n: (n.load(model_id), n.total_inflight()))

@@ -50,7 +50,7 @@ class Poller:
             models = await node.client.get("/models", timeout)
             restarted = node.status in ("unknown", "down") or _uptime(health) < node.uptime
             if restarted or not node.discovery:
-                node.discovery = await node.client.get("/discovery", timeout)
+                node.discovered(await node.client.get("/discovery", timeout))
         except Exception as exc:  # any failure to answer sensibly counts against the node
             self.failed(node, describe_exc(exc), definite=False)
             return

@@ -8,13 +8,10 @@ model loaded outside the catalogue counts with the memory the neuron reports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from cortex.config import ModelProfile
 from cortex.fleet.nodes import Node
-
-if TYPE_CHECKING:
-    from cortex.routing.catalogue import Catalogue
+from cortex.routing.catalogue import Catalogue
 
 MB = 1024 * 1024
 

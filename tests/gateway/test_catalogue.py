@@ -5,6 +5,7 @@ from __future__ import annotations
 from cortex.config import ModelProfile, ModelsConfig
 from cortex.fleet.nodes import Fleet, ModelOnNode, Node
 from cortex.metrics import Metrics
+from cortex.routing import listing
 from cortex.routing.catalogue import Catalogue
 
 ALIASES = {
@@ -50,21 +51,21 @@ def _fleet(status: str) -> tuple[Fleet, Node]:
 
 def test_configured_models_are_listed_with_their_status_from_the_first_moment() -> None:
     fleet, _ = _fleet("unknown")
-    entries = {e.id: e for e in CATALOGUE.entries(fleet)}
+    entries = {e.id: e for e in listing.entries(CATALOGUE, fleet)}
     assert entries["repo/qwen:Q4_1"].status == "starting"  # until the node answers
     assert entries["claude-*"].alias_of == "repo/qwen:Q4_1"
     assert entries["claude-haiku-*"].alias_of == "small"
     fleet, starting = _fleet("starting")
     starting.models["small"] = ModelOnNode("small", "loading")
-    entries = {e.id: e for e in CATALOGUE.entries(fleet)}
+    entries = {e.id: e for e in listing.entries(CATALOGUE, fleet)}
     assert entries["small"].status == "loading" and entries["claude-haiku-*"].status == "loading"
 
 
 def test_a_name_only_a_pattern_matches_is_found() -> None:
     fleet, node = _fleet("up")
     node.models["small"] = ModelOnNode("small", "ready")
-    entry = CATALOGUE.find(fleet, "claude-haiku-9")
+    entry = listing.find(CATALOGUE, fleet, "claude-haiku-9")
     assert entry is not None and entry.alias_of == "small" and entry.status == "ready"
-    assert CATALOGUE.find(fleet, "nothing-like-it") is None
+    assert listing.find(CATALOGUE, fleet, "nothing-like-it") is None
     down, _ = _fleet("down")
-    assert {e.id: e.status for e in CATALOGUE.entries(down)}["small"] == "unavailable"
+    assert {e.id: e.status for e in listing.entries(CATALOGUE, down)}["small"] == "unavailable"

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from cortex.common.wire import ApiError
-from cortex.routing.catalogue import Entry
+from cortex.routing.listing import Entry
 
 
 def model(entry: Entry, created: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cortex.routing.catalogue import Entry
+from cortex.routing.listing import Entry
 
 
 def model(entry: Entry, created: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ try:  # a faster event loop where it is installed (it is optional: not on every 
 except ImportError:  # pragma: no cover - depends on the environment
     uvloop = None
 
-from cortex.app import routes
+from cortex import routes
 from cortex.app.gateway import GATEWAY, Gateway
 from cortex.app.middleware import gateway_middleware
 from cortex.common import notify
@@ -31,8 +31,9 @@ from cortex.dialects.anthropic import routes as anthropic_routes
 from cortex.dialects.openai import routes as openai_routes
 from cortex.dialects.responses import routes as responses_routes
 from cortex.metrics import metrics_app
+from cortex.state.context import state_context
 
-log = logging.getLogger("cortex.app.server")
+log = logging.getLogger("cortex.server")
 SETTINGS = web.AppKey("cortex.settings", Settings)
 
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.cortex.gateway.body_read_timeout_seconds
     app.cleanup_ctx.append(_gateway_ctx)
+    app.cleanup_ctx.append(state_context(lambda app: app[GATEWAY].shared))
     app.cleanup_ctx.append(_poller_ctx)
     if serve_metrics:
         app.cleanup_ctx.append(_metrics_ctx)

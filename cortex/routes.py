@@ -1,5 +1,6 @@
-"""Gateway routes that are not a model dialect: catalogue, health, fleet, admin lifecycle,
-and `/` (clients such as Claude Code probe it with HEAD before their first request)."""
+"""The gateway's own routes: catalogue, health, fleet, admin lifecycle, and `/` (clients
+such as Claude Code probe it with HEAD before their first request). They sit above app/
+and the dialects, whose list shapes `/v1/models` answers in."""
 
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ from cortex.app.gateway import Gateway, gateway_of
 from cortex.common.wire import ApiError, read_json_object
 from cortex.dialects.anthropic import models as anthropic_models
 from cortex.dialects.openai import models as openai_models
+from cortex.routing import listing
 
 _BOOT = int(time.time())  # every model's `created`
 
 
 async def list_models(request: web.Request) -> web.Response:
     gateway = gateway_of(request)
-    entries = gateway.catalogue.entries(gateway.fleet)
+    entries = listing.entries(gateway.catalogue, gateway.fleet)
     if "anthropic-version" in request.headers:
         return web.json_response(anthropic_models.model_list(entries, _BOOT, request.query))
-    listing = openai_models.model_list(entries, _BOOT)
+    shown = openai_models.model_list(entries, _BOOT)
     if "client_version" in request.query:
         # Codex's model discovery reads `models` (its own metadata records); none is offered,
         # so it keeps its built-in defaults instead of failing to parse the list.
-        listing["models"] = []
-    return web.json_response(listing)
+        shown["models"] = []
+    return web.json_response(shown)
 
 
 async def root(request: web.Request) -> web.Response:
@@ -37,7 +39,7 @@ async def root(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     gateway = gateway_of(request)
     name = request.match_info["model"]
-    entry = gateway.catalogue.find(gateway.fleet, name)
+    entry = listing.find(gateway.catalogue, gateway.fleet, name)
     if entry is None:
         raise ApiError(404, f"The model '{name}' does not exist", "model", "model_not_found")
     shape = anthropic_models if "anthropic-version" in request.headers else openai_models
@@ -94,7 +96,7 @@ def fleet_view(gateway: Gateway) -> dict[str, Any]:
     return {
         "nodes": nodes,
         "catalogue": [
-            openai_models.model(e, _BOOT) for e in gateway.catalogue.entries(gateway.fleet)
+            openai_models.model(e, _BOOT) for e in listing.entries(gateway.catalogue, gateway.fleet)
         ],
         "waiting": {m: n for m, n in gateway.router.waiting.items() if n},
     }
