@@ -78,6 +78,7 @@ class ModelEntry:
                 "queried_tokens": stats.prefix_queried_tokens,
                 "hit_tokens": stats.prefix_hit_tokens,
             }
+            out["compiled_decode"] = stats.compiled_decode
         if self.error:
             out["error"] = self.error
         return out

@@ -193,6 +193,7 @@ class DeviceWorker:
         if now - self._last_refresh >= _REFRESH_SECONDS:
             self._last_refresh = now
             devices.refresh(self.device)
+            self._publish()  # what changes off the steps too (the CPU compile's state)
         return True
 
     def _execute(self, fn: Callable[[], Any], fut: asyncio.Future | None) -> None:

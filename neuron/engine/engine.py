@@ -183,7 +183,7 @@ class Engine:
         return self.scheduler.has_work()
 
     def stats(self) -> EngineStats:
-        blocks = self.block_manager
+        blocks, compiled = self.block_manager, self.runner.compiled
         return EngineStats(
             running=len(self.scheduler.running),
             waiting=len(self.scheduler.waiting),
@@ -194,6 +194,7 @@ class Engine:
             cached_blocks=blocks.num_cached,
             prefix_queried_tokens=blocks.queried_tokens,
             prefix_hit_tokens=blocks.hit_tokens,
+            compiled_decode=compiled.state if compiled is not None else "off",
         )
 
     def _accept(self, row: Sampled) -> RequestOutput | None:

@@ -59,3 +59,6 @@ class EngineStats:
     cached_blocks: int  # blocks holding a reusable prefix, in use or not
     prefix_queried_tokens: int  # prompt tokens looked up in the prefix cache (cumulative)
     prefix_hit_tokens: int  # of those, found there (cumulative)
+    # The CPU decode step's compiled path (cpu_compile.py): "off", "compiling", "active"
+    # or "failed".
+    compiled_decode: str = "off"
