@@ -163,11 +163,14 @@ def test_a_burst_on_both_gateways_loads_the_model_once(fleet: TwoGateways) -> No
     assert {r.headers["x-cortex-node"] for r in replies} == {holders[0].name}
 
 
-def _stream_in_thread(gateway: Gateway, model: str, results: list) -> threading.Thread:
+def _stream_in_thread(gateway: Gateway, model: str, results: dict) -> threading.Thread:
+    """Stream from `model`; `results[model]` is the reply and when it had been read whole."""
+
     def run() -> None:
         body = {"model": model, "messages": [{"role": "user", "content": "go"}],
                 "max_tokens": 600, "stream": True, "ignore_eos": True}  # fmt: skip
-        results.append(gateway.post("/v1/chat/completions", body, timeout=120))
+        reply = gateway.post("/v1/chat/completions", body, timeout=120)
+        results[model] = (reply, time.monotonic())
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -181,19 +184,26 @@ def test_a_gateway_never_evicts_what_the_other_is_serving(fleet: TwoGateways) ->
     status, body, headers = a.chat(BIG_A)  # no room beside COLD: the other node
     assert status == 200 and headers["x-cortex-node"] == y.name, body
     wait_until(lambda: b.models_on(y.name).get(BIG_A) == "ready", 30, "b sees it")
-    streams: list = []
+    streams: dict = {}
     threads = [_stream_in_thread(a, COLD, streams), _stream_in_thread(a, BIG_A, streams)]
     wait_until(lambda: x.model(COLD)["running"] and y.model(BIG_A)["running"], 30, "streaming")
     wanting: list = []
-    other = threading.Thread(target=lambda: wanting.append(b.chat(BIG_B)))
+    other = threading.Thread(target=lambda: wanting.append((b.chat(BIG_B), time.monotonic())))
     other.start()  # every node is full of models a is serving: b must wait
+    gone: dict[str, float] = {}  # when each model was first seen not ready
     while any(t.is_alive() for t in threads):
-        assert x.loaded().get(COLD) == "ready" and y.loaded().get(BIG_A) == "ready"
-        assert not wanting, wanting
+        now = time.monotonic()
+        for node, model in ((x, COLD), (y, BIG_A)):
+            if node.loaded().get(model) != "ready":
+                gone.setdefault(model, now)
         time.sleep(0.1)
-    assert [r.status for r in streams] == [200, 200]
+    assert [streams[m][0].status for m in (COLD, BIG_A)] == [200, 200]
+    # Once a stream has been read whole its model may go; never before.
+    for model, since in gone.items():
+        assert since > streams[model][1], f"{model} unloaded while a's stream was running"
     other.join(60)
-    assert wanting and wanting[0].status == 200, wanting
+    assert wanting and wanting[0][0].status == 200, wanting
+    assert wanting[0][1] > min(t for _, t in streams.values()), "b loaded before a stream ended"
     assert BIG_B in x.loaded() or BIG_B in y.loaded()
 
 

@@ -167,10 +167,10 @@ def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
 
 
 def test_unknown_endpoints_say_which(stack: Stack) -> None:
-    openai_404 = http("POST", stack.url + "/v1/embeddings", b"{}")
+    openai_404 = http("POST", stack.url + "/v1/audio/speech", b"{}")
     assert openai_404.status == 404
     assert openai_404.json()["error"]["message"].startswith(
-        "POST /v1/embeddings is not an endpoint"
+        "POST /v1/audio/speech is not an endpoint"
     )
     anthropic_404 = http("GET", stack.url + "/v1/messages/batches")
     assert anthropic_404.status in (404, 405)
