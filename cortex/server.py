@@ -55,7 +55,11 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
 
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+    # No cookie jar (neurons set none: every request would still filter and store them).
+    session = aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
+    async with session:
         app[GATEWAY] = Gateway.build(app[SETTINGS], session)
         yield
 

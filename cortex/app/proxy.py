@@ -44,6 +44,7 @@ from aiohttp import web
 
 from cortex.app.gateway import Gateway, gateway_of, record_of
 from cortex.app.upstream import Upstream, node_failed
+from cortex.common.limits import deadline as first_byte
 from cortex.common.wire import CLIENT_BODY, ApiError, openai_error_from_upstream
 from cortex.fleet.client import describe_exc
 from cortex.fleet.nodes import Node
@@ -79,7 +80,11 @@ async def open_upstream(
     record.model = model if gateway.router.known(model) else "unknown"
     stream = bool(body.get("stream"))
     excluded = exclude
-    conversation = conversation_key(request.get(CLIENT_BODY, body), request.headers)
+    client_body = request.get(CLIENT_BODY, body)
+
+    def conversation() -> str | None:  # a digest is costly: only where a choice is made
+        return conversation_key(client_body, request.headers)
+
     try:
         while True:
             node = await gateway.router.acquire(model, keepalive, excluded, conversation)
@@ -162,19 +167,17 @@ async def _send(
         cfg.stream_idle_timeout_seconds,
     )
     headers = {**node.client.headers, "Content-Type": "application/json"}
-    deadline = cfg.first_byte_timeout_seconds
+    limit = cfg.first_byte_timeout_seconds
     try:
-        response = await asyncio.wait_for(
-            gateway.session.post(
+        async with first_byte(limit):  # on this task: wait_for would start one per request
+            response = await gateway.session.post(
                 node.client.url(path), data=body, headers=headers, timeout=timeout
-            ),
-            deadline,
-        )
+            )
     except aiohttp.ClientError as exc:  # aiohttp's own timeouts are ClientErrors too
         node_failed(gateway, node, exc, isinstance(exc, aiohttp.ClientConnectorError))
         raise _NodeFault(_failed(node, exc, 504 if isinstance(exc, TimeoutError) else 502)) from exc
-    except TimeoutError as exc:  # the first-byte deadline (caught before OSError, its base)
-        reason = f"no response within first_byte_timeout_seconds ({deadline:g} s)"
+    except asyncio.TimeoutError as exc:  # the first-byte deadline (before OSError, its base)
+        reason = f"no response within first_byte_timeout_seconds ({limit:g} s)"
         node.mark_suspect(reason)
         raise _NodeFault(ApiError(504, f"node '{node.name}' failed: {reason}")) from exc
     except OSError as exc:

@@ -155,8 +155,7 @@ class Engine:
             return []
         sampled = self.runner.run(batch)
         for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
-            seq.num_cached_tokens += chunk
-            self.block_manager.cache_computed(seq)
+            self.block_manager.commit(seq, chunk)
         outputs = [self._accept(row) for row in sampled]
         return [out for out in outputs if out is not None]
 
