@@ -99,9 +99,10 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await web.TCPSite(runner, host, port).start()
         log.info(
-            "cortex listening on %s (metrics on %s)",
+            "cortex listening on %s (metrics on %s; event loop: %s)",
             settings.cortex.gateway.listen,
             settings.cortex.gateway.metrics_listen,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         notify.notify("READY=1")
         notify.notify(f"STATUS=serving on {settings.cortex.gateway.listen}")
