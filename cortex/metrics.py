@@ -100,9 +100,9 @@ class Metrics:
         )
         self.affinity = Counter(
             "cortex_cache_affinity_total",
-            "Routing of requests with a conversation key among two or more nodes: hit (back "
-            "to the node holding the conversation), miss (new or forgotten), override (that "
-            "node was too busy)",
+            "Routing of requests with a conversation key in a fleet of two or more nodes: hit "
+            "(back to the node holding the conversation), miss (new or forgotten), override "
+            "(that node was too busy)",
             ["model", "outcome"],
             registry=registry,
         )

@@ -82,7 +82,7 @@ async def open_upstream(
     excluded = exclude
     client_body = request.get(CLIENT_BODY, body)
 
-    def conversation() -> str | None:  # a digest is costly: only where a choice is made
+    def conversation() -> str | None:  # a digest is costly: only where a choice may be made
         return conversation_key(client_body, request.headers)
 
     try:

@@ -62,7 +62,7 @@ class Router:
 
         `conversation()` (cortex.routing.affinity.conversation_key) sends a conversation
         back to the node that served it while that node is not much busier than others;
-        it is asked only when more than one node could take the request.
+        it is not asked in a fleet of one node.
         """
         node = self._pick(model_id, exclude, conversation)
         if node is not None:
@@ -85,7 +85,9 @@ class Router:
         self, model_id: str, exclude: frozenset[str], conversation: Conversation | None
     ) -> Node | None:
         holders = [n for n in self.fleet.holders(model_id) if n.name not in exclude]
-        if len(holders) < 2 or conversation is None:  # no choice to make: no key needed
+        # A fleet of one never chooses: no key needed. With more, a conversation is
+        # remembered even while one node holds the model, so it stays where it moved.
+        if not holders or conversation is None or len(self.fleet.nodes) < 2:
             return holders[0] if holders else None
         key = conversation()
         if key is None:
