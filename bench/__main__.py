@@ -1,12 +1,15 @@
 """`make bench`: every CPU benchmark in one run, then the JSON and Markdown report.
 
+The resources suite prints, without timing anything, the registers, stack and shared
+memory of every Triton kernel compiled ahead of time for each GPU (bench/gpu_resources.py).
+
 The engine and agent suites run in this process. The neuron HTTP and gateway suites are
 their own scripts (each starts and stops its own processes); each is run
 `--runs` times with one run apiece, and its printed table is parsed, so that
 every figure here has all its runs and hence a spread. Sized to finish in under
 15 minutes on a 2-core CPU.
 
-    python -m bench [--runs 3] [--only engine agent neuron gateway]
+    python -m bench [--runs 3] [--only engine agent neuron gateway resources]
 """
 
 from __future__ import annotations
@@ -139,10 +142,18 @@ def gateway_figures(runs: int, seconds: int) -> list[Figure]:
     ]
 
 
+def resource_table() -> list[Figure]:
+    """Printed, not measured: no figures (the compiles run in their own process)."""
+    run_script("bench.gpu_resources")
+    return []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", nargs="+", default=["engine", "agent", "neuron", "gateway"])
+    parser.add_argument(
+        "--only", nargs="+", default=["engine", "agent", "neuron", "gateway", "resources"]
+    )
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--stream-tokens", type=int, default=32)
     parser.add_argument("--gateway-seconds", type=int, default=3, help="per wrk run")
@@ -152,6 +163,7 @@ def main() -> None:
         "agent": lambda: run_agent_bench(args.runs),
         "neuron": lambda: neuron_figures(args.runs, args.stream_tokens),
         "gateway": lambda: gateway_figures(args.runs, args.gateway_seconds),
+        "resources": resource_table,
     }
     figures: list[Figure] = []
     notes: list[str] = []

@@ -43,8 +43,9 @@ TOOLS = ("read_file", "write_file", "run_shell", "search_code", "list_dir", "app
 FirstToken = Callable[[list[int]], float]
 
 
-def conversation(template: ChatTemplate, tokenizer) -> list[list[int]]:
-    """The token ids of each turn's prompt, every one a prefix of the next."""
+def conversation(template: ChatTemplate, tokenizer, salt: str = "") -> list[list[int]]:
+    """The token ids of each turn's prompt, every one a prefix of the next (`salt` opens
+    the system prompt: conversations of other salts share no cached block with it)."""
     rules = "\n".join(
         f"Rule {i}: when the task touches module {i}, read its tests first, keep changes "
         f"small, explain them in one sentence and never rewrite unrelated code ({i * 37})."
@@ -56,7 +57,7 @@ def conversation(template: ChatTemplate, tokenizer) -> list[list[int]]:
         for name in TOOLS
     )
     messages = [
-        {"role": "system", "content": f"You are a coding agent.\n{tools}\n{rules}"},
+        {"role": "system", "content": f"{salt}You are a coding agent.\n{tools}\n{rules}"},
         {"role": "user", "content": "Fix the failing test in the parser module."},
     ]
     prompts = []

@@ -1,4 +1,6 @@
-"""The measurements of bench/gpu_check.sh: (a) decode attention, (b) sampling, (c) end to end.
+"""The measurements of bench/gpu_check.sh: (a) decode attention, (b) sampling, (c) end to end,
+(d) prefill attention, (e) a mixture of experts against the dense model of its active
+parameters, (f) packed int4 weights.
 
 Prints each figure as it comes and writes everything to one JSON file.
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench import gpu_attention, gpu_e2e, gpu_sampling
+from bench import gpu_attention, gpu_e2e, gpu_prefill, gpu_quant, gpu_sampling, moe
 from bench.gpu_common import copy_bandwidth, peak_bandwidth, setup
 from bench.report import machine, versions
 
@@ -44,7 +46,12 @@ def main() -> None:
         "attention": gpu_attention.run(s, peak),
         "sampling": gpu_sampling.run(s),
         "e2e": gpu_e2e.run(s, peak),
+        "prefill": gpu_prefill.run(s),
+        "int4": gpu_quant.run(s, peak),
     }
+    if s.device.type == "cuda":
+        torch.cuda.empty_cache()
+    result["moe"] = moe.run_gpu(s)
     result["seconds"] = time.monotonic() - began
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

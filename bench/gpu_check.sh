@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with one NVIDIA GPU and no network: the CUDA-marked tests,
-# then decode attention, sampling and end-to-end decode figures, in under 8 minutes.
+# then decode attention, sampling, end-to-end decode, prefill attention, MoE-vs-dense and
+# packed int4 figures (the int4 matrix-vector kernel's bandwidth, int4 against bf16 decode).
 # Needs torch, triton, transformers and pytest in $PYTHON (default python3); the repo
 # is used in place (PYTHONPATH), nothing is installed or downloaded. Writes
 # $OUT/gpu_check.json when OUT is set.

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +32,7 @@ from neuron.demo import DEMO_MODEL_ID, demo_gguf_path, fetch_demo
 from neuron.models.gguf_io import open_gguf
 from neuron.text.chat_template import ChatTemplate
 from neuron.text.tokenizer import Tokenizer
+from tests.support.daemons import wait_ready
 from tests.support.procs import Proc, free_port
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -148,29 +151,37 @@ def main() -> None:
     parser.add_argument("--kv-mb", type=int, default=512)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the neuron
+    with demo_neuron(args.kv_mb) as (proc, log):
+        print(f"decode step: {wait_for_compile(log)}")
+        print(
+            f"neuron on {proc.url}, model {DEMO_MODEL_ID}, {args.tokens} tokens per stream, "
+            f"median of {args.runs} runs"
+        )
+        baseline = llama_cpp_baseline(args.tokens, args.runs)
+        asyncio.run(_bench(proc.url, args.concurrency, args.tokens, args.runs, baseline))
+
+
+@contextlib.contextmanager
+def demo_neuron(kv_mb: int, *settings: str) -> Iterator[tuple[Proc, Path]]:
+    """`neuron serve` on loopback with the demo model loaded (`settings`: more
+    neuron.toml lines); yields the process and its log, stops it on the way out."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         fetch_demo(work / "models")
         port = free_port()
         config = work / "neuron.toml"
-        config.write_text(
-            f'port = {port}\nlisten = "127.0.0.1"\nmodels_dir = "models"\n'
-            f"cpu_kv_cache_mb = {args.kv_mb}\n[[default_models]]\nmodel_id = {json.dumps(DEMO_MODEL_ID)}\n"
-        )
+        lines = [f"port = {port}", 'listen = "127.0.0.1"', 'models_dir = "models"',
+                 f"cpu_kv_cache_mb = {kv_mb}", *settings,
+                 "[[default_models]]", f"model_id = {json.dumps(DEMO_MODEL_ID)}"]  # fmt: skip
+        config.write_text("\n".join(lines) + "\n")
         proc = Proc(
             ["neuron.cli", "serve", "-c", str(config)],
             work / "neuron.log",
             f"http://127.0.0.1:{port}",
         ).start()
         try:
-            proc.wait_http("/health", timeout=300, ready='"status": "ready"')
-            print(f"decode step: {wait_for_compile(work / 'neuron.log')}")
-            print(
-                f"neuron on {proc.url}, model {DEMO_MODEL_ID}, {args.tokens} tokens per stream, "
-                f"median of {args.runs} runs"
-            )
-            baseline = llama_cpp_baseline(args.tokens, args.runs)
-            asyncio.run(_bench(proc.url, args.concurrency, args.tokens, args.runs, baseline))
+            wait_ready(proc, timeout=300)
+            yield proc, work / "neuron.log"
         finally:
             proc.stop()
 

@@ -89,8 +89,8 @@ class UpstreamSection:
 
 @dataclass
 class ResponsesSection:
-    """The Responses dialect's store of responses (`store`, `previous_response_id`): in this
-    gateway's memory only, the oldest dropped past `store_max_responses`."""
+    """The Responses dialect's store of responses (`store`, `previous_response_id`), kept
+    where `[state]` says, the oldest dropped past `store_max_responses`."""
 
     store_max_responses: int = 1000
     store_ttl_seconds: float = 3600.0
@@ -100,6 +100,31 @@ class ResponsesSection:
             return "store_max_responses", "an integer >= 0", str(self.store_max_responses)
         if self.store_ttl_seconds <= 0:
             return "store_ttl_seconds", "a positive number", str(self.store_ttl_seconds)
+        return None
+
+
+@dataclass
+class StateSection:
+    """What several gateways share: in this process only (`memory`, one gateway), or in
+    Redis (`redis`): the Responses store, cold-load leases and in-flight counts."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"  # redis:// or rediss:// (TLS)
+    password: str | None = None  # or in the URL; best from the environment file
+    key_prefix: str = "cortex:"
+    # The longest a request waits on one Redis operation before going on without it.
+    timeout_seconds: float = 0.25
+    # A cold-load lease and a gateway's in-flight counts live this long unless renewed,
+    # so a gateway that dies stops holding loads or counting requests.
+    lease_seconds: float = 10.0
+    sync_interval_seconds: float = 0.5  # how often in-flight counts are exchanged
+
+    def validate(self) -> tuple[str, str, str] | None:
+        if self.backend == "redis" and not self.url.startswith(("redis://", "rediss://")):
+            return "url", "a redis:// or rediss:// URL", f'"{self.url}"'
+        for key in ("timeout_seconds", "lease_seconds", "sync_interval_seconds"):
+            if getattr(self, key) <= 0:
+                return key, "a positive number", str(getattr(self, key))
         return None
 
 
@@ -115,6 +140,9 @@ class NeuronEntry:
         return None
 
 
+Capability = Literal["chat", "embeddings", "rerank", "fim"]
+
+
 @dataclass
 class ModelProfile:
     """Where a model may be placed: memory, device count, pins and eviction priority."""
@@ -127,6 +155,8 @@ class ModelProfile:
     pinned_on: list[str] = field(default_factory=list)
     priority: int = 0
     context_length: int | None = None
+    # What it serves (chat, embeddings, rerank, fim); None: what the neuron reports.
+    capabilities: list[Capability] | None = None
 
     def validate(self) -> tuple[str, str, str] | None:
         if self.min_devices < 1:
@@ -153,6 +183,7 @@ class CortexConfig:
     routing: RoutingSection = field(default_factory=RoutingSection)
     upstream: UpstreamSection = field(default_factory=UpstreamSection)
     responses: ResponsesSection = field(default_factory=ResponsesSection)
+    state: StateSection = field(default_factory=StateSection)
     neurons: list[NeuronEntry] = field(default_factory=list)
     models_config: str | None = None
 
@@ -181,6 +212,12 @@ def load_settings(path: str | Path, environ: dict[str, str] | None = None) -> Se
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ConfigError(str(path), "neurons", "unique names", f'"{sorted(duplicates)[0]}" twice')
+    state, poll = cortex.state, cortex.poller.interval_seconds
+    if state.backend == "redis" and state.lease_seconds <= poll:
+        raise ConfigError(
+            str(path), "state.lease_seconds", f"more than poller.interval_seconds ({poll:g})",
+            str(state.lease_seconds),
+        )  # fmt: skip
     models = ModelsConfig()
     if cortex.models_config:
         models_path = Path(path).parent / cortex.models_config

@@ -100,9 +100,9 @@ class Metrics:
         )
         self.affinity = Counter(
             "cortex_cache_affinity_total",
-            "Routing of requests with a conversation key in a fleet of two or more nodes: hit "
-            "(back to the node holding the conversation), miss (new or forgotten), override "
-            "(that node was too busy)",
+            "Routing of requests with a conversation key, in a fleet of two or more nodes, to "
+            "its rendezvous node: hit (where this gateway sent it before), miss (new to this "
+            "gateway, or the model was reloaded there), override (that node was too busy)",
             ["model", "outcome"],
             registry=registry,
         )
@@ -113,6 +113,17 @@ class Metrics:
             "cortex_model_loaded",
             "1 if the model is loaded and ready on the node",
             ["model", "node"],
+            registry=registry,
+        )
+        self.state_up = Gauge(
+            "cortex_state_up",
+            "1 while the shared state ([state]) answers; 0: going on from local state",
+            registry=registry,
+        )
+        self.state_errors = Counter(
+            "cortex_state_errors_total",
+            "Operations on the shared state that failed or timed out",
+            ["operation"],
             registry=registry,
         )
         self.build_info = Gauge(

@@ -28,9 +28,11 @@ from cortex.common import notify
 from cortex.common.limits import BODY_TIMEOUT, guarded_runner
 from cortex.config import Settings, parse_listen
 from cortex.dialects.anthropic import routes as anthropic_routes
+from cortex.dialects.openai import embeddings as openai_embeddings
 from cortex.dialects.openai import routes as openai_routes
 from cortex.dialects.responses import routes as responses_routes
 from cortex.metrics import metrics_app
+from cortex.state.context import state_context
 
 log = logging.getLogger("cortex.server")
 SETTINGS = web.AppKey("cortex.settings", Settings)
@@ -43,11 +45,13 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.cortex.gateway.body_read_timeout_seconds
     app.cleanup_ctx.append(_gateway_ctx)
+    app.cleanup_ctx.append(state_context(lambda app: app[GATEWAY].shared))
     app.cleanup_ctx.append(_poller_ctx)
     if serve_metrics:
         app.cleanup_ctx.append(_metrics_ctx)
     routes.add_routes(app)
     openai_routes.add_routes(app)
+    openai_embeddings.add_routes(app)
     anthropic_routes.add_routes(app)
     responses_routes.add_routes(app, settings.cortex.responses)
     return app

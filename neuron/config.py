@@ -7,6 +7,7 @@ one line naming the file, the key and what was expected.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ class DefaultModel:
     dtype: Dtype = "auto"
     max_context: int | None = None
     prefix_cache: bool | None = None  # None: the daemon's `prefix_cache`
+    pooling: Literal["last", "mean", "cls"] | None = None  # None: what the model's files say
 
 
 @dataclass
@@ -57,9 +59,16 @@ class NeuronConfig:
     # keeps a GGUF's quantisation packed (4-bit as int4, 8-bit as int8), "int4"/"int8"
     # pack every layer, "none" keeps cpu_dtype throughout.
     cpu_quantization: Literal["auto", "int4", "int8", "fp16", "none"] = "auto"
+    # How CUDA models hold quantised weights: "auto" keeps what the file holds packed
+    # (GGUF 4-bit, AWQ, GPTQ as int4; GGUF 5/6/8-bit as int8), "none" dequantises to
+    # cuda_dtype. A load request's `gpu_quantization` overrides it per model.
+    gpu_quantization: Literal["auto", "none"] = "auto"
     # Compile the CPU decode step in the background (neuron/engine/cpu_compile.py);
     # eager until it is ready, and for good where no C++ compiler is present.
     cpu_compile: bool = True
+    # Where the neuron keeps what it builds and may rebuild (the compiled CPU decode step,
+    # under inductor/); unset: $XDG_CACHE_HOME/neuron, else ~/.cache/neuron.
+    cache_dir: Path | None = None
     token: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_models: list[DefaultModel] = field(default_factory=list)
@@ -103,6 +112,11 @@ class NeuronConfig:
         return self.cuda_dtype if kind == "cuda" else self.cpu_dtype
 
 
+def _default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "neuron"
+
+
 def load(path: str | Path) -> NeuronConfig:
     """Read neuron.toml (or .yaml); raises ConfigError naming file, key and expectation."""
     config = load_config(NeuronConfig, path, env_prefix="NEURON_", env_separator=None)
@@ -112,4 +126,5 @@ def load(path: str | Path) -> NeuronConfig:
     if config.hf_cache is not None and not config.hf_cache.is_absolute():
         config.hf_cache = base / config.hf_cache
     config.allowed_model_roots = [base / root for root in config.allowed_model_roots]
+    config.cache_dir = base / (config.cache_dir or _default_cache_dir())
     return config

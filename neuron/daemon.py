@@ -24,6 +24,7 @@ from neuron import devices
 from neuron.api.app import make_app
 from neuron.api.state import DaemonState
 from neuron.config import NeuronConfig
+from neuron.engine.cpu_compile import use_cache_dir
 from neuron.metrics import NeuronMetrics
 from neuron.registry import Registry
 from neuron.worker import DeviceWorker
@@ -39,7 +40,12 @@ async def _activate(daemon: DaemonState) -> None:
         notify.notify(f"STATUS=loading {model.model_id}")
         try:
             await daemon.registry.load(
-                model.model_id, model.devices, model.dtype, model.max_context, model.prefix_cache
+                model.model_id,
+                model.devices,
+                model.dtype,
+                model.max_context,
+                model.prefix_cache,
+                model.pooling,
             )
             state["status"] = "ready"
         except Exception as exc:
@@ -64,6 +70,7 @@ async def _drain(daemon: DaemonState, site: web.TCPSite) -> None:
 
 async def serve(config: NeuronConfig) -> int:
     loop = asyncio.get_running_loop()
+    use_cache_dir(config.cache_dir)
     found = devices.discover()
     workers = [DeviceWorker(device, loop) for device in found]
     for worker in workers:

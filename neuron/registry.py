@@ -55,6 +55,11 @@ class ModelEntry:
             "kv_cache_dtype": self.facts.kv_cache_dtype if self.facts else None,
             "memory_bytes": self.facts.memory_bytes if self.facts else 0,
             "context_length": self.facts.context_length if self.facts else None,
+            "experts": self.facts.experts if self.facts else None,
+            "active_experts": self.facts.active_experts if self.facts else None,
+            "capabilities": self.facts.capabilities if self.facts else [],
+            "pooling": self.facts.pooling.public() if self.facts else None,
+            "embedding_dimensions": self.facts.hidden_size if self.facts else None,
             "running": stats.running if stats else 0,
             "waiting": stats.waiting if stats else 0,
             "inflight": self.inflight,
@@ -73,6 +78,7 @@ class ModelEntry:
                 "queried_tokens": stats.prefix_queried_tokens,
                 "hit_tokens": stats.prefix_hit_tokens,
             }
+            out["compiled_decode"] = stats.compiled_decode
         if self.error:
             out["error"] = self.error
         return out
@@ -99,6 +105,8 @@ class Registry:
         dtype: str = "auto",
         max_context: int | None = None,
         prefix_cache: bool | None = None,
+        pooling: str | None = None,
+        gpu_quantization: str | None = None,
     ) -> ModelEntry:
         """Load model_id (or join the load already under way) and return it when ready."""
         try:
@@ -115,7 +123,10 @@ class Registry:
             worker = self._pick_worker(devices)
             if prefix_cache is None:
                 prefix_cache = self.config.prefix_cache
-            load = self._load(model_id, worker, dtype, max_context, prefix_cache)
+            quantization = gpu_quantization or self.config.gpu_quantization
+            load = self._load(
+                model_id, worker, dtype, max_context, prefix_cache, pooling, quantization
+            )
             pending = asyncio.ensure_future(load)
             self._loads[model_id] = pending
             pending.add_done_callback(lambda _f: self._loads.pop(model_id, None))
@@ -146,6 +157,8 @@ class Registry:
         dtype: str,
         max_context: int | None,
         prefix_cache: bool,
+        pooling: str | None,
+        gpu_quantization: str,
     ) -> ModelEntry:
         dtype = self.config.dtype_for(worker.device.kind, dtype)
         entry = ModelEntry(model_id, worker, dtype)
@@ -158,7 +171,14 @@ class Registry:
             entry.facts = await worker.attach(
                 model_id,
                 lambda: build_engine(
-                    self.config, path, worker.device, dtype, max_context, prefix_cache
+                    self.config,
+                    path,
+                    worker.device,
+                    dtype,
+                    max_context,
+                    prefix_cache,
+                    pooling,
+                    gpu_quantization,
                 ),
             )
         except Exception as exc:

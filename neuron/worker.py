@@ -193,6 +193,7 @@ class DeviceWorker:
         if now - self._last_refresh >= _REFRESH_SECONDS:
             self._last_refresh = now
             devices.refresh(self.device)
+            self._publish()  # what changes off the steps too (the CPU compile's state)
         return True
 
     def _execute(self, fn: Callable[[], Any], fut: asyncio.Future | None) -> None:
@@ -217,10 +218,10 @@ class DeviceWorker:
                 if out.finished:
                     del self._sinks[out.request_id]
                 ready.append((entry[1], out))
+        self._publish()  # before the outputs: a client that got its answer sees it counted
         if ready:  # one wake-up of the event loop a step, not one per stream (measured: the
             # self-pipe writes were 2.3% of the device thread's time at 16 streams)
             self._loop.call_soon_threadsafe(_feed, ready)
-        self._publish()
 
     def _publish(self) -> None:
         self.stats = {mid: engine.stats() for mid, engine in self._engines.items()}

@@ -12,16 +12,19 @@ from __future__ import annotations
 import torch
 
 from neuron_kernels.attention_ref import decode_attention_ref, prefill_attention_ref
-from neuron_kernels.dispatch import use_triton
+from neuron_kernels.dispatch import interpreting, triton_available, use_triton
 from neuron_kernels.kv_store import store_kv
+from neuron_kernels.quant_matmul_ref import PackedWeight, quant_matmul_ref
 from neuron_kernels.sampling import SamplingBatch, SamplingRow
 from neuron_kernels.sampling_ref import sample_ref
 
 __all__ = [
+    "PackedWeight",
     "SamplingBatch",
     "SamplingRow",
     "decode_attention",
     "prefill_attention",
+    "quant_matmul",
     "sample",
     "store_kv",
 ]
@@ -68,3 +71,13 @@ def sample(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
 
         return sample_triton(logits, batch)
     return sample_ref(logits, batch)
+
+
+def quant_matmul(x: torch.Tensor, weight: PackedWeight) -> torch.Tensor:
+    """x [M, K] @ dequant(W).T → [M, N] in x's dtype. Triton on CUDA, and on CPU tensors
+    too under TRITON_INTERPRET=1, so that a packed model's tests run the kernel itself."""
+    if use_triton(x) or (interpreting() and triton_available()):
+        from neuron_kernels.quant_matmul_triton import quant_matmul_triton
+
+        return quant_matmul_triton(x, weight)
+    return quant_matmul_ref(x, weight)

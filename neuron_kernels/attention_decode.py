@@ -9,14 +9,15 @@ keeps every SM busy at small batch."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 from neuron_kernels.attention_tile import attend_tile
-from neuron_kernels.dispatch import interpreting, launch_guard
-from neuron_kernels.triton_util import dot_precision, pow2, upcast
+from neuron_kernels.dispatch import interpreting
+from neuron_kernels.triton_util import Launch, dot_precision, launched, pow2, upcast
 
 LOG2E = 1.4426950408889634
 MIN_KEYS_PER_SPLIT = 256
@@ -24,10 +25,10 @@ MIN_KEYS_PER_SPLIT = 256
 
 @triton.jit
 def _decode_split_kernel(
-    Q, KC, VC, TABLES, LENS, MID_O, MID_LSE, qk_scale, num_splits,
+    Q, KC, VC, TABLES, LENS, MID_O, MID_LSE, qk_scale, num_splits, group,
     s_qb, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_tb,
     s_ob, s_oh, s_os, s_lb, s_lh,
-    GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
@@ -42,8 +43,8 @@ def _decode_split_kernel(
     offs_g = tl.arange(0, BLOCK_G)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    heads = kv_head * GROUP + offs_g
-    g_ok = offs_g < GROUP
+    heads = kv_head * group + offs_g
+    g_ok = offs_g < group
     d_ok = offs_d < HEAD_DIM
     q = tl.load(
         Q + b * s_qb + heads[:, None] * s_qh + offs_d[None, :],
@@ -123,7 +124,35 @@ def default_splits(batch: int, kv_heads: int, max_context: int, device: torch.de
     return max(1, min(fill, triton.cdiv(max_context, MIN_KEYS_PER_SPLIT), 64))
 
 
-def decode_attention_triton(
+@dataclass(frozen=True)
+class DecodeTiles:
+    """How stage 1 is cut: query rows per program (the group, padded for tl.dot),
+    keys per step, warps and pipeline stages."""
+
+    block_g: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+
+def decode_tiles(head_dim: int, group: int, dtype: torch.dtype) -> DecodeTiles:
+    """The settings stage 1 runs with (the ahead-of-time compile test checks these).
+
+    tl.dot needs 16 rows, so a group is padded to 16: free in this memory-bound loop
+    (16 rows do 16 flop per byte of keys and values read, against the ~150-300 the
+    tensor cores of an A100/H100 sustain per byte of bandwidth). Half precision reads
+    16 KB of keys per step (64 keys up to head_dim 128, 32 above), 4 warps, 3 stages:
+    no stack at any head size. fp32 dots run as FMAs with both operands in registers:
+    32 keys over 8 warps, 2 stages, where 64 keys over 4 warps spilled on sm_80."""
+    block_g = pow2(group)
+    if interpreting():
+        return DecodeTiles(block_g, 16, 4, 1)
+    if dtype == torch.float32:
+        return DecodeTiles(block_g, 32, 8, 2)
+    return DecodeTiles(block_g, 64 if head_dim <= 128 else 32, 4, 3)
+
+
+def decode_launches(
     q: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
@@ -131,40 +160,47 @@ def decode_attention_triton(
     context_lens: torch.Tensor,
     scale: float,
     num_splits: int | None = None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, list[Launch]]:
     """Same contract as ``kernels.decode_attention``; ``num_splits`` overrides the
-    heuristic (every context length must be >= 1)."""
+    heuristic (every context length must be >= 1). Plans the output buffer and the
+    two launches that fill it (none for an empty batch); ``decode_attention_triton``
+    runs them."""
     b, hq, d = q.shape
     page, hkv = k_cache.shape[1], k_cache.shape[2]
     if hq % hkv:
         raise ValueError(f"{hq} query heads are not a multiple of {hkv} kv heads")
     out = torch.empty_like(q)
     if b == 0:
-        return out
+        return out, []
     if num_splits is None:
         num_splits = default_splits(b, hkv, block_tables.shape[1] * page, q.device)
     block_d = pow2(d)
     mid_o = torch.empty(b, hq, num_splits, block_d, dtype=torch.float32, device=q.device)
     mid_lse = torch.empty(b, hq, num_splits, dtype=torch.float32, device=q.device)
     group = hq // hkv
-    with launch_guard(q):
-        _decode_split_kernel[(b, hkv, num_splits)](
-            q, k_cache, v_cache, block_tables, context_lens, mid_o, mid_lse,
-            scale * LOG2E, num_splits,
-            q.stride(0), q.stride(1),
-            k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-            v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-            block_tables.stride(0),
-            mid_o.stride(0), mid_o.stride(1), mid_o.stride(2),
-            mid_lse.stride(0), mid_lse.stride(1),
-            GROUP=group, BLOCK_G=pow2(group), HEAD_DIM=d, BLOCK_D=block_d,
-            BLOCK_N=16 if interpreting() else 64, PAGE=page,
-            UPCAST=upcast(q), PRECISION=dot_precision(q),
-        )  # fmt: skip
-        _decode_merge_kernel[(b, hq)](
-            mid_o, mid_lse, out, num_splits,
-            mid_o.stride(0), mid_o.stride(1), mid_o.stride(2),
-            mid_lse.stride(0), mid_lse.stride(1), out.stride(0), out.stride(1),
-            HEAD_DIM=d, BLOCK_D=block_d, BLOCK_S=pow2(num_splits, floor=2),
-        )  # fmt: skip
-    return out
+    tiles = decode_tiles(d, group, q.dtype)
+    split = Launch(
+        _decode_split_kernel, (b, hkv, num_splits),
+        (q, k_cache, v_cache, block_tables, context_lens, mid_o, mid_lse,
+         scale * LOG2E, num_splits, group,
+         q.stride(0), q.stride(1),
+         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+         block_tables.stride(0),
+         mid_o.stride(0), mid_o.stride(1), mid_o.stride(2),
+         mid_lse.stride(0), mid_lse.stride(1)),
+        dict(BLOCK_G=tiles.block_g, HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=tiles.block_n,
+             PAGE=page, UPCAST=upcast(q), PRECISION=dot_precision(q)),
+        tiles.num_warps, tiles.num_stages,
+    )  # fmt: skip
+    merge = Launch(
+        _decode_merge_kernel, (b, hq),
+        (mid_o, mid_lse, out, num_splits,
+         mid_o.stride(0), mid_o.stride(1), mid_o.stride(2),
+         mid_lse.stride(0), mid_lse.stride(1), out.stride(0), out.stride(1)),
+        dict(HEAD_DIM=d, BLOCK_D=block_d, BLOCK_S=pow2(num_splits, floor=2)),
+    )  # fmt: skip
+    return out, [split, merge]
+
+
+decode_attention_triton = launched(decode_launches)

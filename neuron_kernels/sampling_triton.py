@@ -14,6 +14,7 @@ import triton.language as tl
 
 from neuron_kernels.dispatch import interpreting, launch_guard
 from neuron_kernels.sampling import SamplingBatch, row_keys
+from neuron_kernels.triton_util import Launch
 
 
 @triton.jit
@@ -145,19 +146,43 @@ def _sample_kernel(X, OUT, TEMP, TOP_K, TOP_P, MIN_P, KEYS, vocab, s_x, BLOCK_V:
     tl.store(OUT + row, winner.to(tl.int64))
 
 
-def apply_penalties_triton(logits: torch.Tensor, batch: SamplingBatch) -> None:
-    """In place on contiguous fp32 [B, V]; same arithmetic as the reference."""
+def penalty_launch(logits: torch.Tensor, batch: SamplingBatch) -> Launch | None:
+    """The in-place penalty launch over contiguous fp32 [B, V]; none when no row has ids."""
     width = batch.penalty_ids.shape[1]
     if width == 0 or logits.shape[0] == 0:
-        return
+        return None
     ids, counts, c = batch.penalty_ids, batch.output_counts, batch.columns
-    with launch_guard(logits):
-        _penalty_kernel[(logits.shape[0],)](
-            logits, ids, counts,
-            c["repetition_penalty"], c["presence_penalty"], c["frequency_penalty"],
-            width, logits.stride(0), ids.stride(0), counts.stride(0),
-            BLOCK_L=min(triton.next_power_of_2(width), 1024),
-        )  # fmt: skip
+    return Launch(
+        _penalty_kernel, (logits.shape[0],),
+        (logits, ids, counts,
+         c["repetition_penalty"], c["presence_penalty"], c["frequency_penalty"],
+         width, logits.stride(0), ids.stride(0), counts.stride(0)),
+        dict(BLOCK_L=min(triton.next_power_of_2(width), 1024)),
+    )  # fmt: skip
+
+
+def sample_launch(x: torch.Tensor, out: torch.Tensor, batch: SamplingBatch) -> Launch:
+    """The draw over fp32 [B, V] ``x`` (penalised already) into int64 [B] ``out``."""
+    rows, vocab = x.shape
+    c = batch.columns
+    keys = row_keys(c["seed"], c["offset"])
+    block = 64 if interpreting() else min(triton.next_power_of_2(vocab), 4096)
+    # 8 warps: a 4096-wide block is 16 values a thread per running array (4 warps
+    # spilled on sm_80), and a row's many passes over the vocabulary get more threads.
+    return Launch(
+        _sample_kernel, (rows,),
+        (x, out, c["temperature"], c["top_k"], c["top_p"], c["min_p"], keys,
+         vocab, x.stride(0)),
+        dict(BLOCK_V=block), num_warps=8,
+    )  # fmt: skip
+
+
+def apply_penalties_triton(logits: torch.Tensor, batch: SamplingBatch) -> None:
+    """In place on contiguous fp32 [B, V]; same arithmetic as the reference."""
+    launch = penalty_launch(logits, batch)
+    if launch is not None:
+        with launch_guard(logits):
+            launch.run()
 
 
 def sample_triton(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
@@ -168,12 +193,6 @@ def sample_triton(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     out = torch.empty(rows, dtype=torch.int64, device=logits.device)
     if rows == 0:
         return out
-    c = batch.columns
-    keys = row_keys(c["seed"], c["offset"])
-    block = 64 if interpreting() else min(triton.next_power_of_2(vocab), 4096)
     with launch_guard(x):
-        _sample_kernel[(rows,)](
-            x, out, c["temperature"], c["top_k"], c["top_p"], c["min_p"], keys,
-            vocab, x.stride(0), BLOCK_V=block,
-        )  # fmt: skip
+        sample_launch(x, out, batch).run()
     return out

@@ -17,7 +17,7 @@ python3Packages.buildPythonApplication {
 
   build-system = [ python3Packages.setuptools ];
   dependencies = with python3Packages;
-    [ aiohttp prometheus-client pyyaml ]
+    [ aiohttp prometheus-client pyyaml redis ]
     ++ lib.optionals withNeuron [ torch triton safetensors tokenizers gguf jinja2 numpy psutil ];
 
   # The test suite needs real models and SDKs; the import check proves the install.

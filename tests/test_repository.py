@@ -144,7 +144,7 @@ def test_requests_are_counted_in_one_place() -> None:
 
 NODE_STATE = {
     *("models", "inflight", "last_used", "cycles", "draining", "failures", "health"),
-    *("discovery", "status", "available", "uptime", "last_error"),
+    *("discovery", "status", "available", "uptime", "last_error", "remote_inflight"),
 }
 
 
@@ -190,6 +190,7 @@ CORTEX_LAYERS = [
     {"cortex.common"},
     {"cortex.config", "cortex.metrics"},
     {"cortex.fleet"},
+    {"cortex.state"},
     {"cortex.routing.catalogue"},
     {"cortex.routing"},
     {"cortex.app"},

@@ -17,6 +17,8 @@ from cortex.routing.catalogue import Catalogue
 from cortex.routing.evictor import Evictor
 from cortex.routing.lifecycle import Lifecycle
 from cortex.routing.router import Router
+from cortex.state.context import open_state
+from cortex.state.shared import Shared
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Gateway:
     router: Router
     poller: Poller
     evictor: Evictor
+    shared: Shared
 
     @property
     def config(self) -> CortexConfig:
@@ -45,11 +48,14 @@ class Gateway:
         for n in cfg.neurons:
             fleet.add(n.name, n.endpoint, NeuronClient(session, n.endpoint, n.token))
         catalogue = Catalogue(settings.models)
-        lifecycle = Lifecycle(fleet, catalogue, metrics, cfg)
-        router = Router(fleet, catalogue, lifecycle, metrics, cfg.routing)
+        shared = Shared(open_state(cfg.state, metrics), fleet, cfg.state)
+        lifecycle = Lifecycle(fleet, catalogue, metrics, cfg, shared)
+        router = Router(fleet, catalogue, lifecycle, metrics, cfg.routing, shared)
         poller = Poller(fleet, cfg.poller, lifecycle.pending_on)
         evictor = Evictor(fleet, catalogue, lifecycle, cfg)
-        return cls(settings, session, fleet, catalogue, metrics, lifecycle, router, poller, evictor)
+        return cls(
+            settings, session, fleet, catalogue, metrics, lifecycle, router, poller, evictor, shared
+        )
 
 
 @dataclass

@@ -29,12 +29,19 @@ def wants_anthropic(request: web.Request) -> bool:
 
 
 # The routes counted in cortex_requests_total (rejected requests too: bad body, auth, size).
-_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses")
+_MODEL_ROUTES = (
+    "/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses",
+    "/v1/embeddings", "/v1/rerank", "/infill",
+)  # fmt: skip
+# Endpoints whose requests carry a dialect label of their own.
+_PATH_DIALECTS = {"/v1/embeddings": "embeddings", "/v1/rerank": "rerank", "/infill": "infill"}
 
 
 def _dialect(request: web.Request) -> str:
     if wants_anthropic(request):
         return "anthropic"
+    if request.path in _PATH_DIALECTS:
+        return _PATH_DIALECTS[request.path]
     return "responses" if request.path.startswith("/v1/responses") else "openai"
 
 

@@ -15,7 +15,8 @@ cold-loading the model, calling `keepalive()` every `routing.keepalive_seconds`
 while it waits), sends the body, and retries on another node when the first fails
 before answering for a fault of its own: a connection error, a 502/503/504, or no
 response head within `upstream.first_byte_timeout_seconds` of the node being chosen
-(that node is then marked suspect until the poller hears from it). A 4xx or a 500 is
+(that node is then marked suspect until the poller hears from it), or the node being
+marked down or suspect while the request waits for it. A 4xx or a 500 is
 relayed, never retried. A request moves at most once in all
 (`RequestRecord.take_retry`), whichever of these steps spends it (`exclude` names
 nodes not to use, for a caller's own retry).
@@ -42,9 +43,9 @@ from typing import TypeVar
 import aiohttp
 from aiohttp import web
 
+from cortex.app.first_byte import NodeLost, first_byte
 from cortex.app.gateway import Gateway, gateway_of, record_of
 from cortex.app.upstream import Upstream, node_failed
-from cortex.common.limits import deadline as first_byte
 from cortex.common.wire import CLIENT_BODY, ApiError, openai_error_from_upstream
 from cortex.fleet.client import describe_exc
 from cortex.fleet.nodes import Node
@@ -169,10 +170,13 @@ async def _send(
     headers = {**node.client.headers, "Content-Type": "application/json"}
     limit = cfg.first_byte_timeout_seconds
     try:
-        async with first_byte(limit):  # on this task: wait_for would start one per request
+        async with first_byte(node, limit):  # on this task: wait_for would start one
             response = await gateway.session.post(
                 node.client.url(path), data=body, headers=headers, timeout=timeout
             )
+    except NodeLost as exc:  # the poller gave up on it meanwhile: move now, not at the deadline
+        reason = f"marked {exc} before it answered"
+        raise _NodeFault(ApiError(503, f"node '{node.name}' failed: {reason}")) from exc
     except aiohttp.ClientError as exc:  # aiohttp's own timeouts are ClientErrors too
         node_failed(gateway, node, exc, isinstance(exc, aiohttp.ClientConnectorError))
         raise _NodeFault(_failed(node, exc, 504 if isinstance(exc, TimeoutError) else 502)) from exc

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -121,10 +121,15 @@ class ChunkTranslator:
 
 
 async def translate_chunks(
-    upstream: Upstream, response: web.StreamResponse, translator: ChunkTranslator
+    upstream: Upstream,
+    response: web.StreamResponse,
+    translator: ChunkTranslator,
+    before_end: Callable[[], Awaitable[None]] | None = None,
 ) -> bool:
     """Relay the node's chat chunks through `translator` into the client's stream; True when
-    it ended cleanly, False when the node failed and `translator.fail` ended it."""
+    it ended cleanly, False when the node failed and `translator.fail` ended it.
+    `before_end` runs once the answer is whole, before its closing events go out (the
+    Responses dialect stores it there, so the client's next turn finds it)."""
     first_token_at = None
     try:
         async for chunk in chat_chunks(upstream):
@@ -132,7 +137,10 @@ async def translate_chunks(
             if first_token_at is None and translator.has_content:
                 first_token_at = time.monotonic()
             await response.write(events)
-        await response.write(translator.finish())
+        closing = translator.finish()
+        if before_end is not None:
+            await before_end()
+        await response.write(closing)
         upstream.complete = True
         return True
     except ApiError as err:

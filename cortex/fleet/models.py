@@ -26,6 +26,7 @@ class ModelOnNode:
     last_used: float | None = None
     error: str | None = None
     loaded_at: float | None = None  # a reload (new value) means its prefix cache is gone
+    capabilities: list[str] | None = None  # chat, embeddings, rerank, fim (None: not said)
     seen_at: float = 0.0  # when the poller read running/waiting
 
     @classmethod
@@ -41,7 +42,12 @@ class ModelOnNode:
             last_used=_epoch(item.get("last_used")),
             error=item.get("error"),
             loaded_at=_epoch(item.get("loaded_at")),
+            capabilities=_strings(item.get("capabilities")),
         )
+
+
+def _strings(value: Any) -> list[str] | None:
+    return [str(v) for v in value] if isinstance(value, list) else None
 
 
 def _model_status(value: Any) -> ModelStatus:

@@ -40,9 +40,14 @@ class Node:
     models: dict[str, ModelOnNode] = field(default_factory=dict)
     available: list[dict[str, Any]] = field(default_factory=list)
     inflight: dict[str, int] = field(default_factory=dict)
+    # Requests in flight here from the other gateways (cortex.state.shared), per model.
+    remote_inflight: dict[str, int] = field(default_factory=dict)
     last_used: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
     draining: bool = False
+    # Called when the node is marked down or suspect: requests waiting for its first
+    # byte move on at once (`watch_lost`, cortex/app/first_byte.py).
+    _lost_watchers: set[Callable[[], None]] = field(default_factory=set, repr=False)
 
     # Reading.
 
@@ -55,7 +60,22 @@ class Node:
         return entry is not None and entry.status == "ready"
 
     def total_inflight(self) -> int:
-        return sum(self.inflight.values())
+        return sum(self.inflight.values()) + sum(self.remote_inflight.values())
+
+    def load(self, model_id: str) -> int:
+        """Requests of the model in flight here from every gateway."""
+        return self.inflight.get(model_id, 0) + self.remote_inflight.get(model_id, 0)
+
+    @property
+    def lost(self) -> bool:
+        """Marked down or suspect: nothing waits on it."""
+        return self.status in ("down", "suspect")
+
+    def watch_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the node is next marked down or suspect; returns the
+        function that stops watching."""
+        self._lost_watchers.add(callback)
+        return lambda: self._lost_watchers.discard(callback)
 
     def busy(self, model_id: str) -> bool:
         """Requests are running on this model here: ours, or others' the neuron reported.
@@ -63,7 +83,7 @@ class Node:
         The neuron's counts are trusted only if read after our last request on the model
         ended; an older snapshot may still count that finished request.
         """
-        if self.inflight.get(model_id):
+        if self.inflight.get(model_id) or self.remote_inflight.get(model_id):
             return True
         entry = self.models.get(model_id)
         if entry is None or entry.seen_at < self.last_used.get(model_id, 0.0):
@@ -102,6 +122,7 @@ class Node:
     def mark_down(self) -> None:
         """No traffic until the poller hears from it again; its models no longer count."""
         self.status = "down"
+        self._tell_lost()
         for model_id in self.models:
             self._loaded_gauge(model_id, False)
         self.metrics.child(self.metrics.node_up, self.name).set(0)
@@ -113,7 +134,12 @@ class Node:
         if self.status != "down":
             self.status = "suspect"
         self.last_error = reason
+        self._tell_lost()
         self.notify()
+
+    def _tell_lost(self) -> None:
+        for callback in list(self._lost_watchers):
+            callback()
 
     def restarted(self) -> None:
         """The neuron came back with nothing of ours: forget uses and unload cycles."""
@@ -164,6 +190,13 @@ class Node:
         if not self.inflight[model_id]:
             self.notify()  # an eviction or a drain may be waiting for this
 
+    def set_remote_inflight(self, counts: dict[str, int]) -> None:
+        """The other gateways' requests in flight here, as last exchanged."""
+        ended = any(counts.get(m, 0) < c for m, c in self.remote_inflight.items())
+        self.remote_inflight = counts
+        if ended:
+            self.notify()  # an eviction or a drain may be waiting for these
+
     def touch(self, model_id: str) -> None:
         self.last_used[model_id] = time.time()
 
@@ -175,12 +208,19 @@ class Node:
             self.models[victim].status = "unloading"
         self.models[model_id] = ModelOnNode(model_id, "loading", devices)
 
-    def finish_load(self, model_id: str, devices: list[str], context_length: int | None) -> None:
+    def finish_load(
+        self,
+        model_id: str,
+        devices: list[str],
+        context_length: int | None,
+        capabilities: list[str] | None = None,
+    ) -> None:
         entry = self.models.setdefault(model_id, ModelOnNode(model_id))
         entry.status = "ready"
         entry.devices = devices
         if context_length is not None:
             entry.context_length = context_length
+        entry.capabilities = capabilities or entry.capabilities
         self.touch(model_id)
         self._loaded_gauge(model_id, True)
         self.notify()
@@ -244,4 +284,4 @@ class Fleet:
     def holders(self, model_id: str) -> list[Node]:
         """Routable nodes with the model ready, least in-flight first."""
         nodes = [n for n in self.routable() if n.has_ready(model_id)]
-        return sorted(nodes, key=lambda n: (n.inflight.get(model_id, 0), n.total_inflight()))
+        return sorted(nodes, key=lambda n: (n.load(model_id), n.total_inflight()))

@@ -5,18 +5,18 @@ turn still has its KV blocks, so sending the next turn there skips re-reading it
 A conversation is recognised by the key its client sends (OpenAI `prompt_cache_key`
 or `user`, Anthropic `metadata.user_id`, Codex's `session-id` header), otherwise by
 a digest of how it starts (the system prompt and first user turn), which later turns
-repeat. Affinity yields to the least-loaded node when the remembered one has more
-than `margin` more requests in flight, and a node that went down, unloaded the
-model or reloaded it (its cache is gone) is forgotten. A new conversation goes to
-the least-loaded node, ties broken towards the one holding fewest conversations,
-so sequential conversations spread over the replicas.
+repeat. Its node is chosen by rendezvous (highest-random-weight) hashing of that key
+over the nodes holding the model, so every gateway picks the same node with no shared
+table, conversations spread evenly, and only those of a node that leaves move. It
+yields to the least-loaded node when its own has more than `margin` more requests in
+flight (counting every gateway's, where they are shared).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,60 +65,44 @@ def _conversation_start(body: Mapping[str, Any]) -> Any:
 
 
 class Affinity:
-    """Which node served each conversation of each model, bounded (least recent dropped)."""
+    """Rendezvous choice of a conversation's node, and (for the metric only) a bounded
+    memory of where this gateway last sent each conversation."""
 
     def __init__(self, margin: int, capacity: int = 100_000) -> None:
         self.margin = margin
         self.capacity = capacity
         # (model, key) -> (node name, when the model was loaded there)
         self._served: OrderedDict[tuple[str, str], tuple[str, float | None]] = OrderedDict()
-        self._conversations: Counter[tuple[str, str]] = Counter()  # (model, node) -> count
 
     def choose(self, model: str, key: str, holders: list[Node]) -> tuple[Node, str]:
-        """The node for this turn and the outcome: "hit", "miss" or "override".
+        """The node for this turn and the outcome: "hit" (the node this gateway sent the
+        conversation to last, its cache still there), "miss" (new to this gateway, or its
+        node left or reloaded the model) or "override" (its node was too busy).
 
         `holders` are the nodes that can serve the model now, least in flight first.
         """
-        load = _load(model)
         least = holders[0]
-        remembered = self._served.get((model, key))
-        node = None
-        if remembered is not None:
-            name, loaded_at = remembered
-            node = next((n for n in holders if n.name == name), None)
-            if node is None or _loaded_at(node, model) != loaded_at:
-                self._forget(model, key)
-                node = None
-        if node is None:
-            idle = [n for n in holders if load(n) == load(least)]
-            node = min(idle, key=lambda n: self._conversations[(model, n.name)])
-            outcome = "miss"
-        elif load(node) - load(least) > self.margin:
+        home = max(holders, key=lambda n: rendezvous_weight(key, n.name))
+        if home.load(model) - least.load(model) > self.margin:
             node, outcome = least, "override"
         else:
-            outcome = "hit"
+            node = home
+            seen = self._served.get((model, key))
+            outcome = "hit" if seen == (home.name, _loaded_at(home, model)) else "miss"
         self._remember(model, key, node)
         return node, outcome
 
-    def conversations(self, model: str, node: str) -> int:
-        return self._conversations[(model, node)]
-
     def _remember(self, model: str, key: str, node: Node) -> None:
-        self._forget(model, key)
+        self._served.pop((model, key), None)
         self._served[(model, key)] = (node.name, _loaded_at(node, model))
-        self._conversations[(model, node.name)] += 1
         if len(self._served) > self.capacity:
-            (old_model, old_key), _ = next(iter(self._served.items()))
-            self._forget(old_model, old_key)
-
-    def _forget(self, model: str, key: str) -> None:
-        found = self._served.pop((model, key), None)
-        if found is not None:
-            self._conversations[(model, found[0])] -= 1
+            self._served.popitem(last=False)
 
 
-def _load(model: str):
-    return lambda node: node.inflight.get(model, 0)
+def rendezvous_weight(key: str, node: str) -> int:
+    """The node's weight for the conversation: the highest-weighted holder serves it."""
+    digest = hashlib.blake2b(f"{key}\0{node}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 def _loaded_at(node: Node, model: str) -> float | None:

@@ -50,6 +50,7 @@ class Evictor:
         idle = self.config.eviction.idle_unload_seconds
         if idle <= 0:
             return
+        await self.lifecycle.shared.exchange()  # the other gateways' requests count too
         now = time.time()
         for node in self.fleet.routable():
             for model_id, entry in list(node.models.items()):

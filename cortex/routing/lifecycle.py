@@ -2,7 +2,9 @@
 
 Every load the gateway starts goes through `load_on` (keyed by node and model) and
 every cold load through `ensure_loaded` (keyed by model), so concurrent requests,
-the pinned keeper and operators all join the same work instead of repeating it.
+the pinned keeper and operators all join the same work instead of repeating it. A cold
+load also takes the fleet-wide lease of its model (`Shared.claim_load`): while another
+gateway holds it, this one waits for that load to appear rather than start its own.
 Planning, marking victims and registering the pending load happen without an
 `await` in between, so a request can never be routed to a model being evicted.
 """
@@ -20,15 +22,22 @@ from cortex.fleet.nodes import Fleet, Node
 from cortex.metrics import Metrics
 from cortex.routing.catalogue import Catalogue
 from cortex.routing.placement import Plan, device_ids_for_load, feasible, plan_load
+from cortex.state.shared import Shared
 
 log = logging.getLogger("cortex.routing.lifecycle")
 
 
 class Lifecycle:
     def __init__(
-        self, fleet: Fleet, catalogue: Catalogue, metrics: Metrics, config: CortexConfig
+        self,
+        fleet: Fleet,
+        catalogue: Catalogue,
+        metrics: Metrics,
+        config: CortexConfig,
+        shared: Shared,
     ) -> None:
         self.fleet, self.catalogue, self.metrics, self.config = fleet, catalogue, metrics, config
+        self.shared = shared
         self._loads: dict[tuple[str, str], asyncio.Task[str]] = {}
         self._cold: dict[str, asyncio.Task[str | None]] = {}
 
@@ -62,6 +71,7 @@ class Lifecycle:
         return task
 
     async def _cold_load(self, profile: ModelProfile, exclude: frozenset[str]) -> str | None:
+        await self.shared.exchange()  # plan with the other gateways' requests counted
         nodes = [
             n
             for n in self.fleet.routable()
@@ -89,8 +99,16 @@ class Lifecycle:
                 f"model '{profile.model_id}' does not fit beside the pinned models on any node",
                 retry_after=30,
             )
-        await self.load_on(plan.node, profile, plan)
-        return plan.node.name
+        node = plan.node
+        if await self.shared.claim_load(profile.model_id, node.name) != node.name:
+            return None  # another gateway is loading it: wait for that load to show
+        async with self.shared.holding_load(profile.model_id):
+            # Planned afresh: the fleet may have moved while the lease was asked for.
+            plan = plan_load(profile, node, self.catalogue, self.config.eviction.strategy, False)
+            if plan is None or not node.routable:
+                return None
+            await self.load_on(node, profile, plan)
+        return node.name
 
     def _best_plan(self, profile: ModelProfile, nodes: list[Node], allow_busy: bool) -> Plan | None:
         strategy = self.config.eviction.strategy
@@ -145,7 +163,9 @@ class Lifecycle:
             raise
         self.metrics.load_duration.labels(model_id, node.name).observe(time.monotonic() - started)
         devices = [str(d) for d in answer.get("devices") or plan.devices]
-        node.finish_load(model_id, devices, answer.get("context_length"))
+        capabilities = answer.get("capabilities")
+        capabilities = [str(c) for c in capabilities] if isinstance(capabilities, list) else None
+        node.finish_load(model_id, devices, answer.get("context_length"), capabilities)
         log.info("loaded %s on %s in %.1fs", model_id, node.name, time.monotonic() - started)
         return node.name
 

@@ -24,6 +24,7 @@ class Entry:
     alias_of: str | None = None
     context_length: int | None = None
     nodes_coming: bool = False  # some node has not answered yet or is still starting
+    capabilities: list[str] | None = None  # models.toml's, else a node's; None: not known yet
 
     @property
     def status(self) -> str:
@@ -41,7 +42,10 @@ class Entry:
 def entries(catalogue: Catalogue, fleet: Fleet) -> list[Entry]:
     """Every listed model and alias, sorted by id."""
     profiles = catalogue.profiles
-    found = {m: Entry(m, context_length=p.context_length) for m, p in profiles.items()}
+    found = {
+        m: Entry(m, context_length=p.context_length, capabilities=p.capabilities)
+        for m, p in profiles.items()
+    }
     for node in fleet:
         starting = node.status in ("unknown", "starting") and not node.draining
         if not (node.routable or starting):
@@ -49,6 +53,7 @@ def entries(catalogue: Catalogue, fleet: Fleet) -> list[Entry]:
         for model_id, model in node.models.items():
             entry = found.setdefault(model_id, Entry(model_id))
             entry.context_length = entry.context_length or model.context_length
+            entry.capabilities = entry.capabilities or model.capabilities
             if model.status == "ready" and node.routable:
                 entry.loaded_on.append(node.name)
             elif model.status in ("loading", "ready"):  # ready on a node still starting
@@ -85,4 +90,5 @@ def _alias_entry(alias: str, base: Entry) -> Entry:
         alias_of=base.id,
         context_length=base.context_length,
         nodes_coming=base.nodes_coming,
+        capabilities=base.capabilities,
     )

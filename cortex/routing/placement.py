@@ -1,6 +1,7 @@
 """Where a model can go: profile × node topology, planned memory, and eviction victims.
 
-Memory is planned from the profiles (`vram_mb`), not read from the devices' free
+Memory is planned from the profiles (`vram_mb`, or where a profile gives none the
+size the node estimates from the model's files), not read from the devices' free
 memory, so decisions are deterministic and do not race with loads in progress. A
 model loaded outside the catalogue counts with the memory the neuron reports.
 """
@@ -39,11 +40,22 @@ def planned_free_mb(node: Node, catalogue: Catalogue, without: set[str]) -> dict
         if model_id in without or entry.status == "failed":
             continue
         profile = catalogue.profile(model_id)
-        size = profile.vram_mb if profile else entry.memory_bytes / MB
+        size = (profile and profile.vram_mb) or entry.memory_bytes / MB
         on = [d for d in entry.devices if d in free] or list(free)[:1]
         for device in on:
             free[device] -= size / len(on)
     return free
+
+
+def planned_mb(profile: ModelProfile, node: Node) -> float:
+    """The profile's `vram_mb`, else what the node estimates from the model's files (a
+    GGUF: its packed weights' bytes, which the neuron holds as stored), else 0."""
+    if profile.vram_mb:
+        return profile.vram_mb
+    for item in node.available:
+        if item.get("id") == profile.id:
+            return float(item.get("memory_estimate_bytes") or item.get("size_bytes") or 0) / MB
+    return 0.0
 
 
 def _pick_devices(
@@ -54,7 +66,7 @@ def _pick_devices(
     usable = [d for d in free if sizes.get(d, 0) >= profile.min_device_vram_mb]
     usable.sort(key=lambda d: free[d], reverse=True)
     chosen = usable[: profile.min_devices]
-    share = profile.vram_mb / profile.min_devices
+    share = planned_mb(profile, node) / profile.min_devices
     ok = len(chosen) == profile.min_devices and all(free[d] >= share for d in chosen)
     return ok, chosen
 

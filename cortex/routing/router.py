@@ -20,6 +20,7 @@ from cortex.metrics import Metrics
 from cortex.routing.affinity import Affinity
 from cortex.routing.catalogue import Catalogue
 from cortex.routing.lifecycle import Lifecycle
+from cortex.state.shared import Shared
 
 Keepalive = Callable[[], Awaitable[None]]
 Conversation = Callable[[], str | None]  # the request's conversation key, computed on demand
@@ -33,9 +34,10 @@ class Router:
         lifecycle: Lifecycle,
         metrics: Metrics,
         config: RoutingSection,
+        shared: Shared,
     ) -> None:
         self.fleet, self.catalogue, self.lifecycle = fleet, catalogue, lifecycle
-        self.metrics, self.config = metrics, config
+        self.metrics, self.config, self.shared = metrics, config, shared
         self.waiting: dict[str, int] = {}
         self.affinity = Affinity(config.cache_affinity_margin)
 
@@ -45,9 +47,9 @@ class Router:
             model_id in node.models for node in self.fleet
         )
 
-    @staticmethod
-    def _take(node: Node, model_id: str) -> Node:
+    def _take(self, node: Node, model_id: str) -> Node:
         node.take(model_id)
+        self.shared.changed()  # the other gateways hear of it now, not at the next tick
         return node
 
     async def acquire(

@@ -17,6 +17,7 @@ from neuron.api.generation import (
     stream_answer,
     tokenize_input,
 )
+from neuron.api.infill import fim_prompt
 from neuron.api.requests import ParsedRequest, parse_completion
 from neuron.registry import ModelEntry
 
@@ -41,7 +42,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
     admitted = await admit_generation(request)
     entry, body = admitted.entry, admitted.body
     req = parse_completion(body, entry.facts.generation_defaults)
-    prompt_ids, prompt_text = completion_prompt(entry, req.prompt)
+    if req.suffix is not None:
+        prompt_ids, prompt_text = fim_prompt(entry, req.prompt, req.suffix)
+    else:
+        prompt_ids, prompt_text = completion_prompt(entry, req.prompt)
     head = prompt_text if req.echo else ""
 
     async def respond(gen: Generation) -> web.StreamResponse:

@@ -210,13 +210,19 @@ class Admission:
     arrived: float  # time.monotonic()
 
 
-async def admit_generation(request: web.Request) -> Admission:
-    """Let a generation request in, or raise its 4xx/503."""
+async def admit_generation(
+    request: web.Request, default_model: Callable[[Registry], str | None] | None = None
+) -> Admission:
+    """Let a generation request in, or raise its 4xx/503; `default_model` names the model
+    of a body that names none."""
     daemon = request.app[DAEMON]
     arrived = time.monotonic()
     daemon.admit()
     body = await read_json_object(request)
-    return Admission(daemon, daemon.registry.get_ready(body.get("model")), body, arrived)
+    model = body.get("model")
+    if model is None and default_model is not None:
+        model = default_model(daemon.registry)
+    return Admission(daemon, daemon.registry.get_ready(model), body, arrived)
 
 
 async def run_generation(
@@ -228,6 +234,12 @@ async def run_generation(
     """Fit max_tokens to the context, compile any grammar, start the sequences, respond,
     always clean up."""
     daemon, entry = admitted.daemon, admitted.entry
+    if not entry.facts.generates:
+        raise ApiError(
+            400,
+            f"model {entry.id!r} is a sequence classifier (it reranks); it cannot generate text",
+            param="model",
+        )
     request.params.max_tokens, capped = fit_to_context(
         entry, len(prompt_ids), request.max_tokens, request.truncate
     )

@@ -11,8 +11,11 @@ from aiohttp import web
 from cortex.common.wire import ApiError, read_json_object
 from neuron import devices as device_info
 from neuron.api.state import AUTHORIZED, DAEMON
+from neuron.config import NeuronConfig
 from neuron.metrics import CONTENT_TYPE
 from neuron.models.confine import list_confined
+from neuron.models.loader import memory_estimate_bytes
+from neuron.models.pooling import POOLING_MODES
 
 
 async def health(request: web.Request) -> web.Response:
@@ -43,13 +46,23 @@ async def discovery(request: web.Request) -> web.Response:
     return web.json_response(facts)
 
 
+def _available(config: NeuronConfig) -> list[dict[str, Any]]:
+    """What could be loaded here (ids, never host paths), with the memory each would take."""
+    return [
+        {
+            "id": m.id,
+            "format": m.format,
+            "size_bytes": m.size_bytes,
+            "memory_estimate_bytes": memory_estimate_bytes(m),
+        }
+        for m in list_confined(config)
+    ]
+
+
 async def models(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     config = daemon.config
-    available = [
-        {"id": m.id, "format": m.format, "size_bytes": m.size_bytes}  # ids, never host paths
-        for m in await asyncio.to_thread(list_confined, config)
-    ]
+    available = await asyncio.to_thread(_available, config)
     loaded = [e.public() for e in daemon.registry.entries.values()]
     return web.json_response({"loaded": loaded, "available": available})
 
@@ -78,7 +91,15 @@ async def load(request: web.Request) -> web.Response:
     prefix_cache = body.get("prefix_cache")
     if prefix_cache is not None and not isinstance(prefix_cache, bool):
         raise ApiError(400, "`prefix_cache` must be a boolean", param="prefix_cache")
-    entry = await daemon.registry.load(model_id, devices or None, dtype, max_context, prefix_cache)
+    pooling = _field(body, "pooling", str, "one of last, mean, cls")
+    if pooling is not None and pooling not in POOLING_MODES:
+        raise ApiError(400, "`pooling` must be one of last, mean, cls", param="pooling")
+    gpu_quantization = _field(body, "gpu_quantization", str, '"auto" or "none"')
+    if gpu_quantization not in (None, "auto", "none"):
+        raise ApiError(400, '`gpu_quantization` must be "auto" or "none"', param="gpu_quantization")
+    entry = await daemon.registry.load(
+        model_id, devices or None, dtype, max_context, prefix_cache, pooling, gpu_quantization
+    )
     return web.json_response(entry.public())
 
 

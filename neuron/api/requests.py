@@ -44,6 +44,7 @@ class ParsedRequest:
     tool_choice: Any = None
     prompt: str | list[int] | None = None
     echo: bool = False
+    suffix: str | None = None  # the code after the cursor: a fill-in-the-middle prompt
     truncate: bool = False  # cap max_tokens at the room the context leaves (no 400)
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # chat template switches
     continue_final: bool = False  # the last (assistant) message is continued, not answered
@@ -277,4 +278,5 @@ def parse_completion(body: dict[str, Any], defaults: dict[str, Any]) -> ParsedRe
         )
     request.prompt = prompt
     request.echo = _get(body, "echo", bool, False)
+    request.suffix = _get(body, "suffix", str, None)
     return request

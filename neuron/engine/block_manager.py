@@ -150,7 +150,7 @@ class BlockManager:
 
     def _lookup(self, seq: Sequence) -> list[int]:
         """The cached blocks that hold `seq`'s leading tokens, short of its last token."""
-        if not self.prefix_cache:
+        if not self.prefix_cache or not seq.reads_cached_prefix:
             return []
         size, hits, previous = self.block_size, [], None
         for index in range((seq.num_tokens - 1) // size):

@@ -10,20 +10,27 @@ cache inside the layers (it stores the new keys after the last one, see
 
 Two graphs serve every batch: one for a single sequence, one for any larger batch (the
 batch size a symbol in it, the padding mask always present: tracing at one sequence
-would fix the size to 1). Compiling takes one to two minutes each on two cores (inductor
-caches them on disk for later starts), so it runs on its own thread while the eager
-path serves, and the runner switches batch by batch as each graph is ready. Where
-compiling fails (no C++ compiler, an unsupported op) the eager path simply stays, and
-so does any step a graph cannot take.
+would fix the size to 1). Compiling takes one to two minutes each on two cores, so it
+runs on its own thread while the eager path serves, and the runner switches batch by
+batch as each graph is ready. That thread runs at the lowest priority and compiles its
+C++ one file at a time, so that requests served meanwhile keep the cores. Its
+artefacts (inductor's FX graph and AOT autograd caches, the built kernels) are kept
+under the neuron's `cache_dir` (`use_cache_dir`), so a later start finds them there and
+only traces the model again. Where compiling fails (no C++ compiler, an unsupported op)
+the eager path simply stays, and so does any step a graph cannot take.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+import torch._functorch.config
+import torch._inductor.config
 import torch.nn.functional as F
 
 from neuron.models.attention import AttentionMetadata, KVCache, reads_cache_in_place
@@ -31,6 +38,31 @@ from neuron.models.llama import LlamaForCausalLM
 
 log = logging.getLogger(__name__)
 WARM_UP_CONTEXT = 6  # keys of the single-sequence warm-up pass, the new one included
+LOWEST_PRIORITY = 19  # the compile thread's nice value
+
+
+def use_cache_dir(cache_dir: Path | None) -> None:
+    """Keep inductor's compiled artefacts under `cache_dir/inductor` (None: torch's own
+    default, a folder in /tmp that a restart may lose), with its on-disk caches on."""
+    if cache_dir is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir / "inductor")
+    torch._inductor.config.fx_graph_cache = True
+    torch._functorch.config.enable_autograd_cache = True
+
+
+def _yield_the_cores() -> None:
+    """Lower the calling thread's priority (Linux keeps a nice value per thread; the
+    compiler processes it starts inherit it). Where that is refused, it stays."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+    except (AttributeError, OSError) as exc:
+        log.info("the CPU compile keeps its priority: %s", exc)
+
+
+def _cache_counts() -> tuple[int, int]:
+    """Inductor's FX graph cache (hits, misses) in this process so far."""
+    counts = torch._dynamo.utils.counters["inductor"]
+    return counts["fxgraph_cache_hit"], counts["fxgraph_cache_miss"]
 
 
 def _compile(model: LlamaForCausalLM, kernel_threads: int) -> Callable[..., torch.Tensor]:
@@ -62,6 +94,7 @@ def _compile(model: LlamaForCausalLM, kernel_threads: int) -> Callable[..., torc
             "size_asserts": False,
             "alignment_asserts": False,
             "cpp.threads": kernel_threads,
+            "compile_threads": 1,  # one compiler process at a time, beside the engine
         },
     )
 
@@ -79,6 +112,17 @@ class CompiledDecoder:
         self.failed: str | None = None
         self.settled = threading.Event()  # compiling is over: both graphs serve, or failed
         self.steps = 0  # decode passes the graphs served
+        # Graphs inductor found in its on-disk cache, and those it compiled (a warm start:
+        # all found, none compiled).
+        self.cache_hits = self.cache_misses = 0
+
+    @property
+    def state(self) -> str:
+        """One of "compiling" (eager, or the single-sequence graph alone while the
+        batches' one compiles), "active" (both graphs serve) or "failed"."""
+        if self.failed is not None:
+            return "failed"
+        return "active" if self.batched.is_set() else "compiling"
 
     def start(self) -> None:
         """Compile on a background thread; `ready`, then `batched`, is set as each graph
@@ -118,9 +162,18 @@ class CompiledDecoder:
             meta.block_tables = F.pad(meta.block_tables, (0, 2 - meta.block_tables.shape[1]))
 
     def _warm_up(self) -> None:
+        _yield_the_cores()
+        hits, misses = _cache_counts()
         try:
             self._compile_both()
         finally:
+            now_hits, now_misses = _cache_counts()
+            self.cache_hits, self.cache_misses = now_hits - hits, now_misses - misses
+            log.info(
+                "CPU decode compile over: %d graphs from the cache, %d compiled",
+                self.cache_hits,
+                self.cache_misses,
+            )
             self.settled.set()
 
     def _compile_both(self) -> None:

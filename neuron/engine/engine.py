@@ -110,17 +110,19 @@ class Engine:
             raise ValueError(
                 f"prompt token id {bad[0]} is outside the vocabulary (0..{self.config.vocab_size - 1})"
             )
-        total = len(prompt) + params.max_tokens
+        total = len(prompt) + (0 if request.pool is not None else params.max_tokens)
         if total > self.max_model_len:
             limit = (
                 f"the KV cache holds {self.cache_tokens} tokens"
                 if self.max_model_len == self.cache_tokens
                 else f"the maximum context length is {self.max_model_len} tokens"
             )
-            raise ValueError(
-                f"{len(prompt)} prompt tokens + {params.max_tokens} max_tokens = {total} "
-                f"tokens, but {limit}"
+            asked = (
+                f"{len(prompt)} input tokens"
+                if request.pool is not None
+                else f"{len(prompt)} prompt tokens + {params.max_tokens} max_tokens = {total} tokens"
             )
+            raise ValueError(f"{asked}, but {limit}")
         seed = secrets.randbits(63) if params.seed is None else params.seed & SEED_MASK
         constraint = Constraint.build(
             request.grammar, request.grammar_prefix, params.logit_bias, self.eos_token_ids
@@ -154,16 +156,33 @@ class Engine:
         if batch is None:
             return []
         sampled = self.runner.run(batch)
+        pooled: list[RequestOutput] = []
         for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
             self.block_manager.commit(seq, chunk)
+            if seq.pool is not None and seq.num_uncomputed == 0:
+                pooled.append(self._pooled(seq))
         outputs = [self._accept(row) for row in sampled]
-        return [out for out in outputs if out is not None]
+        return pooled + [out for out in outputs if out is not None]
+
+    def _pooled(self, seq: Sequence) -> RequestOutput:
+        """A pooled sequence's vector once its last token is in; its blocks go at once."""
+        request, model = seq.pool.request, self.runner.model
+        head = None
+        if request.classify:
+            head = model.classifier
+        elif request.score_ids:
+            head = model.head_rows(list(request.score_ids))
+        vector = seq.pool.result(head)
+        seq.finish("stop")
+        self.scheduler.finish(seq)
+        del self._seqs[seq.request_id]
+        return seq.take_output("", vector)
 
     def has_work(self) -> bool:
         return self.scheduler.has_work()
 
     def stats(self) -> EngineStats:
-        blocks = self.block_manager
+        blocks, compiled = self.block_manager, self.runner.compiled
         return EngineStats(
             running=len(self.scheduler.running),
             waiting=len(self.scheduler.waiting),
@@ -174,6 +193,7 @@ class Engine:
             cached_blocks=blocks.num_cached,
             prefix_queried_tokens=blocks.queried_tokens,
             prefix_hit_tokens=blocks.hit_tokens,
+            compiled_decode=compiled.state if compiled is not None else "off",
         )
 
     def _accept(self, row: Sampled) -> RequestOutput | None:

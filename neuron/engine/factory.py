@@ -18,7 +18,10 @@ from neuron.grammar.compiler import ModelGrammars
 from neuron.models.attention import kv_cache_dtype
 from neuron.models.errors import ModelLoadError
 from neuron.models.loader import load_model
+from neuron.models.pooling import Pooling, override
 from neuron.text.chat_template import ChatTemplate
+from neuron.text.fim import FimFormat, detect_fim
+from neuron.text.judge import Judge, PairClassifier, detect_judge
 from neuron.text.tokenizer import Tokenizer
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -41,6 +44,24 @@ class ModelFacts:
     weight_format: str  # how the weights are held, e.g. "int4 layers, int8 vocabulary"
     dtype: str  # what the model computes in
     kv_cache_dtype: str  # what the KV cache holds (`kv_cache_dtype`: fp16 for fp32 on CPU)
+    hidden_size: int  # an embedding's length
+    pooling: Pooling
+    fim: FimFormat | None  # its fill-in-the-middle tokens, if it has them
+    judge: Judge | None  # how it scores relevance, if it reranks
+    generates: bool = True  # False for a classifier checkpoint: it has no LM head
+    experts: int = 0  # a mixture of experts': experts per routed layer (all resident)
+    active_experts: int = 0  # and how many of them each token runs through
+
+    @property
+    def capabilities(self) -> list[str]:
+        """What it can serve: every decoder embeds (its hidden states, pooled)."""
+        found = {
+            "chat": self.generates and self.chat_template is not None,
+            "embeddings": True,
+            "rerank": self.judge is not None,
+            "fim": self.generates and self.fim is not None,
+        }
+        return [name for name, has in found.items() if has]
 
 
 def kv_budget_bytes(config: NeuronConfig, device: Device) -> int:
@@ -58,6 +79,8 @@ def build_engine(
     dtype: str,
     max_context: int | None,
     prefix_cache: bool = True,
+    pooling: str | None = None,
+    gpu_quantization: str | None = None,
 ) -> tuple[Engine, ModelFacts]:
     if dtype not in _DTYPES:
         raise ModelLoadError("invalid", f"unknown dtype {dtype!r} (use {', '.join(_DTYPES)})")
@@ -70,6 +93,7 @@ def build_engine(
         hf_cache=config.hf_cache,
         allow_download=config.allow_download,
         quantization=config.cpu_quantization if device.kind == "cpu" else "none",
+        gpu_quantization=gpu_quantization or config.gpu_quantization,
     )
     context = loaded.config.max_position_embeddings
     if max_context is not None:
@@ -97,6 +121,7 @@ def build_engine(
         compile_cpu_decode=config.cpu_compile,
     )
     tok = loaded.tokenizer
+    classifier = getattr(loaded.model, "classifier", None) is not None
     template = None
     if loaded.chat_template:
         template = ChatTemplate(loaded.chat_template, tok.bos_token, tok.eos_token)
@@ -114,5 +139,12 @@ def build_engine(
         weight_format=loaded.weight_format,
         dtype=str(loaded.dtype).removeprefix("torch."),
         kv_cache_dtype=str(engine.kv_cache.data.dtype).removeprefix("torch."),
+        hidden_size=loaded.config.hidden_size,
+        pooling=override(loaded.pooling, pooling),
+        fim=detect_fim(tok),
+        judge=PairClassifier() if classifier else detect_judge(loaded.source, tok),
+        generates=not classifier,
+        experts=loaded.config.num_experts,
+        active_experts=loaded.config.num_experts_per_tok,
     )
     return engine, facts

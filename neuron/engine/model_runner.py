@@ -3,12 +3,13 @@
 The decoder sees a single run of tokens (no padding); `AttentionMetadata` tells
 the attention layers where each sequence's tokens and cached keys live. Logits
 are computed only for rows that will sample: the last token of a sequence whose
-prompt completes in this pass, or every row of a decode pass.
+prompt completes in this pass, or every row of a decode pass. A pooled sequence's
+rows feed its `PoolState` instead and sample nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,6 +30,7 @@ class PassInputs:
     meta: AttentionMetadata
     sample_rows: list[int]  # rows of the pass whose logits are sampled
     sample_seqs: list[Sequence]  # the sequence each of those rows belongs to
+    pooled: list[tuple[Sequence, int, int]] = field(default_factory=list)  # (seq, rows a..b)
 
 
 @dataclass
@@ -67,6 +69,8 @@ class ModelRunner:
         with torch.inference_mode():
             if hidden is None:
                 hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, self.kv_cache)
+            for seq, start, end in inputs.pooled:
+                seq.pool.feed(hidden[start:end])
             if not inputs.sample_rows:
                 return []
             if len(inputs.sample_rows) < hidden.shape[0]:
@@ -86,6 +90,7 @@ class ModelRunner:
         max_k = 0
         rows: list[int] = []
         sampling: list[Sequence] = []
+        pooled: list[tuple[Sequence, int, int]] = []
         for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
             start, end = seq.num_cached_tokens, seq.num_cached_tokens + chunk
             ids += seq.token_ids[start:end]
@@ -99,7 +104,9 @@ class ModelRunner:
             cu_q.append(cu_q[-1] + chunk)
             cu_k.append(cu_k[-1] + end)
             max_k = max(max_k, end)
-            if end == seq.num_tokens:
+            if seq.pool is not None:
+                pooled.append((seq, cu_q[-2], cu_q[-1]))
+            elif end == seq.num_tokens:
                 rows.append(cu_q[-1] - 1)
                 sampling.append(seq)
         meta = AttentionMetadata(
@@ -111,7 +118,8 @@ class ModelRunner:
             max_seqlen_k=max_k,
             key_slots=self._tensor(key_slots) if gather else None,
         )
-        return PassInputs(self._tensor(ids), self._tensor(positions), meta, rows, sampling)
+        ids_t, positions_t = self._tensor(ids), self._tensor(positions)
+        return PassInputs(ids_t, positions_t, meta, rows, sampling, pooled)
 
     def _prepare_decode(self, batch: ScheduledBatch) -> PassInputs:
         seqs = batch.seqs

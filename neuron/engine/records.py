@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from neuron.engine.sampling_params import SamplingParams
+from neuron.models.pooling import PoolRequest
 
 
 @dataclass
@@ -19,6 +20,7 @@ class EngineRequest:
     params: SamplingParams
     grammar: Any = None  # an xgrammar CompiledGrammar the reply must follow, or None
     grammar_prefix: str = ""  # reply text already in the prompt, read by the matcher first
+    pool: PoolRequest | None = None  # prefill only: pool the hidden states, sample nothing
 
 
 @dataclass
@@ -43,6 +45,7 @@ class RequestOutput:
     cached_tokens: int  # prompt tokens served from the prefix cache
     completion_tokens: int
     logprobs: list[TokenLogprob] | None
+    vector: list[float] | None = None  # a pooled request's embedding (or scored logits)
 
 
 @dataclass
@@ -56,3 +59,6 @@ class EngineStats:
     cached_blocks: int  # blocks holding a reusable prefix, in use or not
     prefix_queried_tokens: int  # prompt tokens looked up in the prefix cache (cumulative)
     prefix_hit_tokens: int  # of those, found there (cumulative)
+    # The CPU decode step's compiled path (cpu_compile.py): "off", "compiling", "active"
+    # or "failed".
+    compiled_decode: str = "off"

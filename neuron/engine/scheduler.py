@@ -60,7 +60,8 @@ class Scheduler:
         for seq in self.running:
             if budget == 0:
                 break
-            if seq.num_uncomputed > 1:
+            # A pooled sequence prefills to its last token; a generating one decodes it.
+            if seq.num_uncomputed > (0 if seq.pool is not None else 1):
                 chunks.append(min(seq.num_uncomputed, budget))
                 seqs.append(seq)
                 budget -= chunks[-1]
@@ -79,7 +80,7 @@ class Scheduler:
         return ScheduledBatch(True, seqs, chunks) if seqs else None
 
     def _schedule_decode(self) -> ScheduledBatch | None:
-        queue = sorted(self.running, key=lambda s: s.seq_id)
+        queue = sorted((s for s in self.running if s.pool is None), key=lambda s: s.seq_id)
         scheduled: list[Sequence] = []
         while queue:
             seq = queue.pop(0)

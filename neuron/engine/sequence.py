@@ -12,6 +12,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from neuron.engine.records import EngineRequest, RequestOutput, TokenLogprob
+from neuron.models.pooling import PoolState
 
 if TYPE_CHECKING:
     from neuron.engine.constraints import Constraint
@@ -56,6 +57,14 @@ class Sequence:
         self._pending_logprobs: list[TokenLogprob] = []
         self.think_budget: ThinkBudget | None = None
         self.forced: list[int] = []  # tokens the engine appends instead of sampling
+        # A pooled (embedding, scoring) request: prefill only, then it ends.
+        self.pool = PoolState(request.pool) if request.pool is not None else None
+
+    @property
+    def reads_cached_prefix(self) -> bool:
+        """Whether cached leading blocks may stand in for computing them: not when the
+        pooling needs every token's hidden state (mean, cls)."""
+        return self.pool is None or self.pool.last_row_only
 
     @property
     def num_tokens(self) -> int:
@@ -85,7 +94,7 @@ class Sequence:
         self.finish_reason = reason
         self.stop_reason = stop_reason
 
-    def take_output(self, text: str) -> RequestOutput:
+    def take_output(self, text: str, vector: list[float] | None = None) -> RequestOutput:
         """Package the text and tokens produced since the previous output."""
         output = RequestOutput(
             request_id=self.request_id,
@@ -98,6 +107,7 @@ class Sequence:
             cached_tokens=self.prompt_cache_hit or 0,
             completion_tokens=self.num_completion_tokens,
             logprobs=self._pending_logprobs if self.params.logprobs is not None else None,
+            vector=vector,
         )
         self._pending_ids = []
         self._pending_logprobs = []

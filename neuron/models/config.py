@@ -7,13 +7,15 @@ settled here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from neuron.models.errors import ModelLoadError
 
-SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral")
+# GGUF's names for the architectures whose name differs (Mixtral is "llama" with experts).
+_GGUF_ARCH = {"qwen3moe": "qwen3_moe"}
 # Rope variants the decoder implements; anything else is refused rather than run wrongly.
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -22,6 +24,8 @@ _HF_CLASS_TO_ARCH = {
     "MistralForCausalLM": "mistral",
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "MixtralForCausalLM": "mixtral",
 }
 
 
@@ -45,6 +49,14 @@ class ModelConfig:
     qk_norm: bool  # per-head RMSNorm on q and k before rope (qwen3)
     bos_token_id: int | None
     eos_token_ids: tuple[int, ...]
+    # Mixture of experts (all zero / empty for a dense model): the layers whose MLP is a
+    # routed block of `num_experts` SwiGLUs of `moe_intermediate_size`, `num_experts_per_tok`
+    # of them per token, their router weights renormalised to sum 1 where `norm_topk_prob`.
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = True
+    moe_layers: tuple[int, ...] = ()
 
     @staticmethod
     def from_hf_dict(d: Mapping[str, Any]) -> ModelConfig:
@@ -79,9 +91,10 @@ class ModelConfig:
             tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
             attention_bias=bias,
             o_proj_bias=bool(d.get("attention_bias", False)) and arch in ("llama", "mistral"),
-            qk_norm=arch == "qwen3",
+            qk_norm=arch in ("qwen3", "qwen3_moe"),
             bos_token_id=d.get("bos_token_id"),
             eos_token_ids=_as_ids(d.get("eos_token_id")),
+            **_hf_experts(arch, d),
         )
 
     @staticmethod
@@ -90,23 +103,26 @@ class ModelConfig:
 
         Tied embeddings are not in the metadata: they show as a missing `output.weight`.
         """
-        arch = str(meta.get("general.architecture", ""))
+        gguf_arch = str(meta.get("general.architecture", ""))
+        arch = _GGUF_ARCH.get(gguf_arch, gguf_arch)
         _check_supported(arch)
         names = set(tensor_names)
+        arch = "mixtral" if arch == "llama" and meta.get("llama.expert_count") else arch
 
         def key(suffix: str, default: Any = None) -> Any:
-            value = meta.get(f"{arch}.{suffix}", default)
+            value = meta.get(f"{gguf_arch}.{suffix}", default)
             if value is None:
-                raise ModelLoadError("invalid", f"GGUF metadata lacks {arch}.{suffix}")
+                raise ModelLoadError("invalid", f"GGUF metadata lacks {gguf_arch}.{suffix}")
             return value
 
         hidden = int(key("embedding_length"))
         heads = int(key("attention.head_count"))
-        scaling_type = meta.get(f"{arch}.rope.scaling.type")
+        scaling_type = meta.get(f"{gguf_arch}.rope.scaling.type")
         scaling = None
         if scaling_type not in (None, "none"):
-            scaling = {"rope_type": scaling_type, "factor": meta.get(f"{arch}.rope.scaling.factor")}
-        vocab = meta.get(f"{arch}.vocab_size") or len(meta.get("tokenizer.ggml.tokens") or ())
+            factor = meta.get(f"{gguf_arch}.rope.scaling.factor")
+            scaling = {"rope_type": scaling_type, "factor": factor}
+        vocab = meta.get(f"{gguf_arch}.vocab_size") or len(meta.get("tokenizer.ggml.tokens") or ())
         return ModelConfig(
             architecture=arch,
             vocab_size=int(vocab),
@@ -126,7 +142,52 @@ class ModelConfig:
             qk_norm="blk.0.attn_q_norm.weight" in names,
             bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
             eos_token_ids=_as_ids(meta.get("tokenizer.ggml.eos_token_id")),
+            **_gguf_experts(key, names),
         )
+
+
+def _hf_experts(arch: str, d: Mapping[str, Any]) -> dict[str, Any]:
+    """The MoE fields of a config.json: Mixtral routes every layer, with softmax over the
+    chosen experts' logits; Qwen3-MoE keeps `mlp_only_layers` (and all but every
+    `decoder_sparse_step`-th) dense."""
+    if arch not in ("qwen3_moe", "mixtral"):
+        return {}
+    experts = int(d.get("num_experts") or d.get("num_local_experts") or 0)
+    layers = range(int(d["num_hidden_layers"]))
+    if arch == "mixtral":
+        return {
+            "num_experts": experts,
+            "num_experts_per_tok": int(d["num_experts_per_tok"]),
+            "moe_intermediate_size": int(d["intermediate_size"]),
+            "norm_topk_prob": True,
+            "moe_layers": tuple(layers),
+        }
+    dense = set(d.get("mlp_only_layers") or ())
+    step = int(d.get("decoder_sparse_step") or 1)
+    return {
+        "num_experts": experts,
+        "num_experts_per_tok": int(d["num_experts_per_tok"]),
+        "moe_intermediate_size": int(d["moe_intermediate_size"]),
+        "norm_topk_prob": bool(d.get("norm_topk_prob", False)),
+        "moe_layers": tuple(i for i in layers if i not in dense and (i + 1) % step == 0),
+    }
+
+
+def _gguf_experts(key: Callable[[str, Any], Any], names: set[str]) -> dict[str, Any]:
+    """The MoE fields of GGUF metadata; a layer is routed where it has `ffn_gate_inp`.
+    llama.cpp renormalises the chosen weights of both Mixtral and Qwen3-MoE unless
+    `expert_weights_norm` says otherwise."""
+    experts = int(key("expert_count", 0))
+    if not experts:
+        return {}
+    layers = range(int(key("block_count")))
+    return {
+        "num_experts": experts,
+        "num_experts_per_tok": int(key("expert_used_count")),
+        "moe_intermediate_size": int(key("expert_feed_forward_length", key("feed_forward_length"))),
+        "norm_topk_prob": bool(key("expert_weights_norm", True)),
+        "moe_layers": tuple(i for i in layers if f"blk.{i}.ffn_gate_inp.weight" in names),
+    }
 
 
 def _check_supported(arch: str) -> None:

@@ -20,14 +20,20 @@ import torch
 from gguf import GGMLQuantizationType as Q
 
 from neuron.models.errors import ModelLoadError
-from neuron.models.gguf_codes import GroupCodes, group_codes
+from neuron.models.gguf_codes import (
+    PACKABLE,
+    GroupCodes,
+    group_codes,
+    packed_nbytes,
+    packed_weight,
+)
 from neuron.models.weight_format import SourceWeights
 
 SUPPORTED_TYPES = frozenset(
     {Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q4_K, Q.Q5_K, Q.Q6_K}
 )
 # Architectures whose Q/K rows llama.cpp permutes on conversion.
-_PERMUTED_ARCHS = ("llama", "mistral")
+_PERMUTED_ARCHS = ("llama", "mistral", "mixtral")
 
 _GLOBAL_NAMES = {
     "token_embd.weight": "model.embed_tokens.weight",
@@ -47,6 +53,11 @@ _LAYER_NAMES = {
     "ffn_gate": "mlp.gate_proj",
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
+    # A routed layer: the router, and every expert stacked in one tensor [E, out, in].
+    "ffn_gate_inp": "mlp.gate",
+    "ffn_gate_exps": "mlp.experts.gate_proj",
+    "ffn_up_exps": "mlp.experts.up_proj",
+    "ffn_down_exps": "mlp.experts.down_proj",
 }
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 # Large arrays (the vocabulary) are left to the tokenizer, which reads them itself.
@@ -107,6 +118,15 @@ def check_tensor_types(reader: gguf.GGUFReader) -> None:
             )
 
 
+def packed_sizes(reader: gguf.GGUFReader) -> dict[str, int]:
+    """Transformers name → bytes in the GPU's packed form, for every tensor that has one."""
+    return {
+        hf_name(t.name): packed_nbytes(t.tensor_type, *(int(d) for d in reversed(t.shape)))
+        for t in reader.tensors
+        if t.tensor_type in PACKABLE
+    }
+
+
 def dequantize(tensor: Any) -> np.ndarray:
     """One reader tensor as float32 in transformers' [out, in] layout."""
     data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
@@ -124,18 +144,30 @@ def iter_gguf(
     source: SourceWeights | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (transformers name, float32 tensor) for every tensor in the file; `source`,
-    when given, also gets each tensor's storage type and its 4-bit codes if it has any."""
+    when given, also gets each tensor's storage type and its 4-bit codes if it has any.
+    The tensors `source.keep` names go to `source.packed` in the GPU's packed form
+    instead, and only their shape is yielded (a meta tensor)."""
     check_tensor_types(reader)
     permuted = arch in _PERMUTED_ARCHS
     for tensor in reader.tensors:
         name = hf_name(tensor.name)
-        data = dequantize(tensor)
-        codes = group_codes(tensor) if source is not None else None
         heads = None
         if permuted and ".self_attn.q_proj." in name:
             heads = n_head
         elif permuted and ".self_attn.k_proj." in name:
             heads = n_kv_head
+        if source is not None and name in source.keep:
+            packed = packed_weight(tensor)
+            if packed is None:
+                raise ModelLoadError("invalid", f"tensor {tensor.name!r} cannot be packed")
+            if heads is not None:
+                packed = packed.map_rows(lambda t, h=heads: unpermute_qk(t, h))
+            source.packed[name] = packed
+            shape = tuple(int(d) for d in reversed(tensor.shape))
+            yield name, torch.empty(shape, device="meta")
+            continue
+        data = dequantize(tensor)
+        codes = group_codes(tensor) if source is not None else None
         if heads is not None:
             data = unpermute_qk(data, heads)
             if codes is not None:

@@ -22,6 +22,7 @@ from neuron.models.attention import AttentionMetadata, KVCache, paged_attention
 from neuron.models.config import ModelConfig
 from neuron.models.errors import ModelLoadError
 from neuron.models.lm_head import Int8Rows
+from neuron.models.moe import MoEBlock, expert_tensors
 from neuron.models.quant_linear import linear
 from neuron.models.rope import Rotary, apply_rope_, rope_inv_freq
 
@@ -128,12 +129,15 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self, config: ModelConfig, dtype: torch.dtype, device: torch.device, index: int
+    ) -> None:
         super().__init__()
         self.input_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
         self.attn = Attention(config, dtype, device)
         self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
-        self.mlp = MLP(config, dtype, device)
+        routed = index in config.moe_layers
+        self.mlp = (MoEBlock if routed else MLP)(config, dtype, device)
 
     def forward(self, x, rope, meta, k_cache, v_cache) -> torch.Tensor:
         """x is the residual stream, updated in place (no new [T, H] tensor per add)."""
@@ -157,7 +161,7 @@ class LlamaForCausalLM(nn.Module):
         kw = {"dtype": dtype, "device": device}
         self.embed_tokens = _weight(config.vocab_size, config.hidden_size, **kw)
         self.layers = nn.ModuleList(
-            DecoderLayer(config, dtype, device) for _ in range(config.num_hidden_layers)
+            DecoderLayer(config, dtype, device, i) for i in range(config.num_hidden_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
         self.lm_head = (
@@ -166,6 +170,8 @@ class LlamaForCausalLM(nn.Module):
             else _weight(config.vocab_size, config.hidden_size, **kw)
         )
         self.rotary = Rotary(config, dtype, device)
+        # A sequence-classification head [labels, H] (neuron/models/classifier.py), or None.
+        self.classifier: torch.Tensor | None = None
         # What attention and the KV cache compute in (the packed linears answer in bf16).
         self.act_dtype = dtype
         self.device = device
@@ -191,7 +197,7 @@ class LlamaForCausalLM(nn.Module):
         kv: KVCache,
     ) -> torch.Tensor:
         """The layers and the final norm; a CPU decode pass only reads the cache here."""
-        if isinstance(self.embed_tokens, Int8Rows):
+        if not isinstance(self.embed_tokens, torch.Tensor):  # packed rows (Int8Rows, …)
             x = self.embed_tokens.embed(input_ids)
         else:
             x = F.embedding(input_ids, self.embed_tokens)
@@ -208,6 +214,15 @@ class LlamaForCausalLM(nn.Module):
             return self.lm_head(hidden)
         return linear(hidden, self.lm_head).float()
 
+    @torch.inference_mode()
+    def head_rows(self, token_ids: list[int]) -> torch.Tensor:
+        """The LM head's rows of these tokens, fp32 [len, H]: their logits without the
+        whole vocabulary's (a yes/no reranker's two scores)."""
+        ids = torch.tensor(token_ids, device=self.device)
+        if isinstance(self.lm_head, Int8Rows):
+            return self.lm_head.embed(ids)
+        return self.lm_head.index_select(0, ids).float()
+
     def packed_slots(self) -> Iterator[tuple[nn.Module, str, list[str]]]:
         """(module, attribute, checkpoint names in row order) of every layer matmul weight:
         what a weight format may swap for a packed linear."""
@@ -216,6 +231,9 @@ class LlamaForCausalLM(nn.Module):
             attn = [f"{p}self_attn.{x}_proj.weight" for x in "qkv"]
             yield layer.attn, "qkv_weight", attn
             yield layer.attn, "o_weight", [f"{p}self_attn.o_proj.weight"]
+            if isinstance(layer.mlp, MoEBlock):
+                yield from layer.mlp.packed_slots(f"{p}mlp.")
+                continue
             yield (
                 layer.mlp,
                 "gate_up_weight",
@@ -240,11 +258,11 @@ class LlamaForCausalLM(nn.Module):
         """Copy checkpoint tensors into place; a missing, unknown or misshapen one is an error."""
         slots = self.weight_slots()
         missing = set(slots)
-        for name, tensor in weights:
+        for name, tensor in expert_tensors(weights):
             if name == "rope_freqs.weight":
                 # llama3-style scaling as GGUF stores it: per-frequency divisors.
                 base = rope_inv_freq(self.config).to(tensor.device)
-                self.rotary.rebuild((base / tensor.float()).to(self.embed_tokens.device))
+                self.rotary.rebuild((base / tensor.float()).to(self.device))
                 continue
             if name.endswith("rotary_emb.inv_freq") or (
                 name == "lm_head.weight" and self.config.tie_word_embeddings

@@ -1,5 +1,6 @@
 """Weight-only packed linears for CPU decode: int8 per channel, int4 per group of 32, and
-fp16 in fbgemm's layout.
+fp16 in fbgemm's layout; and for the GPU, int4 / int8 codes with group scales
+(`GroupQuantLinear`, through our Triton kernel).
 
 A small model's decode step on CPU is bound by reading its weights, so holding them
 packed cuts the bytes per token (int8: 4x, int4: ~6x, fp16: 2x against fp32). torch's
@@ -15,12 +16,14 @@ int4 kernel's speed at 16 rows and 2.1x at 512 (one matmul, weights in cache).
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neuron.models.gguf_codes import GROUP, GroupCodes
+from neuron_kernels import PackedWeight, quant_matmul
 from neuron_kernels.cpu import cpu_kernels
 
 # `_weight_int8pack_mm` walks the rows one by one, so it loses to a dense bf16 matmul
@@ -184,9 +187,6 @@ class Fp16Linear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-PackedLinear = Int8Linear | Int4Linear | Int4X86Linear | Fp16Linear
-
-
 def linear(
     x: torch.Tensor, weight: torch.Tensor | PackedLinear, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -194,3 +194,49 @@ def linear(
     if isinstance(weight, torch.Tensor):
         return F.linear(x, weight, bias)
     return weight.forward(x, bias)
+
+
+class GroupQuantLinear(nn.Module):
+    """y = x @ dequant(W).T + b with W as int4 / int8 codes and group scales (the GPU
+    form, neuron_kernels.PackedWeight) through `neuron_kernels.quant_matmul`: the Triton
+    kernel on CUDA. The rows may come in parts of different layouts (a fused QKV whose V
+    is stored with more bits): each part is one matmul, the outputs side by side."""
+
+    def __init__(self, parts: list[PackedWeight], dtype: torch.dtype) -> None:
+        super().__init__()
+        merged: list[PackedWeight] = []
+        for part in parts:
+            if merged and merged[-1].layout() == part.layout():
+                merged[-1] = PackedWeight.cat([merged[-1], part])
+            else:
+                merged.append(part)
+        self.dtype = dtype
+        self.out_features = sum(p.out_features for p in merged)
+        self._layouts = [p.map_rows(lambda t: t.new_empty(0)) for p in merged]
+        for index, part in enumerate(merged):
+            for name, tensor in part.tensors().items():
+                self.register_buffer(f"part{index}_{name}", tensor)
+
+    def parts(self) -> list[PackedWeight]:
+        """The packed weights as they are held now (after any move of the module)."""
+        return [
+            replace(layout, **{n: getattr(self, f"part{i}_{n}") for n in layout.tensors()})
+            for i, layout in enumerate(self._layouts)
+        ]
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x [..., K] (cast to the model's dtype) → [..., N] in the model's dtype."""
+        rows = x.reshape(-1, x.shape[-1]).to(self.dtype)
+        outs = [quant_matmul(rows, part) for part in self.parts()]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        if bias is not None:
+            out = out + bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows `ids` dequantised: the vocabulary matrix used as the embedding."""
+        (part,) = self.parts()
+        return part.map_rows(lambda t: t[ids]).dequantize().to(self.dtype)
+
+
+PackedLinear = Int8Linear | Int4Linear | Int4X86Linear | Fp16Linear | GroupQuantLinear

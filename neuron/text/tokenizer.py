@@ -84,18 +84,28 @@ class Tokenizer:
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
 
-    def encode(self, text: str, add_bos: bool | None = None) -> list[int]:
+    def encode(
+        self,
+        text: str,
+        add_bos: bool | None = None,
+        post_process: bool = False,
+        pair: str | None = None,
+    ) -> list[int]:
         """Token ids of `text`. Special tokens written in the text are recognised; the only
         token ever added is BOS (per the model's config, or `add_bos`), and never twice —
-        a rendered chat prompt that already starts with it keeps a single one."""
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:  # lone surrogates: no bytes, so no tokens
-            raise UntokenizableText(
-                f"the text has a lone surrogate (U+{ord(text[exc.start]):04X}) at "
-                f"character {exc.start}, which is not valid Unicode"
-            ) from None
-        ids = self.backend.encode(text, add_special_tokens=False).ids
+        a rendered chat prompt that already starts with it keeps a single one.
+        `post_process` also applies the tokenizer's own template, as sentence-transformers
+        does for an embedding's input (Qwen3-Embedding's appends <|endoftext|>); `pair`
+        is the second text of a pair (a cross-encoder's document), under that template."""
+        for part in (text, pair or ""):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError as exc:  # lone surrogates: no bytes, so no tokens
+                raise UntokenizableText(
+                    f"the text has a lone surrogate (U+{ord(part[exc.start]):04X}) at "
+                    f"character {exc.start}, which is not valid Unicode"
+                ) from None
+        ids = self.backend.encode(text, pair, add_special_tokens=post_process).ids
         want_bos = self.add_bos if add_bos is None else add_bos
         if want_bos and self.bos_token_id is not None and ids[:1] != [self.bos_token_id]:
             ids.insert(0, self.bos_token_id)

@@ -9,7 +9,9 @@ let
   hardening = import ../hardening.nix;
   clean = lib.filterAttrsRecursive (_: v: v != null);
   modelsFile = toml.generate "models.toml" (clean cfg.models);
-  settingsFile = toml.generate "cortex.toml" (clean cfg.settings // { models_config = "${modelsFile}"; });
+  # stateRedisUrl shares state through Redis; an explicit settings.state still wins.
+  shared = lib.optionalAttrs (cfg.stateRedisUrl != null) { state = { backend = "redis"; url = cfg.stateRedisUrl; }; };
+  settingsFile = toml.generate "cortex.toml" (lib.recursiveUpdate shared (clean cfg.settings) // { models_config = "${modelsFile}"; });
   option = type: default: description: mkOption { inherit type default description; };
   section = options: option (types.submodule { freeformType = toml.type; inherit options; }) { } "";
   portOf = listen: lib.toInt (lib.last (lib.splitString ":" listen));
@@ -74,8 +76,10 @@ in
       };
     };
 
+    stateRedisUrl = option (types.nullOr types.str) null
+      "redis:// or rediss:// URL of the Redis every gateway of the fleet shares ([state]); null keeps state in memory. Its password goes in environmentFile as CORTEX_STATE__PASSWORD=... (services.redis.servers.<name> can run the server).";
     environmentFile = option (types.nullOr types.path) null
-      "File with CORTEX_GATEWAY__API_KEYS=[...], CORTEX_GATEWAY__METRICS_KEYS=[...] and other secrets, kept out of the Nix store.";
+      "File with CORTEX_GATEWAY__API_KEYS=[...], CORTEX_GATEWAY__METRICS_KEYS=[...], CORTEX_STATE__PASSWORD=... and other secrets, kept out of the Nix store.";
     openFirewall = option types.bool false "Open the API and metrics ports in the firewall.";
     watchdogSec = option types.ints.positive 30 "WatchdogSec of the unit.";
   };

@@ -30,6 +30,7 @@ in
           listen = option types.str "0.0.0.0" "Address to bind.";
           models_dir = option types.str "/var/lib/neuron/models" "Local model folders and GGUF files.";
           hf_cache = option types.str "/var/cache/neuron/huggingface" "Hugging Face hub cache.";
+          cache_dir = option types.str "/var/cache/neuron" "What the neuron builds and keeps across restarts (the compiled CPU decode step).";
           allow_download = option types.bool false "Download missing models from the hub.";
           kv_cache_memory_fraction = option types.float 0.9 "Fraction of free GPU memory used.";
           cpu_kv_cache_mb = option types.ints.positive 512 "KV cache size on the CPU device.";
@@ -86,7 +87,7 @@ in
         TimeoutStopSec = 120;
         WatchdogSec = cfg.watchdogSec;
         StateDirectory = [ "neuron" "neuron/models" ];
-        CacheDirectory = [ "neuron" "neuron/huggingface" "neuron/triton" ];
+        CacheDirectory = [ "neuron" "neuron/huggingface" "neuron/triton" "neuron/inductor" ];
         WorkingDirectory = "/var/lib/neuron";
         DeviceAllow = cfg.deviceAllow;
         EnvironmentFile = lib.optionals (cfg.environmentFile != null) [ cfg.environmentFile ];

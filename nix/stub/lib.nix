@@ -4,6 +4,10 @@ let
 in
 rec {
   optionals = cond: list: if cond then list else [ ];
+  optionalAttrs = cond: set: if cond then set else { };
+  recursiveUpdate = lhs: rhs: lhs // builtins.mapAttrs
+    (name: v: if isAttrs v && isAttrs (lhs.${name} or null) then recursiveUpdate lhs.${name} v else v)
+    rhs;
   hasInfix = infix: s: builtins.match ".*${escapeRegex infix}.*" s != null;
   escapeRegex = builtins.replaceStrings [ "." "/" "+" "*" ] [ "\\." "/" "\\+" "\\*" ];
   splitString = sep: s: filter isString (builtins.split (escapeRegex sep) s);

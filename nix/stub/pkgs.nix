@@ -24,7 +24,7 @@ let
       generate = name: value: pkgs.writeText name (builtins.toJSON value);
     };
     python3Packages = builtins.listToAttrs (map (name: { inherit name; value = stub name { }; }) [
-      "setuptools" "aiohttp" "prometheus-client" "pyyaml" "torch" "triton" "safetensors"
+      "setuptools" "aiohttp" "prometheus-client" "pyyaml" "redis" "torch" "triton" "safetensors"
       "tokenizers" "gguf" "jinja2" "numpy" "psutil"
     ]) // {
       buildPythonApplication = attrs:

@@ -49,16 +49,32 @@ def test_text_message_matches_the_sdk_model() -> None:
     assert parsed.content[0].type == "text" and parsed.content[0].text == "Hi 👋 你好"
     assert (parsed.stop_reason, parsed.stop_sequence) == ("end_turn", None)
     usage = parsed.usage
-    assert (usage.cache_creation_input_tokens, usage.output_tokens) == (11, 7)
-    assert (usage.input_tokens, usage.cache_read_input_tokens) == (0, 0)
+    assert (usage.input_tokens, usage.output_tokens) == (11, 7)
+    assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (0, 0)
 
 
-def test_cached_prompt_tokens_are_cache_reads() -> None:
+def _usage(cached: int, breakpoint: int | None) -> tuple[int, int, int]:
+    """(input, cache creation, cache read) of an 11-token prompt."""
     completion = _completion("Hi")
-    completion["usage"]["prompt_tokens_details"] = {"cached_tokens": 8}
-    usage = Message.model_validate(from_openai_response(completion, "m", [])).usage
-    assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (8, 3)
-    assert usage.input_tokens == 0
+    completion["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
+    message = from_openai_response(completion, "m", [], breakpoint=breakpoint)
+    usage = Message.model_validate(message).usage
+    return usage.input_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens
+
+
+@pytest.mark.parametrize(
+    ("cached", "breakpoint", "split"),
+    [
+        (8, None, (3, 0, 8)),  # no breakpoint: never a cache write, the rest is input
+        (0, 6, (5, 6, 0)),  # up to the breakpoint written, what follows it input
+        (4, 6, (5, 2, 4)),  # the part of it the cache held is read, not written
+        (8, 6, (3, 0, 8)),  # the cache held more than the breakpoint: nothing written
+        (0, 40, (0, 11, 0)),  # a breakpoint at the end (top-level cache_control)
+    ],
+)
+def test_usage_splits_the_prompt_as_anthropic_does(cached, breakpoint, split) -> None:
+    assert _usage(cached, breakpoint) == split
+    assert sum(split) == 11
 
 
 @pytest.mark.parametrize(
@@ -147,14 +163,14 @@ def test_text_stream_event_sequence() -> None:
     ]
     assert events[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
     assert events[-2][1]["usage"] == {
-        "input_tokens": 0,
+        "input_tokens": 11,
         "output_tokens": 7,
-        "cache_creation_input_tokens": 11,
+        "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
     message = _accumulate(raw)
     assert message.content[0].text == "Hello"
-    assert (message.usage.cache_creation_input_tokens, message.usage.output_tokens) == (11, 7)
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7)
 
 
 def test_tool_stream_matches_the_non_streamed_message() -> None:

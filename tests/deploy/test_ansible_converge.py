@@ -49,6 +49,10 @@ def test_cortex_and_models_toml_load_with_the_inventory_values(converged: Conver
     assert (gateway.listen, gateway.metrics_listen) == ("0.0.0.0:31313", "0.0.0.0:31314")
     assert gateway.api_keys == ["client-key"] and gateway.admin_keys == ["admin-key"]
     assert settings.cortex.eviction.strategy == "priority"
+    state = settings.cortex.state
+    assert (state.backend, state.url, state.password) == (
+        "redis", "redis://10.0.0.5:6379/0", "state-secret",
+    )  # fmt: skip
     neurons = [(n.name, n.endpoint, n.token) for n in settings.cortex.neurons]
     assert neurons == [
         ("beast", "http://10.0.0.11:13131", "node-secret"),

@@ -58,6 +58,9 @@ def test_only_the_neuron_reaches_nvidia_devices() -> None:
     neuron = service_section("neuron")
     assert int(neuron["TimeoutStartSec"]) >= 600
     assert "TRITON_CACHE_DIR=/var/cache/neuron/triton" in neuron_text
+    # The compiled decode step survives a restart (PrivateTmp empties /tmp).
+    assert "NEURON_CACHE_DIR=/var/cache/neuron" in neuron_text
+    assert "neuron/inductor" in neuron["CacheDirectory"]
     assert (
         "neuron/triton" in neuron["CacheDirectory"] and "neuron/models" in neuron["StateDirectory"]
     )

@@ -1,10 +1,11 @@
-"""Cache-aware routing on its own: conversation keys, hits, overrides, forgetting, spread."""
+"""Cache-aware routing on its own: conversation keys, rendezvous choice (the same in every
+gateway), hits, overrides, reloads, spread."""
 
 from __future__ import annotations
 
 from cortex.fleet.nodes import Fleet, ModelOnNode, Node
 from cortex.metrics import Metrics
-from cortex.routing.affinity import Affinity, conversation_key
+from cortex.routing.affinity import Affinity, conversation_key, rendezvous_weight
 
 MODEL = "m"
 FLEET = Fleet(Metrics())
@@ -51,36 +52,58 @@ def test_the_digest_is_the_conversation_start_not_its_later_turns() -> None:
     assert conversation_key({"prompt": "abc"}, {}) != conversation_key({"prompt": "abd"}, {})
 
 
+def home(key: str, *nodes: Node) -> Node:
+    """The conversation's rendezvous node among `nodes`, by its definition."""
+    return max(nodes, key=lambda n: rendezvous_weight(key, n.name))
+
+
 def test_a_conversation_returns_until_its_node_is_too_busy() -> None:
     affinity = Affinity(margin=2)
     a, b = node("a"), node("b")
     first, outcome = affinity.choose(MODEL, "c1", by_load(a, b))
-    assert (first.name, outcome) == ("a", "miss")
+    assert (first, outcome) == (home("c1", a, b), "miss")
+    other = b if first is a else a
+    assert affinity.choose(MODEL, "c1", by_load(a, b)) == (first, "hit")
     first.inflight[MODEL] = 2  # busier by the margin: still its node
-    assert affinity.choose(MODEL, "c1", by_load(a, b)) == (a, "hit")
-    first.inflight[MODEL] = 3  # busier by more than the margin
-    assert affinity.choose(MODEL, "c1", by_load(a, b)) == (b, "override")
-    a.inflight[MODEL] = 0
-    assert affinity.choose(MODEL, "c1", by_load(a, b)) == (b, "hit")  # b holds it now
+    assert affinity.choose(MODEL, "c1", by_load(a, b)) == (first, "hit")
+    first.remote_inflight[MODEL] = 1  # another gateway's request tips it over the margin
+    assert affinity.choose(MODEL, "c1", by_load(a, b)) == (other, "override")
+    first.inflight[MODEL] = first.remote_inflight[MODEL] = 0
+    assert affinity.choose(MODEL, "c1", by_load(a, b)) == (first, "miss")  # back, re-read
 
 
-def test_new_conversations_spread_over_idle_nodes() -> None:
+def test_two_gateways_agree_without_sharing_anything() -> None:
+    """Rendezvous hashing: the same key picks the same node in every gateway, whatever
+    order the holders come in, and keys spread over the nodes."""
+    nodes = [node(f"r{i}") for i in range(3)]
+    one, two = Affinity(margin=4), Affinity(margin=4)
+    picked = []
+    for i in range(300):
+        key = f"conversation-{i}"
+        mine = one.choose(MODEL, key, nodes)[0]
+        assert two.choose(MODEL, key, list(reversed(nodes)))[0] is mine
+        picked.append(mine.name)
+    counts = sorted(picked.count(n.name) for n in nodes)
+    assert counts[0] > 60, counts  # about 100 each
+
+
+def test_only_the_conversations_of_a_node_that_left_move() -> None:
+    affinity = Affinity(margin=4)
+    a, b, c = node("a"), node("b"), node("c")
+    keys = [f"k{i}" for i in range(60)]
+    before = {k: affinity.choose(MODEL, k, [a, b, c])[0] for k in keys}
+    after = {k: affinity.choose(MODEL, k, [a, b])[0] for k in keys}  # c is down
+    assert all(after[k] is before[k] for k in keys if before[k] is not c)
+    assert {after[k].name for k in keys if before[k] is c} <= {"a", "b"}
+
+
+def test_a_node_that_reloaded_is_a_miss() -> None:
     affinity = Affinity(margin=4)
     a, b = node("a"), node("b")
-    chosen = [affinity.choose(MODEL, f"c{i}", by_load(a, b))[0].name for i in range(6)]
-    assert sorted(chosen) == ["a"] * 3 + ["b"] * 3
-    assert affinity.conversations(MODEL, "a") == affinity.conversations(MODEL, "b") == 3
-
-
-def test_a_node_that_left_or_reloaded_is_forgotten() -> None:
-    affinity = Affinity(margin=4)
-    a, b = node("a"), node("b")
-    assert affinity.choose(MODEL, "c", [a, b])[0] is a
-    assert affinity.choose(MODEL, "c", [b]) == (b, "miss")  # a is down or unloaded the model
-    assert affinity.conversations(MODEL, "a") == 0
-    assert affinity.choose(MODEL, "c", [a, b]) == (b, "hit")
-    b.models[MODEL] = ModelOnNode(MODEL, loaded_at=2.0)  # reloaded: its cache is gone
-    assert affinity.choose(MODEL, "c", [a, b]) == (a, "miss")
+    first = affinity.choose(MODEL, "c", [a, b])[0]
+    assert affinity.choose(MODEL, "c", [a, b]) == (first, "hit")
+    first.models[MODEL] = ModelOnNode(MODEL, loaded_at=2.0)  # reloaded: its cache is gone
+    assert affinity.choose(MODEL, "c", [a, b]) == (first, "miss")
 
 
 def test_the_table_is_bounded() -> None:
@@ -88,6 +111,5 @@ def test_the_table_is_bounded() -> None:
     a = node("a")
     for i in range(5):
         affinity.choose(MODEL, f"c{i}", [a])
-    assert affinity.conversations(MODEL, "a") == 3
     assert affinity.choose(MODEL, "c0", [a])[1] == "miss"
     assert affinity.choose(MODEL, "c4", [a])[1] == "hit"

@@ -9,6 +9,7 @@ import time
 import openai
 import pytest
 
+from tests.support.affinity import key_homing_on
 from tests.support.http import wait_until
 
 MODEL = "tiny-llama"
@@ -60,8 +61,8 @@ def test_kill_during_stream_then_restart(fleet, procs) -> None:
     wait_until(lambda: gateway.node("f1")["state"] == "up", 60, "f1 back up")
     wait_until(lambda: f1.loaded().get(MODEL) == "ready", 60, "pinned model back on f1")
     wait_until(lambda: gateway.models_on("f1").get(MODEL) == "ready", 30, "gateway sees it")
-    # A new conversation (the one above stays where its prefix cache now lives).
-    status, _, headers = gateway.chat(MODEL, messages=[{"role": "user", "content": "hello again"}])
+    # A conversation whose rendezvous node is f1 goes to it again.
+    status, _, headers = gateway.chat(MODEL, user=key_homing_on("f1", ["f1", "f2"]))
     assert status == 200 and headers["x-cortex-node"] == "f1"
 
 

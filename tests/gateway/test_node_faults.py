@@ -10,6 +10,7 @@ import time
 import openai
 import pytest
 
+from tests.support.affinity import key_homing_on
 from tests.support.http import metric_sum, scrape, wait_until
 
 MODEL = "tiny-llama"
@@ -57,11 +58,12 @@ def test_lone_surrogate_is_the_neurons_400_sent_once(pair):
 def test_a_hung_node_is_abandoned_at_the_deadline_and_kept_out(pair):
     s1, _s2, gateway = pair
     before = chat_requests(s1)
-    assert gateway.chat(MODEL).headers["x-cortex-node"] == "s1"  # idle pair: s1 is picked first
+    on_s1 = key_homing_on("s1", ["s1", "s2"])  # a conversation whose node is s1
+    assert gateway.chat(MODEL, user=on_s1).headers["x-cortex-node"] == "s1"
     s1.signal(signal.SIGSTOP)
     try:
         sent = time.monotonic()
-        status, body, headers = gateway.chat(MODEL)
+        status, body, headers = gateway.chat(MODEL, user=on_s1)
         took = time.monotonic() - sent
         assert status == 200, body
         assert headers["x-cortex-node"] == "s2"
@@ -85,8 +87,8 @@ def test_a_hung_node_is_abandoned_at_the_deadline_and_kept_out(pair):
     wait_until(lambda: gateway.node("s1")["state"] == "up", 30, "s1 answering again")
     # The first request above, and perhaps the abandoned one (if s1 read it on waking).
     assert chat_requests(s1) - before <= 2
-    nodes = {gateway.chat(MODEL, user=f"after-{i}").headers["x-cortex-node"] for i in range(4)}
-    assert "s1" in nodes  # traffic returns once it answers
+    # Traffic returns once it answers: s1's conversation goes back to it.
+    assert gateway.chat(MODEL, user=on_s1).headers["x-cortex-node"] == "s1"
 
 
 def test_a_request_moves_at_most_once(pair):

@@ -10,7 +10,13 @@ from cortex.fleet.models import ModelOnNode
 from cortex.fleet.nodes import Fleet, Node
 from cortex.metrics import Metrics
 from cortex.routing.catalogue import Catalogue
-from cortex.routing.placement import device_ids_for_load, eviction_order, feasible, plan_load
+from cortex.routing.placement import (
+    device_ids_for_load,
+    eviction_order,
+    feasible,
+    plan_load,
+    planned_free_mb,
+)
 
 GIB_MB = 1024
 
@@ -96,3 +102,18 @@ def test_a_running_count_older_than_our_last_request_is_not_trusted() -> None:
     assert not node.busy("a"), "the snapshot still counted our own finished request"
     node.models["a"].seen_at = time.time() + 1
     assert node.busy("a")
+
+
+def test_a_profile_without_vram_plans_with_the_nodes_file_estimate() -> None:
+    """A GGUF profile may leave out `vram_mb`: the node's estimate from the file counts."""
+    node = gpu_node("g", 1, 24)
+    node.available = [
+        {"id": "q4-32b", "format": "gguf", "size_bytes": 19 * 1024**3,
+         "memory_estimate_bytes": 19 * 1024**3},
+        {"id": "bf16-32b", "format": "hf", "size_bytes": 64 * 1024**3},
+    ]  # fmt: skip
+    assert feasible(ModelProfile("q4-32b"), node)
+    assert not feasible(ModelProfile("bf16-32b"), node), "64 GiB of files on a 24 GiB card"
+    node.models["q4-32b"] = ModelOnNode("q4-32b", "ready", ["cuda-0"], memory_bytes=19 * 1024**3)
+    free = planned_free_mb(node, Catalogue(ModelsConfig(models=[ModelProfile("q4-32b")])), set())
+    assert free["cuda-0"] == 5 * GIB_MB

@@ -17,6 +17,8 @@ from cortex.routing.catalogue import Catalogue
 from cortex.routing.evictor import Evictor
 from cortex.routing.lifecycle import Lifecycle
 from cortex.routing.router import Router
+from cortex.state.memory import MemoryState
+from cortex.state.shared import Shared
 
 GIB = 1024**3
 
@@ -58,8 +60,11 @@ class Gateway:
         device = {"id": "cpu", "kind": "cpu", "memory_total_bytes": gib * GIB}
         self.node.mark_up("up", {"devices": [device]}, uptime=1.0)
         self.catalogue = Catalogue(ModelsConfig(models=profiles))
-        self.lifecycle = Lifecycle(self.fleet, self.catalogue, metrics, config)
-        self.router = Router(self.fleet, self.catalogue, self.lifecycle, metrics, config.routing)
+        shared = Shared(MemoryState(), self.fleet, config.state)
+        self.lifecycle = Lifecycle(self.fleet, self.catalogue, metrics, config, shared)
+        self.router = Router(
+            self.fleet, self.catalogue, self.lifecycle, metrics, config.routing, shared
+        )
         self.evictor = Evictor(self.fleet, self.catalogue, self.lifecycle, config)
 
     def loaded(self, model_id: str, idle_seconds: float) -> None:
@@ -124,3 +129,15 @@ async def test_the_victim_follows_the_strategy(strategy: str, victim: str) -> No
     assert await gw.router.acquire("new") is gw.node
     assert gw.client.calls == [("unload", victim), ("load", "new")]
     assert sorted(gw.node.models) == sorted({"old", "low", "new"} - {victim})
+
+
+async def test_another_gateways_requests_keep_a_model_from_eviction() -> None:
+    gw = Gateway([profile("a", 3), profile("b", 3)], gib=4)
+    gw.loaded("a", idle_seconds=100)
+    gw.node.set_remote_inflight({"a": 1})  # as exchanged through the shared state
+    wanting_b = asyncio.create_task(gw.router.acquire("b"))
+    await asyncio.sleep(0.3)
+    assert gw.client.calls == [] and not wanting_b.done()
+    gw.node.set_remote_inflight({})  # the other gateway's request ended
+    assert await wanting_b is gw.node
+    assert gw.client.calls == [("unload", "a"), ("load", "b")]

@@ -11,6 +11,7 @@ from neuron_kernels.attention_ref import decode_attention_ref, prefill_attention
 from neuron_kernels.sampling import SamplingBatch, SamplingRow
 from neuron_kernels.sampling_ref import apply_penalties_ref, sample_ref
 from tests.kernels.cases import decode_case, logits, prefill_case
+from tests.kernels.quant_checks import packed_model, quant_matmul  # noqa: F401 (run by name)
 
 TOLERANCE = {"float32": 1e-3, "float16": 5e-3, "bfloat16": 3e-2}
 
@@ -142,3 +143,93 @@ def sampling_graph(device: str = "cuda") -> None:
     batch.columns["offset"].add_(1)
     graph.replay()
     assert out.tolist() == sample_ref(x, batch).tolist()
+
+
+def fused_moe(
+    tokens: int,
+    experts: int,
+    top_k: int,
+    hidden: int,
+    inter: int,
+    routing: str = "random",
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> None:
+    """The fused MoE kernel against its reference. `routing`: "random" (each token's
+    experts drawn apart), "skewed" (every token to expert 0, the rest spread over the
+    first few: most experts get no token).
+    """
+    from neuron_kernels.fused_moe_ref import fused_moe_ref
+    from neuron_kernels.fused_moe_triton import align_by_expert, fused_moe_triton
+
+    gen = torch.Generator().manual_seed(tokens * 131 + experts * 7 + top_k)
+    kind = getattr(torch, dtype)
+
+    def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=gen) * scale).to(device=device, dtype=kind)
+
+    x = rand(tokens, hidden)
+    gate_up, down = (
+        rand(experts, 2 * inter, hidden, scale=0.2),
+        rand(experts, hidden, inter, scale=0.2),
+    )
+    if routing == "skewed":
+        rest = [
+            torch.randperm(min(experts, 3), generator=gen)[: top_k - 1] + 1 for _ in range(tokens)
+        ]
+        ids = torch.stack([torch.cat([torch.zeros(1, dtype=torch.long), r]) for r in rest])
+    else:
+        ids = torch.stack([torch.randperm(experts, generator=gen)[:top_k] for _ in range(tokens)])
+    ids = ids.to(device=device, dtype=torch.int32)
+    weights = torch.rand(tokens, top_k, generator=gen).to(device)
+    # The sort: every pair once, each expert's run from a block boundary, padding unread.
+    block = 16
+    sorted_ids, block_expert, total = align_by_expert(ids, experts, block)
+    pairs = sorted_ids[: int(total)]
+    real = pairs[pairs < tokens * top_k].long()
+    assert sorted(real.tolist()) == list(range(tokens * top_k))
+    flat = ids.flatten().long()
+    assert (flat[real].diff() >= 0).all(), "pairs not grouped by expert"
+    for b in range(int(total) // block):
+        rows = sorted_ids[b * block : (b + 1) * block].long()
+        rows = rows[rows < tokens * top_k]
+        assert (flat[rows] == block_expert[b]).all()
+    got = fused_moe_triton(x, gate_up, down, ids, weights)
+    want = fused_moe_ref(x, gate_up, down, ids, weights)
+    assert got.dtype == x.dtype and got.shape == x.shape
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+def fused_moe_graph(device: str = "cuda") -> None:
+    """The fused MoE captured in a CUDA graph (as a decode step is), replayed after the
+    routing changes: nothing in it may read a count back to the host."""
+    from neuron_kernels.fused_moe_ref import fused_moe_ref
+    from neuron_kernels.fused_moe_triton import fused_moe_triton
+
+    tokens, experts, top_k, hidden, inter = 4, 16, 4, 256, 128
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(tokens, hidden, device=device, generator=gen, dtype=torch.bfloat16)
+    gate_up = 0.1 * torch.randn(experts, 2 * inter, hidden, device=device, generator=gen)
+    down = 0.1 * torch.randn(experts, hidden, inter, device=device, generator=gen)
+    gate_up, down = gate_up.bfloat16(), down.bfloat16()
+    ids = torch.zeros(tokens, top_k, dtype=torch.int32, device=device)
+    weights = torch.full((tokens, top_k), 1 / top_k, device=device)
+
+    def route(seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        ids.copy_(
+            torch.stack([torch.randperm(experts, generator=g)[:top_k] for _ in range(tokens)])
+        )
+
+    route(1)
+    fused_moe_triton(x, gate_up, down, ids, weights)  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fused_moe_triton(x, gate_up, down, ids, weights)
+    for seed in (2, 3):
+        route(seed)
+        graph.replay()
+        want = fused_moe_ref(x, gate_up, down, ids, weights)
+        torch.testing.assert_close(out.float(), want.float(), atol=3e-2, rtol=3e-2)

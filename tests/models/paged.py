@@ -109,9 +109,11 @@ def greedy(
     prompts: list[list[int]],
     max_new: int,
     kv_dtype: torch.dtype | None = None,
+    runner: PagedRunner | None = None,
 ) -> list[list[int]]:
-    """Greedy continuation of several prompts decoded together as one batch."""
-    runner = PagedRunner(model, kv_dtype=kv_dtype)
+    """Greedy continuation of several prompts decoded together as one batch (through
+    `runner` where given)."""
+    runner = runner or PagedRunner(model, kv_dtype=kv_dtype)
     names = [f"s{i}" for i in range(len(prompts))]
     logits = runner.prefill(dict(zip(names, prompts, strict=True)))
     ends = torch.tensor([len(p) for p in prompts]).cumsum(0) - 1

@@ -7,7 +7,8 @@ split in two chunks. Greedy generation must give the same tokens. The logits are
 compared over an fp32 cache (the decoder's own arithmetic) and over the fp16 one an fp32
 model serves from on the CPU (`kv_cache_dtype`): attention reads keys and values as the
 cache holds them, and their rounding to 11 significant bits moves these logits by up to
-about 2e-2.
+about 2e-2. The mixture-of-experts variants (Qwen3-MoE with and without renormalised
+top-k weights, Mixtral) are held to the same figures.
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ def test_greedy_generation_matches_generate(models):
     ours, reference = models
     vocab = ours.config.vocab_size
     prompts = [random_ids(30, 7, vocab), random_ids(12, 8, vocab)]
-    generated = greedy(ours, prompts, 32)
+    # A routed model's output jumps where a rounding flips a token's choice of expert, so
+    # its tokens are held equal over the fp32 cache (the fp16 one's logits are held to
+    # their tolerance above); dense models decode over the cache serving picks.
+    kv_dtype = torch.float32 if ours.config.num_experts else None
+    generated = greedy(ours, prompts, 32, kv_dtype)
     for prompt, tokens in zip(prompts, generated, strict=True):
         expected = reference_greedy(reference, prompt, 32)
         assert len(expected) == 32

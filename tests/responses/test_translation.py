@@ -7,10 +7,12 @@ import json
 from typing import Any
 
 from cortex.common.wire import ApiError
+from cortex.config import ResponsesSection
 from cortex.dialects.responses.request import to_chat_request
 from cortex.dialects.responses.response import from_chat_completion
 from cortex.dialects.responses.store import ResponseStore
 from cortex.dialects.responses.stream import ResponsesStream
+from cortex.state.memory import MemoryState
 
 FUNCTION = {"type": "function", "name": "exec_command", "strict": False,
             "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}  # fmt: skip
@@ -183,14 +185,15 @@ def test_a_node_failing_mid_stream_fails_the_response() -> None:
     assert events[-1]["response"]["error"]["message"] == "node 'n1' failed while answering"
 
 
-def test_the_store_is_bounded_and_forgets_after_its_ttl() -> None:
+async def test_the_store_is_bounded_and_forgets_after_its_ttl() -> None:
     now = [0.0]
-    store = ResponseStore(max_responses=2, ttl_seconds=10, clock=lambda: now[0])
+    state = MemoryState(clock=lambda: now[0])
+    store = ResponseStore(state, ResponsesSection(store_max_responses=2, store_ttl_seconds=10))
     for name in ("a", "b", "c"):
-        store.put({"id": name, "output": []}, [], [])
-    assert (store.get("a"), len(store)) == (None, 2)  # the oldest went first
+        await store.put({"id": name, "output": []}, [], [])
+    assert (await store.get("a"), state.stored()) == (None, 2)  # the oldest went first
     now[0] = 5.0
-    store.put({"id": "d", "output": []}, [], [])
+    await store.put({"id": "d", "output": []}, [], [])
     now[0] = 10.5  # b and c are older than the TTL, d is not
-    assert [store.get(k) is not None for k in "bcd"] == [False, False, True]
-    assert store.delete("d") and not store.delete("d")
+    assert [await store.get(k) is not None for k in "bcd"] == [False, False, True]
+    assert await store.delete("d") and not await store.delete("d")

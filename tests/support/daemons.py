@@ -97,8 +97,10 @@ def start_neuron(
 
 
 def wait_ready(neuron: Proc, timeout: float = 180.0) -> None:
-    """Until /health says the daemon is ready (every default model settled)."""
-    neuron.wait_http("/health", timeout=timeout, ready='"status": "ready"')
+    """Until /health says the daemon is ready (every default model settled): its own
+    status, not a model's activation status, which reads the same in the text."""
+    neuron.wait_http("/health", timeout=timeout)
+    wait_until(lambda: get_json(neuron.url + "/health")["status"] == "ready", timeout, "ready")
 
 
 @dataclass

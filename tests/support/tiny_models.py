@@ -15,7 +15,22 @@ import torch
 
 from neuron.demo import demo_gguf_path
 
-ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral")
+# Routed layers have 8 experts of 32, two per token; Qwen3-MoE has a dense layer between
+# two routed ones, as `mlp_only_layers` allows.
+_ARCH_DEFAULTS = {
+    "qwen3": {"head_dim": 16},
+    "qwen3_moe": {
+        "head_dim": 16,
+        "num_hidden_layers": 3,
+        "mlp_only_layers": [1],
+        "norm_topk_prob": True,
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 32,
+    },
+    "mixtral": {"num_local_experts": 8, "num_experts_per_tok": 2, "intermediate_size": 32},
+}
 
 _TOKENIZER_CACHE: dict[str, Path] = {}
 
@@ -54,6 +69,7 @@ def _config(arch: str, vocab_size: int, **overrides):
         tie_word_embeddings=False,
         dtype="float32",
     )
+    common.update(_ARCH_DEFAULTS.get(arch, {}))
     common.update(overrides)
     if arch == "llama":
         return transformers.LlamaConfig(**common)
@@ -62,23 +78,33 @@ def _config(arch: str, vocab_size: int, **overrides):
     if arch == "qwen2":
         return transformers.Qwen2Config(**common)
     if arch == "qwen3":
-        common.setdefault("head_dim", 16)
         return transformers.Qwen3Config(**common)
+    if arch == "qwen3_moe":
+        return transformers.Qwen3MoeConfig(**common)
+    if arch == "mixtral":
+        return transformers.MixtralConfig(sliding_window=None, **common)
     raise ValueError(f"unknown tiny architecture {arch!r}")
 
 
 def make_tiny_model(
-    root: Path, arch: str = "llama", seed: int = 0, name: str | None = None, **overrides
+    root: Path,
+    arch: str = "llama",
+    seed: int = 0,
+    name: str | None = None,
+    tokenizer_dir: Path | None = None,
+    **overrides,
 ) -> Path:
-    """Write a tiny random `arch` model folder under root and return its path."""
+    """Write a tiny random `arch` model folder under root and return its path (with
+    SmolLM2's tokenizer unless `tokenizer_dir` gives another)."""
     import transformers
 
     target = root / (name or f"tiny-{arch}")
     if (target / "config.json").exists():
         return target
-    tok_dir = smollm2_tokenizer_dir(root)
-    vocab = json.loads((tok_dir / "tokenizer.json").read_text())["model"]["vocab"]
-    config = _config(arch, len(vocab), **overrides)
+    tok_dir = tokenizer_dir or smollm2_tokenizer_dir(root)
+    tokenizer = json.loads((tok_dir / "tokenizer.json").read_text())
+    ids = [*tokenizer["model"]["vocab"].values(), *(t["id"] for t in tokenizer["added_tokens"])]
+    config = _config(arch, max(ids) + 1, **overrides)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():

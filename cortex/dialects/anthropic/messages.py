@@ -149,6 +149,14 @@ def _system_text(content: Any, where: str) -> str:
     return "\n".join(texts)
 
 
+def system_messages(content: Any, where: str) -> list[dict[str, Any]]:
+    """The system prompt as an OpenAI system message (none when it is empty)."""
+    if content in (None, "", []):
+        return []
+    system = _system_text(content, where)
+    return [{"role": "system", "content": system}] if system else []
+
+
 def is_prefill(body: dict[str, Any]) -> bool:
     """Whether the conversation ends with the assistant's own start of its answer."""
     messages = body.get("messages")
@@ -162,11 +170,7 @@ def is_prefill(body: dict[str, Any]) -> bool:
 def to_openai_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The conversation (system prompt included) as OpenAI chat messages; a last assistant
     message (prefill) stays last, for the neuron to continue."""
-    out: list[dict[str, Any]] = []
-    if body.get("system") not in (None, "", []):
-        system = _system_text(body["system"], "system")
-        if system:
-            out.append({"role": "system", "content": system})
+    out = system_messages(body.get("system"), "system")
     open_calls: set[str] = set()
     for role, blocks, where in _turns(body.get("messages")):
         if role == "user":

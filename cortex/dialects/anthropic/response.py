@@ -57,26 +57,33 @@ def tool_input(arguments: Any) -> dict[str, Any]:
     return value
 
 
-def usage(openai_usage: dict[str, Any] | None) -> dict[str, int]:
-    """Anthropic usage from OpenAI's. The neuron's prefix cache served `cached_tokens`
-    of the prompt (read) and keeps the rest (creation); as with Anthropic, the three
-    input counts add up to the whole prompt, so nothing is left as plain input."""
+def usage(openai_usage: dict[str, Any] | None, breakpoint: int | None = None) -> dict[str, int]:
+    """Anthropic usage from OpenAI's, as Anthropic counts it: `cached_tokens` (what the
+    neuron's prefix cache served) are cache reads; without a breakpoint the rest is
+    input. With one (`breakpoint`: the prompt's tokens up to the last `cache_control`),
+    the part of it not read is cache creation, and only what follows it is input. The
+    three always add up to the whole prompt."""
     openai_usage = openai_usage or {}
     prompt = int(openai_usage.get("prompt_tokens") or 0)
     details = openai_usage.get("prompt_tokens_details") or {}
     cached = min(prompt, int(details.get("cached_tokens") or 0))
+    written = 0 if breakpoint is None else max(0, min(breakpoint, prompt) - cached)
     return {
-        "input_tokens": 0,
+        "input_tokens": prompt - cached - written,
         "output_tokens": int(openai_usage.get("completion_tokens") or 0),
-        "cache_creation_input_tokens": prompt - cached,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     }
 
 
 def from_openai_response(
-    resp: dict[str, Any], model: str, stops: list[str], show_thinking: bool = True
+    resp: dict[str, Any],
+    model: str,
+    stops: list[str],
+    show_thinking: bool = True,
+    breakpoint: int | None = None,
 ) -> dict[str, Any]:
-    """An OpenAI chat completion as an Anthropic `Message`."""
+    """An OpenAI chat completion as an Anthropic `Message` (`breakpoint`: see `usage`)."""
     choice, message = chat_choice(resp)
     content: list[dict[str, Any]] = []
     if message.get("reasoning_content"):
@@ -102,5 +109,5 @@ def from_openai_response(
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": usage(resp.get("usage")),
+        "usage": usage(resp.get("usage"), breakpoint),
     }

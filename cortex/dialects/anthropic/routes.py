@@ -19,6 +19,7 @@ from cortex.app.relay import open_relay
 from cortex.app.translating import json_object, translate_chunks
 from cortex.app.upstream import Upstream
 from cortex.common.wire import ApiError, read_json_object
+from cortex.dialects.anthropic.breakpoints import prefix_conversation
 from cortex.dialects.anthropic.context_edits import apply_edits
 from cortex.dialects.anthropic.errors import anthropic_error
 from cortex.dialects.anthropic.options import thinking_display
@@ -52,6 +53,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             upstream_body = to_openai_request(body)
         report = {"applied_edits": applied} if "context_management" in body else None
         turn = _Turn(upstream_body.get("stop", []), thinking_display(body), report)
+        turn.breakpoint = await _breakpoint(request, body)
         if upstream_body.get("stream"):
             return await _stream(request, upstream_body, turn)
         return await read_whole(
@@ -66,17 +68,20 @@ class _Turn:
 
     def __init__(self, stops: list[str], show_thinking: bool, report: dict | None) -> None:
         self.stops, self.show_thinking, self.report = stops, show_thinking, report
+        self.breakpoint: int | None = None  # the prompt's tokens up to its last cache_control
 
     def answer(self, upstream: Upstream, raw: bytes) -> web.Response:
         data = json_object(upstream, raw)
         upstream.record_usage(data.get("usage"), None)
-        message = from_openai_response(data, upstream.model, self.stops, self.show_thinking)
+        message = from_openai_response(
+            data, upstream.model, self.stops, self.show_thinking, self.breakpoint
+        )
         if self.report is not None:
             message["context_management"] = self.report
         return web.json_response(message)
 
     def translator(self, model: str) -> AnthropicStream:
-        return AnthropicStream(model, self.stops, self.show_thinking, self.report)
+        return AnthropicStream(model, self.stops, self.show_thinking, self.report, self.breakpoint)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -87,14 +92,30 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 async def _count(request: web.Request, body: dict[str, Any]) -> int:
     """The prompt tokens of a `count_tokens` body, as the neuron renders it."""
-    tokenize_body = to_tokenize_request(body)
-    data = await read_whole(
+    return _integer(await _tokenize(request, to_tokenize_request(body)), "count")
+
+
+async def _breakpoint(request: web.Request, body: dict[str, Any]) -> int | None:
+    """The prompt's tokens up to its last `cache_control` (cortex/dialects/anthropic/
+    breakpoints.py), or None without one: then no `/tokenize` is sent."""
+    prefix = prefix_conversation(body)
+    if prefix is None:
+        return None
+    tokenize_body = {**to_tokenize_request(count_request(body)), "prefix": prefix}
+    return _integer(await _tokenize(request, tokenize_body), "prefix_count")
+
+
+async def _tokenize(request: web.Request, tokenize_body: dict[str, Any]) -> dict[str, Any]:
+    return await read_whole(
         request, tokenize_body, path=TOKENIZE_PATH, dialect="anthropic", use=json_object
     )
-    count = data.get("count")
-    if not isinstance(count, int) or isinstance(count, bool):
-        raise ApiError(502, f"upstream returned a token count that is not an integer: {count!r}")
-    return count
+
+
+def _integer(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(502, f"upstream returned a token {key} that is not an integer: {value!r}")
+    return value
 
 
 async def _stream(

@@ -31,6 +31,17 @@ def error_event(err: ApiError) -> bytes:
     return sse("error", anthropic_error_body(err))
 
 
+def _has_output(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries text, reasoning, a tool call or a finish (not just a role)."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if choice.get("finish_reason") or any(
+            delta.get(key) for key in ("content", "reasoning_content", "tool_calls")
+        ):
+            return True
+    return False
+
+
 class AnthropicStream(ChunkTranslator):
     """Stateful translator for one streamed response; each method returns bytes to send."""
 
@@ -40,7 +51,9 @@ class AnthropicStream(ChunkTranslator):
         stops: list[str],
         show_thinking: bool = True,
         context_management: dict[str, Any] | None = None,
+        breakpoint: int | None = None,
     ) -> None:
+        self._breakpoint = breakpoint  # the prompt's tokens up to its last cache_control
         self._context_management = context_management  # reported in message_delta
         self.message_id = anthropic_id("msg_")
         self._model = model
@@ -57,6 +70,15 @@ class AnthropicStream(ChunkTranslator):
         self._matched: Any = None
         self._usage: dict[str, Any] | None = None
 
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        """Events for one chunk. The neuron sends the role chunk before the prompt has met
+        the prefix cache, so message_start (and its cache split) waits for the first
+        chunk with output."""
+        if not self._started and not chunk.get("error") and not _has_output(chunk):
+            self._usage = chunk.get("usage") or self._usage
+            return b""
+        return super().feed(chunk)
+
     def _finished(self, choice: dict[str, Any]) -> None:
         self._finish = choice["finish_reason"]
         self._matched = choice.get("stop_reason")
@@ -67,7 +89,7 @@ class AnthropicStream(ChunkTranslator):
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": sequence},
-            "usage": usage(self._usage),
+            "usage": usage(self._usage, self._breakpoint),
         }
         if self._context_management is not None:
             delta["context_management"] = self._context_management
@@ -102,7 +124,7 @@ class AnthropicStream(ChunkTranslator):
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {**usage(self._usage), "output_tokens": 0},
+            "usage": {**usage(self._usage, self._breakpoint), "output_tokens": 0},
         }
         return sse("message_start", {"type": "message_start", "message": message})
 

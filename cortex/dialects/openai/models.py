@@ -19,6 +19,7 @@ def model(entry: Entry, created: int) -> dict[str, Any]:
         "alias_of": entry.alias_of,
         "status": entry.status,
         "context_length": entry.context_length,
+        "capabilities": entry.capabilities,
     }
 
 

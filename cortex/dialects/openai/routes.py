@@ -23,6 +23,7 @@ from cortex.app.relay import open_relay
 from cortex.app.upstream import Upstream
 from cortex.common.sse import KEEPALIVE, encode, event_data
 from cortex.common.wire import ApiError, openai_error_body, read_json_object
+from cortex.dialects.openai.capability import require_capability
 
 # Which node answered (absent on a stream that began with keep-alives while waiting).
 NODE_HEADER = "x-cortex-node"
@@ -33,14 +34,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "`messages` must be a non-empty array", "messages")
-    return await _relay(request, body, "/v1/chat/completions")
+    require_capability(request, body, "chat")
+    return await relay(request, body, "/v1/chat/completions")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     if not isinstance(body.get("prompt"), (str, list)):
         raise ApiError(400, "`prompt` must be a string or an array", "prompt")
-    return await _relay(request, body, "/v1/completions")
+    if body.get("suffix") is not None:
+        require_capability(request, body, "fim")
+    return await relay(request, body, "/v1/completions")
 
 
 def add_routes(app: web.Application) -> None:
@@ -48,7 +52,15 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/completions", completions)
 
 
-async def _relay(request: web.Request, body: dict[str, Any], path: str) -> web.StreamResponse:
+async def relay(
+    request: web.Request,
+    body: dict[str, Any],
+    path: str,
+    dialect: str = "openai",
+    edited: bool = False,
+) -> web.StreamResponse:
+    """The node's answer to `body` on `path`, streamed when the body asks for it
+    (`edited`: the body differs from the client's bytes)."""
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "`stream` must be a boolean", "stream")
@@ -56,13 +68,18 @@ async def _relay(request: web.Request, body: dict[str, Any], path: str) -> web.S
     if options is not None and not isinstance(options, dict):
         raise ApiError(400, "`stream_options` must be an object", "stream_options")
     if stream:
-        return await _relay_stream(request, body, path, bool((options or {}).get("include_usage")))
-    return await _relay_whole(request, body, path)
+        wants_usage = bool((options or {}).get("include_usage"))
+        return await _relay_stream(request, body, path, wants_usage, dialect)
+    return await relay_whole(request, body, path, dialect, edited)
 
 
-async def _relay_whole(request: web.Request, body: dict[str, Any], path: str) -> web.Response:
-    raw = await request.read()  # aiohttp keeps the bytes `read_json_object` parsed
-    return await read_whole(request, body, path=path, dialect="openai", use=_answer, raw=raw)
+async def relay_whole(
+    request: web.Request, body: dict[str, Any], path: str, dialect: str, edited: bool = False
+) -> web.Response:
+    """The node's whole JSON answer, byte for byte."""
+    # aiohttp keeps the bytes `read_json_object` parsed
+    raw = None if edited else await request.read()
+    return await read_whole(request, body, path=path, dialect=dialect, use=_answer, raw=raw)
 
 
 def _answer(upstream: Upstream, raw: bytes) -> web.Response:
@@ -73,14 +90,14 @@ def _answer(upstream: Upstream, raw: bytes) -> web.Response:
 
 
 async def _relay_stream(
-    request: web.Request, body: dict[str, Any], path: str, wants_usage: bool
+    request: web.Request, body: dict[str, Any], path: str, wants_usage: bool, dialect: str
 ) -> web.StreamResponse:
     body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     relay = await open_relay(
         request,
         body,
         path=path,
-        dialect="openai",
+        dialect=dialect,
         ping=KEEPALIVE,
         error_event=_error_event,
         node_header=NODE_HEADER,

@@ -4,17 +4,18 @@ and `GET /v1/responses/{id}/input_items`.
 A request is translated onto the neuron's chat completions and routed like any other:
 non-streamed through `cortex.app.proxy.read_whole`, streamed through
 `cortex.app.relay.open_relay`. With `store` (the API's default) the finished response
-and its input go into the gateway's `ResponseStore`, which `previous_response_id`
-continues from. Errors are the OpenAI envelope (the gateway middleware's default).
+and its input go into the `ResponseStore` (in `[state]`: this gateway's memory, or Redis
+shared by every gateway), which `previous_response_id` continues from. Errors are the OpenAI envelope (the gateway middleware's default).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from cortex.app.gateway import GATEWAY
 from cortex.app.proxy import read_whole
 from cortex.app.relay import open_relay
 from cortex.app.translating import json_object, translate_chunks
@@ -35,15 +36,19 @@ _ID_PREFIX = {"message": "msg_", "function_call": "fc_", "custom_tool_call": "ct
 
 
 def add_routes(app: web.Application, config: ResponsesSection) -> None:
-    app[STORE] = ResponseStore(config.store_max_responses, config.store_ttl_seconds)
+    async def open_store(app: web.Application) -> AsyncIterator[None]:
+        app[STORE] = ResponseStore(app[GATEWAY].shared.state, config)  # after the gateway's
+        yield
+
+    app.cleanup_ctx.append(open_store)
     app.router.add_post("/v1/responses", create)
     app.router.add_get("/v1/responses/{id}", retrieve)
     app.router.add_delete("/v1/responses/{id}", delete)
     app.router.add_get("/v1/responses/{id}/input_items", input_items)
 
 
-def _stored(request: web.Request, response_id: str, param: str | None = None):
-    found = request.app[STORE].get(response_id)
+async def _stored(request: web.Request, response_id: str, param: str | None = None):
+    found = await request.app[STORE].get(response_id)
     if found is None:
         raise ApiError(
             404,
@@ -74,7 +79,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     previous = body.get("previous_response_id")
     if previous is not None:
         expect(previous, str, "previous_response_id", "a string")
-        history = _stored(request, previous, "previous_response_id").conversation()
+        history = (await _stored(request, previous, "previous_response_id")).conversation()
     translated = to_chat_request(body, history)
     raw_input = body["input"]
     own = _with_ids(
@@ -83,28 +88,30 @@ async def create(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     response_id = responses_id("resp_")
 
-    def keep(response: dict[str, Any]) -> None:
+    async def keep(response: dict[str, Any]) -> None:
         if translated.store and response["status"] != "failed":
-            store.put(response, own, history)
+            await store.put(response, own, history)
 
     if translated.stream:
         return await _stream(request, translated, response_id, keep)
 
-    def answer(upstream: Upstream, raw: bytes) -> web.Response:
+    def answer(upstream: Upstream, raw: bytes) -> dict[str, Any]:
         data = json_object(upstream, raw)
         upstream.record_usage(data.get("usage"), None)
-        response = from_chat_completion(data, translated, upstream.model, response_id)
-        keep(response)
-        return web.json_response(response)
+        return from_chat_completion(data, translated, upstream.model, response_id)
 
-    return await read_whole(request, translated.chat, path=CHAT_PATH, dialect=DIALECT, use=answer)
+    response = await read_whole(
+        request, translated.chat, path=CHAT_PATH, dialect=DIALECT, use=answer
+    )
+    await keep(response)  # stored before it is answered: the next turn may go anywhere
+    return web.json_response(response)
 
 
 async def _stream(
     request: web.Request,
     translated: Translated,
     response_id: str,
-    keep: Callable[[dict[str, Any]], None],
+    keep: Callable[[dict[str, Any]], Awaitable[None]],
 ) -> web.StreamResponse:
     # Keep-alive comments while a cold load runs keep proxies and clients from timing out.
     relay = await open_relay(
@@ -118,25 +125,26 @@ async def _stream(
     if relay.upstream is not None:
         async with relay.upstream as upstream:
             translator = ResponsesStream(translated, upstream.model, response_id)
-            if await translate_chunks(upstream, relay.response, translator):
-                keep(translator.response)
+            await translate_chunks(
+                upstream, relay.response, translator, lambda: keep(translator.response)
+            )
     return relay.response
 
 
 async def retrieve(request: web.Request) -> web.Response:
-    return web.json_response(_stored(request, request.match_info["id"]).response)
+    return web.json_response((await _stored(request, request.match_info["id"])).response)
 
 
 async def delete(request: web.Request) -> web.Response:
     response_id = request.match_info["id"]
-    _stored(request, response_id)
-    request.app[STORE].delete(response_id)
+    await _stored(request, response_id)
+    await request.app[STORE].delete(response_id)
     return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
 async def input_items(request: web.Request) -> web.Response:
     """The response's own input items, paged as the API pages lists (`order`, `after`, `limit`)."""
-    items = list(_stored(request, request.match_info["id"]).input_items)
+    items = list((await _stored(request, request.match_info["id"])).input_items)
     query = request.query
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):

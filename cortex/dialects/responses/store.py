@@ -1,17 +1,22 @@
-"""Stored responses: a bounded, TTL'd, in-memory map from response id to what it answered.
+"""Stored responses: what each response answered, kept where `[state]` says.
 
-It lives in one gateway process: several gateways share nothing, and a restart forgets
-everything. The oldest response goes first when the store is full; a response older
-than the TTL is gone (a 404 like an unknown id).
+With the memory backend they live in this gateway only and a restart forgets them; with
+Redis every gateway reads the same ones, so a chain may alternate between gateways. The
+oldest response goes first when the store is full; one older than the TTL is gone (a 404
+like an unknown id). A store that cannot be read is a 503 naming it: a
+`previous_response_id` is never silently taken for a new conversation. A response that
+cannot be written is still answered (the store's error metric and log say so).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from cortex.common.wire import ApiError
+from cortex.config import ResponsesSection
+from cortex.state.base import SharedState, StateUnavailable
 
 
 @dataclass
@@ -21,7 +26,6 @@ class Stored:
     response: dict[str, Any]
     input_items: list[dict[str, Any]]  # this request's own input items, with ids
     history: list[dict[str, Any]]  # the chain before this request: what continues it
-    stored_at: float
 
     def conversation(self) -> list[dict[str, Any]]:
         """The items a `previous_response_id` pointing here continues from."""
@@ -29,41 +33,35 @@ class Stored:
 
 
 class ResponseStore:
-    def __init__(
-        self, max_responses: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.max_responses, self.ttl_seconds, self._clock = max_responses, ttl_seconds, clock
-        self._entries: OrderedDict[str, Stored] = OrderedDict()
+    def __init__(self, state: SharedState, config: ResponsesSection) -> None:
+        self.state, self.config = state, config
 
-    def __len__(self) -> int:
-        self._expire()
-        return len(self._entries)
-
-    def put(
+    async def put(
         self,
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
     ) -> None:
-        self._expire()
-        if self.max_responses <= 0:
-            return
-        self._entries[response["id"]] = Stored(response, input_items, history, self._clock())
-        while len(self._entries) > self.max_responses:
-            self._entries.popitem(last=False)
+        record = asdict(Stored(response, input_items, history))
+        ttl, limit = self.config.store_ttl_seconds, self.config.store_max_responses
+        with contextlib.suppress(StateUnavailable):  # answered anyway; the backend logs it
+            await self.state.put_response(response["id"], record, ttl, limit)
 
-    def get(self, response_id: str) -> Stored | None:
-        self._expire()
-        return self._entries.get(response_id)
+    async def get(self, response_id: str) -> Stored | None:
+        """The stored response, None when unknown or expired; 503 when unreadable."""
+        try:
+            record = await self.state.get_response(response_id)
+        except StateUnavailable as err:
+            raise self._unavailable(err) from None
+        return Stored(**record) if record is not None else None
 
-    def delete(self, response_id: str) -> bool:
-        self._expire()
-        return self._entries.pop(response_id, None) is not None
+    async def delete(self, response_id: str) -> bool:
+        try:
+            return await self.state.delete_response(response_id)
+        except StateUnavailable as err:
+            raise self._unavailable(err) from None
 
-    def _expire(self) -> None:
-        deadline = self._clock() - self.ttl_seconds
-        while self._entries:
-            oldest = next(iter(self._entries.values()))
-            if oldest.stored_at > deadline:
-                return
-            self._entries.popitem(last=False)
+    def _unavailable(self, err: StateUnavailable) -> ApiError:
+        return ApiError(
+            503, f"the response store ({self.state.name}) is unavailable: {err}", retry_after=5
+        )
