@@ -95,13 +95,13 @@ def neuron_figures(runs: int, tokens: int) -> list[Figure]:
     return figures
 
 
-def gateway_figures(runs: int, requests: int) -> list[Figure]:
+def gateway_figures(runs: int, seconds: int) -> list[Figure]:
     """Latency p50/p99 and requests/s through the gateway, beside calling the upstream
     directly, non-streaming and streaming, at concurrency 1 and 64."""
     cells: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     nginx: dict[tuple[str, str], dict[str, list[float]]] = {}
     for _ in range(runs):
-        out = run_script("bench.gateway", "--runs", "1", "--requests", str(requests))
+        out = run_script("bench.gateway", "--runs", "1", "--seconds", str(seconds))
         for mode, conc, _p50, _p99, nrps, grps, _ratio in (
             m.groups() for m in map(NGINX_ROW.match, out.splitlines()) if m
         ):
@@ -156,13 +156,13 @@ def main() -> None:
     )
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--stream-tokens", type=int, default=32)
-    parser.add_argument("--gateway-requests", type=int, default=400)
+    parser.add_argument("--gateway-seconds", type=int, default=3, help="per wrk run")
     args = parser.parse_args()
     suites = {
         "engine": lambda: run_engine_bench(args.runs, args.decode_tokens),
         "agent": lambda: run_agent_bench(args.runs),
         "neuron": lambda: neuron_figures(args.runs, args.stream_tokens),
-        "gateway": lambda: gateway_figures(args.runs, args.gateway_requests),
+        "gateway": lambda: gateway_figures(args.runs, args.gateway_seconds),
         "resources": resource_table,
     }
     figures: list[Figure] = []

@@ -100,9 +100,9 @@ class Metrics:
         )
         self.affinity = Counter(
             "cortex_cache_affinity_total",
-            "Routing of requests with a conversation key to its rendezvous node: hit (where "
-            "this gateway sent it before), miss (new to this gateway, or the model was "
-            "reloaded there), override (that node was too busy)",
+            "Routing of requests with a conversation key, in a fleet of two or more nodes, to "
+            "its rendezvous node: hit (where this gateway sent it before), miss (new to this "
+            "gateway, or the model was reloaded there), override (that node was too busy)",
             ["model", "outcome"],
             registry=registry,
         )

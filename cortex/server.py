@@ -59,7 +59,11 @@ def create_app(settings: Settings, serve_metrics: bool = True) -> web.Applicatio
 
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+    # No cookie jar (neurons set none: every request would still filter and store them).
+    session = aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
+    async with session:
         app[GATEWAY] = Gateway.build(app[SETTINGS], session)
         yield
 
@@ -99,9 +103,10 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await web.TCPSite(runner, host, port).start()
         log.info(
-            "cortex listening on %s (metrics on %s)",
+            "cortex listening on %s (metrics on %s; event loop: %s)",
             settings.cortex.gateway.listen,
             settings.cortex.gateway.metrics_listen,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         notify.notify("READY=1")
         notify.notify(f"STATUS=serving on {settings.cortex.gateway.listen}")

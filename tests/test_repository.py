@@ -148,12 +148,12 @@ NODE_STATE = {
 }
 
 
-def test_only_the_node_changes_fleet_state() -> None:
-    """Outside cortex/fleet/nodes.py, no code assigns a node's state fields: it calls the
-    node's transitions (which also move the gauges and wake waiters)."""
+def _assigned_outside(package: str, owner: str, fields: set[str]) -> list[str]:
+    """Where code of `package` other than `owner` assigns one of `fields` on an object
+    other than `self` (directly, by item, or augmented)."""
     offenders = []
-    for path in sorted((ROOT / "cortex").rglob("*.py")):
-        if path == ROOT / "cortex" / "fleet" / "nodes.py":
+    for path in sorted((ROOT / package).rglob("*.py")):
+        if path == ROOT / owner:
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             targets = []
@@ -164,11 +164,25 @@ def test_only_the_node_changes_fleet_state() -> None:
                     target = target.value
                 if (
                     isinstance(target, ast.Attribute)
-                    and target.attr in NODE_STATE
+                    and target.attr in fields
                     and not (isinstance(target.value, ast.Name) and target.value.id == "self")
                 ):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert offenders == []
+    return offenders
+
+
+def test_only_the_node_changes_fleet_state() -> None:
+    """Outside cortex/fleet/nodes.py, no code assigns a node's state fields: it calls the
+    node's transitions (which also move the gauges and wake waiters)."""
+    assert _assigned_outside("cortex", "cortex/fleet/nodes.py", NODE_STATE) == []
+
+
+def test_only_the_block_manager_changes_a_sequences_blocks() -> None:
+    """A sequence's block table, prefix keys and cached-token count move only in
+    neuron/engine/block_manager.py (admit, reserve, commit, free), so they cannot
+    disagree with the allocator's reference counts."""
+    fields = {"block_table", "block_keys", "num_cached_tokens"}
+    assert _assigned_outside("neuron", "neuron/engine/block_manager.py", fields) == []
 
 
 # The gateway's layers, lowest first: a module imports only its own layer and those below.

@@ -2,47 +2,48 @@
 
 The poller marks a node down (or the deadline marks it suspect) while requests are still
 waiting for its answer; `first_byte` ends those waits at once with `NodeLost`, so the
-proxy moves them to another replica instead of waiting out the deadline.
+proxy moves them to another replica instead of waiting out the deadline. It is a
+deadline on the request's own task, cancelled by the node's transition: no task is
+started per request.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-import aiohttp
-
+from cortex.common.limits import deadline
 from cortex.fleet.nodes import Node
-
-T = TypeVar("T")
 
 
 class NodeLost(Exception):
     """The node was marked down or suspect before it answered."""
 
 
-async def first_byte(node: Node, answer: Awaitable[T], deadline: float) -> T:
-    """`answer`'s result; TimeoutError past `deadline`; NodeLost once the node is lost."""
-    task = asyncio.ensure_future(answer)
-    lost = asyncio.ensure_future(node.wait_lost())
-    try:
-        await asyncio.wait((task, lost), timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        lost.cancel()
-        if not task.done():
-            task.cancel()
-            task.add_done_callback(_release)
-    if task.done() and not task.cancelled():
-        return task.result()
-    if lost.done() and not lost.cancelled():
+@asynccontextmanager
+async def first_byte(node: Node, limit: float) -> AsyncIterator[None]:
+    """TimeoutError past `limit`; NodeLost once the node is lost (at once if it is)."""
+    if node.lost:
         raise NodeLost(node.status)
-    raise TimeoutError
+    task = asyncio.current_task()
+    assert task is not None
+    lost = False
 
+    def cancel() -> None:
+        nonlocal lost
+        lost = True
+        task.cancel()
 
-def _release(task: asyncio.Future) -> None:
-    """A response that arrived as the wait was given up: hand its connection back."""
-    if not task.cancelled() and task.exception() is None:
-        result = task.result()
-        if isinstance(result, aiohttp.ClientResponse):
-            result.release()
+    stop = node.watch_lost(cancel)
+    try:
+        async with deadline(limit):
+            yield
+    except asyncio.CancelledError:
+        if not lost:
+            raise
+        if hasattr(task, "uncancel"):  # Python 3.11+: this cancel is handled here
+            task.uncancel()
+        raise NodeLost(node.status) from None
+    finally:
+        stop()

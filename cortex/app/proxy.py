@@ -81,7 +81,11 @@ async def open_upstream(
     record.model = model if gateway.router.known(model) else "unknown"
     stream = bool(body.get("stream"))
     excluded = exclude
-    conversation = conversation_key(request.get(CLIENT_BODY, body), request.headers)
+    client_body = request.get(CLIENT_BODY, body)
+
+    def conversation() -> str | None:  # a digest is costly: only where a choice may be made
+        return conversation_key(client_body, request.headers)
+
     try:
         while True:
             node = await gateway.router.acquire(model, keepalive, excluded, conversation)
@@ -164,23 +168,20 @@ async def _send(
         cfg.stream_idle_timeout_seconds,
     )
     headers = {**node.client.headers, "Content-Type": "application/json"}
-    deadline = cfg.first_byte_timeout_seconds
+    limit = cfg.first_byte_timeout_seconds
     try:
-        response = await first_byte(
-            node,
-            gateway.session.post(
+        async with first_byte(node, limit):  # on this task: wait_for would start one
+            response = await gateway.session.post(
                 node.client.url(path), data=body, headers=headers, timeout=timeout
-            ),
-            deadline,
-        )
+            )
     except NodeLost as exc:  # the poller gave up on it meanwhile: move now, not at the deadline
         reason = f"marked {exc} before it answered"
         raise _NodeFault(ApiError(503, f"node '{node.name}' failed: {reason}")) from exc
     except aiohttp.ClientError as exc:  # aiohttp's own timeouts are ClientErrors too
         node_failed(gateway, node, exc, isinstance(exc, aiohttp.ClientConnectorError))
         raise _NodeFault(_failed(node, exc, 504 if isinstance(exc, TimeoutError) else 502)) from exc
-    except TimeoutError as exc:  # the first-byte deadline (caught before OSError, its base)
-        reason = f"no response within first_byte_timeout_seconds ({deadline:g} s)"
+    except asyncio.TimeoutError as exc:  # the first-byte deadline (before OSError, its base)
+        reason = f"no response within first_byte_timeout_seconds ({limit:g} s)"
         node.mark_suspect(reason)
         raise _NodeFault(ApiError(504, f"node '{node.name}' failed: {reason}")) from exc
     except OSError as exc:

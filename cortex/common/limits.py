@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from aiohttp import web
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as deadline
+else:  # pragma: no cover - aiohttp brings async-timeout before 3.11
+    from async_timeout import timeout as deadline
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +53,13 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body, within the app's body deadline; a client too slow is cut off."""
+    if request.content.is_eof():  # all of it came with the head: nothing to wait for
+        return await request.read()
     timeout = request.app.get(BODY_TIMEOUT)
     try:
-        return await asyncio.wait_for(request.read(), timeout)
+        # a deadline on this task, not wait_for's: that would start a task per request
+        async with deadline(timeout):
+            return await request.read()
     except asyncio.TimeoutError:
         if request.transport is not None:
             request.transport.abort()

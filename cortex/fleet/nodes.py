@@ -45,9 +45,9 @@ class Node:
     last_used: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
     draining: bool = False
-    # Set when the node is marked down or suspect: requests waiting for its first byte
-    # move on at once (`wait_lost`); a fresh one is armed when it is back up.
-    _lost: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # Called when the node is marked down or suspect: requests waiting for its first
+    # byte move on at once (`watch_lost`, cortex/app/first_byte.py).
+    _lost_watchers: set[Callable[[], None]] = field(default_factory=set, repr=False)
 
     # Reading.
 
@@ -66,9 +66,16 @@ class Node:
         """Requests of the model in flight here from every gateway."""
         return self.inflight.get(model_id, 0) + self.remote_inflight.get(model_id, 0)
 
-    async def wait_lost(self) -> None:
-        """Return once the node is marked down or suspect (at once if it already is)."""
-        await self._lost.wait()
+    @property
+    def lost(self) -> bool:
+        """Marked down or suspect: nothing waits on it."""
+        return self.status in ("down", "suspect")
+
+    def watch_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the node is next marked down or suspect; returns the
+        function that stops watching."""
+        self._lost_watchers.add(callback)
+        return lambda: self._lost_watchers.discard(callback)
 
     def busy(self, model_id: str) -> bool:
         """Requests are running on this model here: ours, or others' the neuron reported.
@@ -102,8 +109,6 @@ class Node:
         """A good answer to /health: failures forgotten, the neuron's own status taken."""
         self.failures, self.last_error = 0, None
         self.health, self.uptime, self.status = health, uptime, status
-        if self._lost.is_set():
-            self._lost = asyncio.Event()
         self.metrics.child(self.metrics.node_up, self.name).set(1)
 
     def discovered(self, discovery: dict[str, Any]) -> None:
@@ -117,7 +122,7 @@ class Node:
     def mark_down(self) -> None:
         """No traffic until the poller hears from it again; its models no longer count."""
         self.status = "down"
-        self._lost.set()
+        self._tell_lost()
         for model_id in self.models:
             self._loaded_gauge(model_id, False)
         self.metrics.child(self.metrics.node_up, self.name).set(0)
@@ -129,8 +134,12 @@ class Node:
         if self.status != "down":
             self.status = "suspect"
         self.last_error = reason
-        self._lost.set()
+        self._tell_lost()
         self.notify()
+
+    def _tell_lost(self) -> None:
+        for callback in list(self._lost_watchers):
+            callback()
 
     def restarted(self) -> None:
         """The neuron came back with nothing of ours: forget uses and unload cycles."""

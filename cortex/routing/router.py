@@ -23,6 +23,7 @@ from cortex.routing.lifecycle import Lifecycle
 from cortex.state.shared import Shared
 
 Keepalive = Callable[[], Awaitable[None]]
+Conversation = Callable[[], str | None]  # the request's conversation key, computed on demand
 
 
 class Router:
@@ -56,13 +57,14 @@ class Router:
         model_id: str,
         keepalive: Keepalive | None = None,
         exclude: frozenset[str] = frozenset(),
-        conversation: str | None = None,
+        conversation: Conversation | None = None,
     ) -> Node:
         """A node serving the model, already counted in flight (`node.release(model_id)`
         when done); raises ApiError.
 
-        `conversation` (cortex.routing.affinity.conversation_key) sends a conversation
-        back to the node that served it while that node is not much busier than others.
+        `conversation()` (cortex.routing.affinity.conversation_key) sends a conversation
+        back to the node that served it while that node is not much busier than others;
+        it is not asked in a fleet of one node.
         """
         node = self._pick(model_id, exclude, conversation)
         if node is not None:
@@ -82,12 +84,17 @@ class Router:
             self.metrics.queue_wait.labels(model_id).observe(time.monotonic() - started)
 
     def _pick(
-        self, model_id: str, exclude: frozenset[str], conversation: str | None
+        self, model_id: str, exclude: frozenset[str], conversation: Conversation | None
     ) -> Node | None:
         holders = [n for n in self.fleet.holders(model_id) if n.name not in exclude]
-        if not holders or conversation is None:
+        # A fleet of one never chooses: no key needed. With more, a conversation is
+        # remembered even while one node holds the model, so it stays where it moved.
+        if not holders or conversation is None or len(self.fleet.nodes) < 2:
             return holders[0] if holders else None
-        node, outcome = self.affinity.choose(model_id, conversation, holders)
+        key = conversation()
+        if key is None:
+            return holders[0]
+        node, outcome = self.affinity.choose(model_id, key, holders)
         self.metrics.child(self.metrics.affinity, model_id, outcome).inc()
         return node
 
@@ -97,7 +104,7 @@ class Router:
         keepalive: Keepalive | None,
         exclude: frozenset[str],
         started: float,
-        conversation: str | None,
+        conversation: Conversation | None,
     ) -> Node:
         deadline = started + self.config.max_wait_seconds
         next_ping = started + self.config.keepalive_seconds

@@ -15,10 +15,10 @@ from neuron.api.generation import (
     admit_generation,
     answer_json,
     run_generation,
+    stream_answer,
     tokenize_input,
 )
 from neuron.api.requests import ParsedRequest, parse_chat
-from neuron.api.sse import relay_chunks
 from neuron.grammar.formats import FormatError, tool_call_spec
 from neuron.registry import ModelEntry
 from neuron.text.chat_template import ChatTemplateError
@@ -95,8 +95,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
-            return await _stream(request, gen, req, len(prompt.ids), prompt)
-        return await answer_json(request, lambda: _complete(gen, req, len(prompt.ids), prompt))
+            chunks = _chunks(gen, req, prompt)
+            kind, rid = "chat.completion.chunk", f"chatcmpl-{gen.id}"
+            return await stream_answer(request, gen, req, kind, rid, chunks)
+        return await answer_json(request, lambda: _complete(gen, req, prompt))
 
     return await run_generation(admitted, prompt.ids, req, respond)
 
@@ -143,9 +145,7 @@ class _Choice:
         return events
 
 
-async def _complete(
-    gen: Generation, req: ParsedRequest, prompt_len: int, prompt: ChatPrompt
-) -> dict[str, Any]:
+async def _complete(gen: Generation, req: ParsedRequest, prompt: ChatPrompt) -> dict[str, Any]:
     choices = [_Choice(bool(req.tools), prompt) for _ in range(req.n)]
     async for index, out in gen.outputs():
         choice = choices[index]
@@ -163,7 +163,7 @@ async def _complete(
                 i, parsed.content, parsed.tool_calls, *choice.finish, logprobs, reasoning
             )
         )
-    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens)
+    body["usage"] = gen.usage()
     return body
 
 
@@ -173,26 +173,6 @@ def _delta(event: Any) -> dict[str, Any]:
     if isinstance(event, ContentEvent):
         return {"content": event.text}
     return {"tool_calls": [shapes.tool_call(event.call, event.index)]}
-
-
-async def _stream(
-    request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, prompt: ChatPrompt
-) -> web.StreamResponse:
-    usage = (
-        (lambda: shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens))
-        if req.include_usage
-        else None
-    )
-    chunks = _chunks(gen, req, prompt)
-    return await relay_chunks(
-        request,
-        "chat.completion.chunk",
-        f"chatcmpl-{gen.id}",
-        req.model,
-        chunks,
-        usage,
-        req.continuous_usage,
-    )
 
 
 async def _chunks(

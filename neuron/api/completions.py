@@ -14,11 +14,11 @@ from neuron.api.generation import (
     admit_generation,
     answer_json,
     run_generation,
+    stream_answer,
     tokenize_input,
 )
 from neuron.api.infill import fim_prompt
 from neuron.api.requests import ParsedRequest, parse_completion
-from neuron.api.sse import relay_chunks
 from neuron.registry import ModelEntry
 
 
@@ -50,15 +50,16 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
     async def respond(gen: Generation) -> web.StreamResponse:
         if req.stream:
-            return await _stream(request, gen, req, len(prompt_ids), head)
-        return await answer_json(request, lambda: _complete(gen, req, len(prompt_ids), head))
+            chunks = _chunks(gen, req, head)
+            return await stream_answer(
+                request, gen, req, "text_completion", f"cmpl-{gen.id}", chunks
+            )
+        return await answer_json(request, lambda: _complete(gen, req, head))
 
     return await run_generation(admitted, prompt_ids, req, respond)
 
 
-async def _complete(
-    gen: Generation, req: ParsedRequest, prompt_len: int, head: str
-) -> dict[str, Any]:
+async def _complete(gen: Generation, req: ParsedRequest, head: str) -> dict[str, Any]:
     texts = [head] * req.n
     logprobs: list[list[Any]] = [[] for _ in range(req.n)]
     finish: list[tuple[Any, Any]] = [(None, None)] * req.n
@@ -76,22 +77,8 @@ async def _complete(
         )
         choices.append(shapes.completion_choice(i, texts[i], *finish[i], lp))
     body = shapes.envelope("text_completion", f"cmpl-{gen.id}", req.model, choices)
-    body["usage"] = shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens)
+    body["usage"] = gen.usage()
     return body
-
-
-async def _stream(
-    request: web.Request, gen: Generation, req: ParsedRequest, prompt_len: int, head: str
-) -> web.StreamResponse:
-    usage = (
-        (lambda: shapes.usage(prompt_len, gen.completion_tokens, gen.cached_tokens))
-        if req.include_usage
-        else None
-    )
-    chunks = _chunks(gen, req, head)
-    return await relay_chunks(
-        request, "text_completion", f"cmpl-{gen.id}", req.model, chunks, usage, req.continuous_usage
-    )
 
 
 async def _chunks(gen: Generation, req: ParsedRequest, head: str) -> AsyncIterator[dict[str, Any]]:

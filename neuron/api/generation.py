@@ -21,7 +21,9 @@ from typing import Any
 from aiohttp import web
 
 from cortex.common.wire import ApiError, read_json_object
+from neuron.api import shapes
 from neuron.api.requests import ParsedRequest
+from neuron.api.sse import relay_chunks
 from neuron.api.state import DAEMON, DaemonState
 from neuron.api.structured import compile_grammar
 from neuron.engine.records import EngineRequest, RequestOutput
@@ -140,6 +142,10 @@ class Generation:
                     item.stop_reason = CONTEXT_WINDOW
             yield self._index[item.request_id], item
 
+    def usage(self) -> dict[str, Any]:
+        """The usage block of the answer, as far as the sequences have got."""
+        return shapes.usage(len(self._prompt_ids), self.completion_tokens, self.cached_tokens)
+
     def _finished(self, item: RequestOutput, now: float) -> None:
         self.completion_tokens += item.completion_tokens
         model = self._entry.id
@@ -178,6 +184,20 @@ async def answer_json(
     await response.write(json.dumps(payload).encode())
     await response.write_eof()
     return response
+
+
+async def stream_answer(
+    request: web.Request,
+    gen: Generation,
+    req: ParsedRequest,
+    kind: str,
+    rid: str,
+    chunks: AsyncIterator[dict[str, Any]],
+) -> web.StreamResponse:
+    """A streamed answer: each chunk as a `kind` event, with the usage the request asked
+    for (at the end, or in every chunk too)."""
+    usage = gen.usage if req.include_usage else None
+    return await relay_chunks(request, kind, rid, req.model, chunks, usage, req.continuous_usage)
 
 
 @dataclass

@@ -94,10 +94,15 @@ class BlockManager:
             self.hit_tokens += seq.num_cached_tokens
         return True
 
-    def cache_computed(self, seq: Sequence) -> None:
-        """Key every block of `seq` that is now full and computed, so others can reuse it."""
-        if not self.prefix_cache:
-            return
+    def commit(self, seq: Sequence, computed: int) -> None:
+        """A model pass wrote the keys and values of `computed` more of `seq`'s tokens:
+        count them cached, and key every block now full and computed, so others can
+        reuse it. The one place `seq`'s block fields move after admission."""
+        seq.num_cached_tokens += computed
+        if self.prefix_cache:
+            self._key_computed(seq)
+
+    def _key_computed(self, seq: Sequence) -> None:
         size = self.block_size
         for index in range(len(seq.block_keys), seq.num_cached_tokens // size):
             previous = seq.block_keys[-1] if seq.block_keys else None

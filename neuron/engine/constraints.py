@@ -3,20 +3,18 @@
 A constrained sequence owns one xgrammar matcher, advanced here on the device thread
 as each of its tokens is accepted. Before sampling, every constrained row of the
 batch gets its allowed-token bitmask (filled by the matchers, applied by xgrammar's
-kernel: a CPU loop, or Triton on CUDA) and its bias; rows without constraints are
-not touched, so a batch mixing both samples the free rows exactly as it would alone.
+kernel: a CPU loop, or Triton on CUDA) and its bias (`neuron.engine.sampler` applies
+them); rows without constraints are not touched, so a batch mixing both samples the
+free rows exactly as it would alone.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from neuron.engine.sequence import Sequence as EngineSequence
 
 
 class Constraint:
@@ -98,28 +96,3 @@ def _other_tokens(vocab: int, stop_ids: tuple[int, ...]) -> torch.Tensor:
     bits[list(stop_ids)] = 0
     packed = (bits.view(words, 32) << torch.arange(32)).sum(1)
     return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
-
-
-def apply_constraints(logits: torch.Tensor, seqs: Sequence[EngineSequence]) -> None:
-    """Bias and mask the logits [B, V] of the constrained rows, in place."""
-    rows = [(i, s.constraint) for i, s in enumerate(seqs) if s.constraint is not None]
-    if not rows:
-        return
-    grammar_rows: list[int] = []
-    for i, constraint in rows:
-        if constraint.bias_ids:
-            constraint.add_bias(logits, i)
-        if constraint.matcher is not None:
-            grammar_rows.append(i)
-    if grammar_rows:
-        import xgrammar
-
-        vocab = logits.shape[-1]
-        bitmask = xgrammar.allocate_token_bitmask(len(seqs), vocab)
-        for i in grammar_rows:
-            seqs[i].constraint.matcher.fill_next_token_bitmask(bitmask, i)
-        if logits.device.type != "cpu":
-            bitmask = bitmask.to(logits.device, non_blocking=True)
-        xgrammar.apply_token_bitmask_inplace(
-            logits, bitmask, vocab_size=vocab, indices=grammar_rows
-        )

@@ -158,8 +158,7 @@ class Engine:
         sampled = self.runner.run(batch)
         pooled: list[RequestOutput] = []
         for seq, chunk in zip(batch.seqs, batch.chunk_sizes, strict=True):
-            seq.num_cached_tokens += chunk
-            self.block_manager.cache_computed(seq)
+            self.block_manager.commit(seq, chunk)
             if seq.pool is not None and seq.num_uncomputed == 0:
                 pooled.append(self._pooled(seq))
         outputs = [self._accept(row) for row in sampled]

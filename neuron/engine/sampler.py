@@ -1,7 +1,7 @@
 """From logits to next tokens (and their log-probabilities) for a batch of sequences.
 
-The kernels do the sampling; this module only turns each sequence's settings into
-a `SamplingBatch` row. Rows without penalties send no token ids at all, so the
+The kernels do the sampling; this module turns each sequence's settings into a
+`SamplingBatch` row, after biasing and masking the rows a `Constraint` limits. Rows without penalties send no token ids at all, so the
 common case does no per-token Python work.
 """
 
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 import neuron_kernels as kernels
-from neuron.engine.constraints import apply_constraints
 from neuron.engine.sequence import Sequence
 from neuron_kernels.sampling import SamplingBatch, SamplingRow, column_values
 
@@ -71,3 +70,28 @@ def sample(
             top = list(zip(top_ids[j][:n], top_vals[j][:n], strict=True))
             logprobs[i] = SampledLogprobs(chosen[j], top)
     return token_ids.tolist(), logprobs
+
+
+def apply_constraints(logits: torch.Tensor, seqs: list[Sequence]) -> None:
+    """Bias and mask the logits [B, V] of the constrained rows, in place."""
+    rows = [(i, s.constraint) for i, s in enumerate(seqs) if s.constraint is not None]
+    if not rows:
+        return
+    grammar_rows: list[int] = []
+    for i, constraint in rows:
+        if constraint.bias_ids:
+            constraint.add_bias(logits, i)
+        if constraint.matcher is not None:
+            grammar_rows.append(i)
+    if grammar_rows:
+        import xgrammar
+
+        vocab = logits.shape[-1]
+        bitmask = xgrammar.allocate_token_bitmask(len(seqs), vocab)
+        for i in grammar_rows:
+            seqs[i].constraint.matcher.fill_next_token_bitmask(bitmask, i)
+        if logits.device.type != "cpu":
+            bitmask = bitmask.to(logits.device, non_blocking=True)
+        xgrammar.apply_token_bitmask_inplace(
+            logits, bitmask, vocab_size=vocab, indices=grammar_rows
+        )

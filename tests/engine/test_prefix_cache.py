@@ -113,8 +113,7 @@ def computed(manager: BlockManager, make_seq, ids: list[int]):
     """A sequence of `ids`, admitted and run through the model (as far as the manager sees)."""
     seq = with_ids(make_seq, ids)
     assert manager.admit(seq)
-    seq.num_cached_tokens = seq.num_tokens
-    manager.cache_computed(seq)
+    manager.commit(seq, seq.num_tokens - seq.num_cached_tokens)
     return seq
 
 

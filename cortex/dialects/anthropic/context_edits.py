@@ -15,7 +15,7 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cortex.dialects.anthropic.messages import bad, expect
+from cortex.dialects.shared import bad, expect
 
 CLEAR_THINKING = "clear_thinking_20251015"
 CLEAR_TOOL_USES = "clear_tool_uses_20250919"
@@ -32,10 +32,10 @@ def _amount(edit: dict[str, Any], key: str, kinds: tuple[str, ...], default: tup
     value = expect(value, dict, at, "an object")
     kind = value.get("type")
     if kind not in kinds:
-        raise bad(f"{at}.type: must be one of {', '.join(map(repr, kinds))}, got {kind!r}")
+        raise bad(f"{at}.type", f"must be one of {', '.join(map(repr, kinds))}, got {kind!r}")
     number = expect(value.get("value"), int, f"{at}.value", "an integer")
     if number < 0:
-        raise bad(f"{at}.value: must be at least 0")
+        raise bad(f"{at}.value", "must be at least 0")
     return kind, number
 
 
@@ -49,7 +49,7 @@ def edits_of(body: dict[str, Any]) -> list[dict[str, Any]]:
     for i, edit in enumerate(edits):
         kind = expect(edit, dict, f"context_management.edits.{i}", "an object").get("type")
         if kind not in (CLEAR_THINKING, CLEAR_TOOL_USES):
-            raise bad(f"context_management.edits.{i}.type: unsupported edit {kind!r}")
+            raise bad(f"context_management.edits.{i}.type", f"unsupported edit {kind!r}")
         if kind == CLEAR_THINKING and edit.get("keep") not in (None, "all"):
             _amount(edit, "keep", ("thinking_turns",), ("thinking_turns", 1))
         if kind == CLEAR_TOOL_USES:

@@ -15,18 +15,7 @@ import json
 from typing import Any
 
 from cortex.common.wire import ApiError
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, message)
-
-
-def expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
-    """`value` if it has JSON type `kind`, else a 400 naming `where`."""
-    # JSON true is not a number, though Python's bool is an int.
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise bad(f"{where}: expected {what}")
-    return value
+from cortex.dialects.shared import bad, expect
 
 
 def _text_of(block: dict[str, Any], where: str) -> str:
@@ -35,8 +24,8 @@ def _text_of(block: dict[str, Any], where: str) -> str:
 
 def _unsupported(kind: str, where: str) -> ApiError:
     if kind in ("image", "document"):
-        return bad(f"{where}: {kind} blocks are not supported: this model takes text only")
-    return bad(f"{where}: unsupported content block type {kind!r}")
+        return bad(where, f"{kind} blocks are not supported: this model takes text only")
+    return bad(where, f"unsupported content block type {kind!r}")
 
 
 BILLING_HEADER = "x-anthropic-billing-header:"
@@ -66,7 +55,7 @@ def _blocks(message: dict[str, Any], where: str) -> _Blocks:
         return [(f"{where}.content", {"type": "text", "text": content})]
     blocks = expect(content, list, f"{where}.content", "a string or an array of blocks")
     if not blocks:
-        raise bad(f"{where}.content: at least one content block is required")
+        raise bad(f"{where}.content", "at least one content block is required")
     pairs = [(f"{where}.content.{i}", block) for i, block in enumerate(blocks)]
     return [(at, expect(block, dict, at, "an object")) for at, block in pairs]
 
@@ -82,7 +71,8 @@ def _user_messages(blocks: _Blocks, where: str, open_calls: set[str]) -> list[di
             call_id = expect(block.get("tool_use_id"), str, f"{at}.tool_use_id", "a string")
             if call_id not in open_calls:
                 raise bad(
-                    f"{at}: tool_result for {call_id!r} does not answer a tool_use of the previous assistant turn"
+                    at,
+                    f"tool_result for {call_id!r} does not answer a tool_use of the previous assistant turn",
                 )
             open_calls.discard(call_id)
             text = "\n".join(_text_blocks(block.get("content", ""), f"{at}.content"))
@@ -93,7 +83,7 @@ def _user_messages(blocks: _Blocks, where: str, open_calls: set[str]) -> list[di
             raise _unsupported(str(kind), at)
     if open_calls:
         raise bad(
-            f"{where}: tool_use ids without a tool_result in the next user turn: {sorted(open_calls)}"
+            where, f"tool_use ids without a tool_result in the next user turn: {sorted(open_calls)}"
         )
     if not parts:
         return results
@@ -141,16 +131,16 @@ def _turns(messages: Any) -> list[tuple[str, _Blocks, str]]:
         where = f"messages.{i}"
         role = expect(message, dict, where, "an object").get("role")
         if role not in ("user", "assistant", "system"):
-            raise bad(f"{where}.role: must be 'user', 'assistant' or 'system', got {role!r}")
+            raise bad(f"{where}.role", f"must be 'user', 'assistant' or 'system', got {role!r}")
         blocks = _blocks(message, where)
         if turns and turns[-1][0] == role != "system":
             turns[-1] = (role, turns[-1][1] + blocks, turns[-1][2])
         else:
             turns.append((role, blocks, where))
     if not turns:
-        raise bad("messages: at least one message is required")
+        raise bad("messages", "at least one message is required")
     if turns[0][0] != "user":
-        raise bad("messages: the first message must use the 'user' role")
+        raise bad("messages", "the first message must use the 'user' role")
     return turns
 
 

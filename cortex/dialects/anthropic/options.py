@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cortex.dialects.anthropic.messages import bad, expect
+from cortex.dialects.shared import bad, expect
 
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 _THINKING = ("enabled", "adaptive", "disabled", "between_tools")
@@ -32,20 +32,21 @@ def _thinking(body: dict[str, Any], max_tokens: int | None, out: dict[str, Any])
         kind = expect(thinking, dict, "thinking", "an object").get("type")
         if kind not in _THINKING:
             raise bad(
-                f"thinking.type: must be one of {', '.join(map(repr, _THINKING))}, got {kind!r}"
+                "thinking.type", f"must be one of {', '.join(map(repr, _THINKING))}, got {kind!r}"
             )
         if thinking.get("display") not in (None, "summarized", "omitted"):
-            raise bad("thinking.display: must be 'summarized' or 'omitted'")
+            raise bad("thinking.display", "must be 'summarized' or 'omitted'")
         enable = kind in ("enabled", "adaptive")
         if kind == "enabled":
             budget = expect(
                 thinking.get("budget_tokens"), int, "thinking.budget_tokens", "an integer"
             )
             if budget < 1:
-                raise bad("thinking.budget_tokens: must be at least 1")
+                raise bad("thinking.budget_tokens", "must be at least 1")
             if max_tokens is not None and budget >= max_tokens:
                 raise bad(
-                    f"thinking.budget_tokens: must be less than max_tokens ({budget} >= {max_tokens})"
+                    "thinking.budget_tokens",
+                    f"must be less than max_tokens ({budget} >= {max_tokens})",
                 )
             out["thinking_budget"] = budget
     out["chat_template_kwargs"] = {"enable_thinking": enable}
@@ -55,17 +56,19 @@ def _output_config(body: dict[str, Any], out: dict[str, Any]) -> None:
     config = expect(body.get("output_config") or {}, dict, "output_config", "an object")
     for key in config:
         if key not in ("effort", "format"):
-            raise bad(f"output_config.{key}: unsupported field")
+            raise bad(f"output_config.{key}", "unsupported field")
     effort = config.get("effort")
     if effort is not None:
         if effort not in _EFFORTS:
-            raise bad(f"output_config.effort: must be one of {', '.join(_EFFORTS)}, got {effort!r}")
+            raise bad(
+                "output_config.effort", f"must be one of {', '.join(_EFFORTS)}, got {effort!r}"
+            )
         out["reasoning_effort"] = _EFFORTS[effort]
     fmt = config.get("format")
     if fmt is not None:
         kind = expect(fmt, dict, "output_config.format", "an object").get("type")
         if kind != "json_schema":
-            raise bad(f"output_config.format.type: must be 'json_schema', got {kind!r}")
+            raise bad("output_config.format.type", f"must be 'json_schema', got {kind!r}")
         schema = expect(
             fmt.get("schema"), dict, "output_config.format.schema", "a JSON schema object"
         )

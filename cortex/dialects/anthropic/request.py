@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from cortex.dialects.anthropic.context_edits import edits_of
-from cortex.dialects.anthropic.messages import bad, expect, is_prefill, to_openai_messages
+from cortex.dialects.anthropic.messages import is_prefill, to_openai_messages
 from cortex.dialects.anthropic.options import reasoning_fields
 from cortex.dialects.anthropic.tools import with_tools
+from cortex.dialects.shared import bad, expect
 
 # Fields that change nothing for a local model (prompt caching, billing tiers, regions).
 _NO_OP_FIELDS = {"cache_control", "service_tier", "inference_geo", "speed", "diagnostics"}
@@ -43,16 +44,16 @@ def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | 
         return None
     value = expect(body[key], (int, float), key, "a number")
     if not low <= value <= high:
-        raise bad(f"{key}: must be between {low:g} and {high:g}, got {value}")
+        raise bad(key, f"must be between {low:g} and {high:g}, got {value}")
     return value
 
 
 def _check_fields(body: dict[str, Any], allowed: set[str]) -> None:
     for key in body:
         if key in _SERVER_FIELDS:
-            raise bad(f"{key}: this server cannot run {key} (a feature of Anthropic's own servers)")
+            raise bad(key, f"this server cannot run {key} (a feature of Anthropic's own servers)")
         if key not in allowed:
-            raise bad(f"{key}: unsupported field")
+            raise bad(key, "unsupported field")
     expect(body.get("model"), str, "model", "a model id string")
     edits_of(body)  # applied before translation (context_edits.apply_edits); checked here
 
@@ -63,7 +64,7 @@ def _conversation(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any
     out: dict[str, Any] = {"model": body["model"], "messages": to_openai_messages(body)}
     if is_prefill(body):
         if out["messages"][-1].get("tool_calls"):
-            raise bad("messages: an assistant prefill (the last message) must be text only")
+            raise bad("messages", "an assistant prefill (the last message) must be text only")
         out["continue_final_message"] = True
     out.update(reasoning_fields(body, max_tokens))
     return with_tools(body, out)
@@ -73,10 +74,10 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic `POST /v1/messages` body as an OpenAI chat completions body."""
     _check_fields(body, _REQUEST_FIELDS)
     if "max_tokens" not in body:
-        raise bad("max_tokens: field required")
+        raise bad("max_tokens", "field required")
     max_tokens = expect(body["max_tokens"], int, "max_tokens", "an integer")
     if max_tokens < 1:
-        raise bad("max_tokens: must be at least 1")
+        raise bad("max_tokens", "must be at least 1")
     metadata = expect(body.get("metadata") or {}, dict, "metadata", "an object")
     if metadata.get("user_id") is not None:
         # Accepted for compatibility; an opaque end-user id has no use on a local model.
@@ -99,7 +100,7 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("top_k") is not None:
         top_k = expect(body["top_k"], int, "top_k", "an integer")
         if top_k < 0:
-            raise bad("top_k: must be at least 0")
+            raise bad("top_k", "must be at least 0")
         out["top_k"] = top_k
     return out
 
@@ -122,5 +123,5 @@ def stop_sequences(body: dict[str, Any]) -> list[str]:
     stops = expect(body.get("stop_sequences") or [], list, "stop_sequences", "an array of strings")
     for i, stop in enumerate(stops):
         if not isinstance(stop, str) or not stop:
-            raise bad(f"stop_sequences.{i}: expected a non-empty string")
+            raise bad(f"stop_sequences.{i}", "expected a non-empty string")
     return stops

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
-import string
 from typing import Any
 
 from cortex.app.translating import chat_choice
 from cortex.common.wire import ApiError
+from cortex.dialects.shared import anthropic_id
 
-_ALPHABET = string.ascii_letters + string.digits
 _FINISH_TO_STOP = {"length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
-
-
-def new_id(prefix: str) -> str:
-    """A random id in Anthropic's style (`msg_…`, `toolu_…`)."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
 def signature(thinking: str) -> str:
@@ -102,14 +95,14 @@ def from_openai_response(
         content.append(
             {
                 "type": "tool_use",
-                "id": new_id("toolu_"),
+                "id": anthropic_id("toolu_"),
                 "name": function.get("name", ""),
                 "input": tool_input(function.get("arguments")),
             }
         )
     reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), stops)
     return {
-        "id": new_id("msg_"),
+        "id": anthropic_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,

@@ -42,14 +42,15 @@ def add_routes(app: web.Application) -> None:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
-    to_openai_request(body)  # every field checked before any work is done
+    upstream_body = to_openai_request(body)  # every field checked before any work is done
 
     async def count(edited: dict[str, Any]) -> int:
         return await _count(request, count_request(edited))
 
     try:
         body, applied = await apply_edits(body, count)
-        upstream_body = to_openai_request(body)
+        if applied:  # an edit changed the history: the prompt is translated afresh
+            upstream_body = to_openai_request(body)
         report = {"applied_edits": applied} if "context_management" in body else None
         turn = _Turn(upstream_body.get("stop", []), thinking_display(body), report)
         turn.breakpoint = await _breakpoint(request, body)

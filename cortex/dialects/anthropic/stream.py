@@ -15,7 +15,8 @@ from cortex.app.translating import ChunkTranslator
 from cortex.common import sse as _sse
 from cortex.common.wire import ApiError, anthropic_error_body
 from cortex.dialects.anthropic.errors import anthropic_error
-from cortex.dialects.anthropic.response import new_id, signature, stop_reason, usage
+from cortex.dialects.anthropic.response import signature, stop_reason, usage
+from cortex.dialects.shared import anthropic_id
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -54,7 +55,7 @@ class AnthropicStream(ChunkTranslator):
     ) -> None:
         self._breakpoint = breakpoint  # the prompt's tokens up to its last cache_control
         self._context_management = context_management  # reported in message_delta
-        self.message_id = new_id("msg_")
+        self.message_id = anthropic_id("msg_")
         self._model = model
         self._stops = stops
         self._started = False
@@ -178,7 +179,7 @@ class AnthropicStream(ChunkTranslator):
         if position not in self._tool_blocks:
             block = {
                 "type": "tool_use",
-                "id": new_id("toolu_"),
+                "id": anthropic_id("toolu_"),
                 "name": function.get("name") or "",
                 "input": {},
             }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cortex.dialects.anthropic.messages import bad, expect
+from cortex.dialects.shared import bad, expect
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 # Tools Anthropic's servers run themselves (their type names, without the date suffix).
@@ -23,10 +23,11 @@ def _tool_type(tool: dict[str, Any], at: str) -> None:
         return
     if str(kind).startswith(_SERVER_TOOLS):
         raise bad(
-            f"{at}.type: {kind!r} is a server tool, which this server cannot run; "
-            "offer it as a custom tool that your client runs"
+            f"{at}.type",
+            f"{kind!r} is a server tool, which this server cannot run; "
+            "offer it as a custom tool that your client runs",
         )
-    raise bad(f"{at}.type: tool type {kind!r} is not supported; only custom tools are")
+    raise bad(f"{at}.type", f"tool type {kind!r} is not supported; only custom tools are")
 
 
 def to_openai_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,15 +37,15 @@ def to_openai_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
         _tool_type(expect(tool, dict, at, "an object"), at)
         name = tool.get("name")
         if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            raise bad(f"{at}.name: must match {_TOOL_NAME.pattern}")
+            raise bad(f"{at}.name", f"must match {_TOOL_NAME.pattern}")
         if name in names:
-            raise bad(f"{at}.name: tool names must be unique ({name!r} repeats)")
+            raise bad(f"{at}.name", f"tool names must be unique ({name!r} repeats)")
         names.add(name)
         schema = expect(
             tool.get("input_schema"), dict, f"{at}.input_schema", "a JSON schema object"
         )
         if schema.get("type") != "object":
-            raise bad(f"{at}.input_schema.type: must be 'object'")
+            raise bad(f"{at}.input_schema.type", "must be 'object'")
         function = {"name": name, "parameters": schema}
         if tool.get("description") is not None:
             function["description"] = expect(
@@ -60,15 +61,15 @@ def _tool_choice(body: dict[str, Any], names: set[str], out: dict[str, Any]) -> 
         return
     kind = expect(choice, dict, "tool_choice", "an object").get("type")
     if kind not in ("auto", "any", "tool", "none"):
-        raise bad(f"tool_choice.type: must be one of 'auto', 'any', 'tool', 'none', got {kind!r}")
+        raise bad("tool_choice.type", f"must be one of 'auto', 'any', 'tool', 'none', got {kind!r}")
     if not names:
         if kind in ("any", "tool"):
-            raise bad(f"tool_choice: type {kind!r} needs at least one tool in `tools`")
+            raise bad("tool_choice", f"type {kind!r} needs at least one tool in `tools`")
         return  # auto/none without tools: plain chat
     if kind == "tool":
         name = expect(choice.get("name"), str, "tool_choice.name", "a string")
         if name not in names:
-            raise bad(f"tool_choice.name: no tool named {name!r} in `tools`")
+            raise bad("tool_choice.name", f"no tool named {name!r} in `tools`")
         out["tool_choice"] = {"type": "function", "function": {"name": name}}
     else:
         out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]

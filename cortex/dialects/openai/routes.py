@@ -118,6 +118,8 @@ async def _pump(upstream: Upstream, response: web.StreamResponse, wants_usage: b
     usage: dict[str, Any] | None = None
     try:
         async for events in upstream.events():
+            if upstream.complete:  # nothing follows [DONE] to the client
+                continue
             out = []
             for event in events:
                 # Only the events before the first token, and those with usage, are parsed.
@@ -132,17 +134,21 @@ async def _pump(upstream: Upstream, response: web.StreamResponse, wants_usage: b
                             continue
                 out.append(event)
             if out:
-                await response.write(b"".join(out))
                 # A client may hang up right after [DONE] (the openai SDK does): its answer
                 # is complete, whatever the wait for the node's end of stream then meets.
                 upstream.complete = out[-1].endswith(b"[DONE]\n\n")
+                if upstream.complete:  # the last events and the stream's end in one send
+                    await response.write_eof(b"".join(out))
+                else:
+                    await response.write(b"".join(out))
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         upstream.node_failed(exc)
         timed_out = isinstance(exc, asyncio.TimeoutError)
         upstream.code = 504 if timed_out else 502
         reason = "stalled" if timed_out else "failed"
         err = ApiError(upstream.code, f"node '{upstream.node.name}' {reason} during the stream")
-        await response.write(_error_event(err))
+        if not upstream.complete:  # after [DONE] the client's stream is already closed
+            await response.write(_error_event(err))
     finally:
         upstream.record_usage(usage, first_token_at)
 

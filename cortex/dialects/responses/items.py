@@ -13,8 +13,8 @@ import base64
 import json
 from typing import Any
 
-from cortex.dialects.responses.errors import bad, expect
 from cortex.dialects.responses.tools import ToolKit, add_tool
+from cortex.dialects.shared import bad, expect
 
 _SEAL = "cortex-reasoning-v1:"
 _ROLES = ("user", "assistant", "system", "developer")

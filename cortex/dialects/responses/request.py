@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cortex.dialects.responses.errors import bad, expect, one_of, optional
 from cortex.dialects.responses.items import to_messages
 from cortex.dialects.responses.tools import ToolKit, build_toolkit, chat_tool_choice
+from cortex.dialects.shared import bad, expect, one_of, optional
 
 _NO_EFFECT = {
     "user",

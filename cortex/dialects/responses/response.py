@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 from cortex.app.translating import chat_choice
-from cortex.dialects.responses.ids import new_id
 from cortex.dialects.responses.items import seal
 from cortex.dialects.responses.request import Translated
 from cortex.dialects.responses.tools import call_item
+from cortex.dialects.shared import responses_id
 
 SERVER_ONLY_KEY = "cortex_server_only_tools"  # metadata key naming the tools left out
 
@@ -32,7 +32,7 @@ def usage(chat_usage: dict[str, Any] | None) -> dict[str, Any]:
 def reasoning_item(text: str, sealed: bool, item_id: str | None = None) -> dict[str, Any]:
     item: dict[str, Any] = {
         "type": "reasoning",
-        "id": item_id or new_id("rs_"),
+        "id": item_id or responses_id("rs_"),
         "summary": [{"type": "summary_text", "text": text}],
     }
     if sealed:
@@ -45,7 +45,7 @@ def message_item(
 ) -> dict[str, Any]:
     return {
         "type": "message",
-        "id": item_id or new_id("msg_"),
+        "id": item_id or responses_id("msg_"),
         "status": status,
         "role": "assistant",
         "content": [] if status == "in_progress" else [text_part(text)],
@@ -132,7 +132,7 @@ def from_chat_completion(
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         target = request.kit.callable(function.get("name") or "")
-        call_id = call.get("id") or new_id("call_")
+        call_id = call.get("id") or responses_id("call_")
         output.append(call_item(target, call_id, function.get("arguments") or "{}"))
     response = response_object(request, model, response_id, status="completed", output=output)
     return finish(response, choice.get("finish_reason"), data.get("usage"))

@@ -23,12 +23,11 @@ from cortex.app.upstream import Upstream
 from cortex.common.sse import KEEPALIVE
 from cortex.common.wire import ApiError, read_json_object
 from cortex.config import ResponsesSection
-from cortex.dialects.responses.errors import expect
-from cortex.dialects.responses.ids import new_id
 from cortex.dialects.responses.request import Translated, to_chat_request
 from cortex.dialects.responses.response import from_chat_completion
 from cortex.dialects.responses.store import ResponseStore
 from cortex.dialects.responses.stream import ResponsesStream, error_event
+from cortex.dialects.shared import expect, responses_id
 
 CHAT_PATH = "/v1/chat/completions"
 DIALECT = "responses"
@@ -66,7 +65,7 @@ def _with_ids(items: list[Any]) -> list[dict[str, Any]]:
     for item in items:
         item = dict(item)
         kind = item.setdefault("type", "message")
-        item.setdefault("id", new_id(_ID_PREFIX.get(kind, "item_")))
+        item.setdefault("id", responses_id(_ID_PREFIX.get(kind, "item_")))
         if kind == "message" and isinstance(item.get("content"), str):
             part = "output_text" if item.get("role") == "assistant" else "input_text"
             item["content"] = [{"type": part, "text": item["content"]}]
@@ -87,7 +86,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         [{"role": "user", "content": raw_input}] if isinstance(raw_input, str) else raw_input
     )
     store = request.app[STORE]
-    response_id = new_id("resp_")
+    response_id = responses_id("resp_")
 
     async def keep(response: dict[str, Any]) -> None:
         if translated.store and response["status"] != "failed":

@@ -17,7 +17,6 @@ from typing import Any
 from cortex.app.translating import ChunkTranslator
 from cortex.common import sse
 from cortex.common.wire import ApiError
-from cortex.dialects.responses.ids import new_id
 from cortex.dialects.responses.request import Translated
 from cortex.dialects.responses.response import (
     finish,
@@ -27,6 +26,7 @@ from cortex.dialects.responses.response import (
     text_part,
 )
 from cortex.dialects.responses.tools import call_item
+from cortex.dialects.shared import responses_id
 
 
 def error_event(err: ApiError, sequence_number: int = 0) -> bytes:
@@ -166,7 +166,7 @@ class ResponsesStream(ChunkTranslator):
         opening = b""
         if position not in self._calls:
             target = self.request.kit.callable(function.get("name") or "")
-            call_id = call.get("id") or new_id("call_")
+            call_id = call.get("id") or responses_id("call_")
             streamed = target.kind == "function"
             item = call_item(target, call_id, "", "in_progress") if streamed else None
             opening = self._open(target.kind, item, {"target": target, "call_id": call_id})

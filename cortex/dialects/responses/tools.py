@@ -18,8 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cortex.dialects.responses.errors import bad, expect
-from cortex.dialects.responses.ids import new_id
+from cortex.dialects.shared import bad, expect, responses_id
 
 SERVER_ONLY = {
     "web_search",
@@ -212,7 +211,7 @@ def call_item(
         text = raw if isinstance(raw, str) else arguments
         return {
             "type": "custom_tool_call",
-            "id": new_id("ctc_"),
+            "id": responses_id("ctc_"),
             "status": status,
             "call_id": call_id,
             "name": target.name,
@@ -230,7 +229,7 @@ def call_item(
         }
         return {
             "type": "local_shell_call",
-            "id": new_id("lsh_"),
+            "id": responses_id("lsh_"),
             "status": status,
             "call_id": call_id,
             "action": action,
@@ -238,7 +237,7 @@ def call_item(
     if target.kind == "tool_search":
         return {
             "type": "tool_search_call",
-            "id": new_id("tsc_"),
+            "id": responses_id("tsc_"),
             "status": status,
             "call_id": call_id,
             "execution": "client",
@@ -246,7 +245,7 @@ def call_item(
         }
     item = {
         "type": "function_call",
-        "id": new_id("fc_"),
+        "id": responses_id("fc_"),
         "status": status,
         "call_id": call_id,
         "name": target.name,
