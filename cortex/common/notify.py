@@ -17,6 +17,8 @@ import os
 import socket
 from collections.abc import AsyncIterator
 
+from cortex.common.background import running_beside
+
 log = logging.getLogger(__name__)
 _failing = False  # the last send failed (logged once, not once a ping)
 
@@ -65,11 +67,5 @@ async def _ping(interval: float) -> None:
 async def watchdog() -> AsyncIterator[None]:
     """Ping the watchdog from this event loop for as long as the block runs."""
     interval = watchdog_interval()
-    task = asyncio.create_task(_ping(interval)) if interval else None
-    try:
+    async with running_beside(_ping(interval) if interval else None):
         yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from cortex.common.background import running_beside
 from cortex.config import StateSection
 from cortex.metrics import Metrics
 from cortex.state.base import SharedState
@@ -33,14 +32,11 @@ def state_context(
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         shared = shared_of(app)
-        task = asyncio.ensure_future(shared.run()) if shared.distributed else None
         try:
-            yield
+            async with running_beside(shared.run() if shared.distributed else None):
+                yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if shared.distributed:
                 await shared.leave()
             await shared.state.close()
 
