@@ -53,7 +53,7 @@ def planned_mb(profile: ModelProfile, node: Node) -> float:
     if profile.vram_mb:
         return profile.vram_mb
     for item in node.available:
-        if item.get("id") == profile.id:
+        if item.get("id") == profile.model_id:
             return float(item.get("memory_estimate_bytes") or item.get("size_bytes") or 0) / MB
     return 0.0
 

@@ -114,6 +114,11 @@ def test_a_profile_without_vram_plans_with_the_nodes_file_estimate() -> None:
     ]  # fmt: skip
     assert feasible(ModelProfile("q4-32b"), node)
     assert not feasible(ModelProfile("bf16-32b"), node), "64 GiB of files on a 24 GiB card"
+    node.available.append(
+        {"id": "org/q5:Q5_K_M", "format": "gguf", "size_bytes": 30 * 1024**3,
+         "memory_estimate_bytes": 30 * 1024**3},
+    )  # fmt: skip
+    assert not feasible(ModelProfile("org/q5", quant="Q5_K_M"), node), "listed as repo:QUANT"
     node.models["q4-32b"] = ModelOnNode("q4-32b", "ready", ["cuda-0"], memory_bytes=19 * 1024**3)
     free = planned_free_mb(node, Catalogue(ModelsConfig(models=[ModelProfile("q4-32b")])), set())
     assert free["cuda-0"] == 5 * GIB_MB
