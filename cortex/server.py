@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +35,7 @@ from cortex.dialects.responses import routes as responses_routes
 from cortex.metrics import metrics_app
 from cortex.state.context import state_context
 
+T = TypeVar("T")
 log = logging.getLogger("cortex.server")
 SETTINGS = web.AppKey("cortex.settings", Settings)
 
@@ -127,7 +129,9 @@ def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_gateway(settings, stop)
 
-    if uvloop is not None:
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+    run_loop(main())
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the gateway's event loop: uvloop where it is installed, else asyncio's."""
+    return uvloop.run(main) if uvloop is not None else asyncio.run(main)

@@ -24,7 +24,7 @@ from cortex.config import (
     PollerSection,
     Settings,
 )
-from cortex.server import run_gateway
+from cortex.server import run_gateway, run_loop
 
 log = logging.getLogger("cortex.cli.up")
 NODE = "local"
@@ -74,7 +74,7 @@ def up(models_dir: str, port: int, metrics_port: int, neuron_port: int) -> int:
         )
         try:
             settings = demo_settings(model_id, port, metrics_port, neuron_port)
-            return asyncio.run(_run(settings, neuron, model_id))
+            return run_loop(_run(settings, neuron, model_id))
         finally:
             _stop(neuron)
 
