@@ -48,16 +48,23 @@ class TwoGateways:
         return self.n1 if name == "n1" else self.n2
 
 
-def _start_b(procs, n1: Neuron, n2: Neuron, redis: RedisServer, models: list) -> Gateway:
+def _start_gateway(
+    procs, name: str, neurons: list[Neuron], redis: RedisServer, models: list, interval: float
+) -> Gateway:
     return procs.gateway(
-        [n2, n1],
+        neurons,
         models,
-        name="b",
+        name=name,
         state=_state(redis),
         env={"CORTEX_STATE__PASSWORD": redis.password},
-        poller={"interval_seconds": 3, "timeout_seconds": 1, "unhealthy_after": 2},
+        poller={"interval_seconds": interval, "timeout_seconds": 1, "unhealthy_after": 2},
         routing={"cache_affinity_margin": 16},
     )
+
+
+def _start_b(procs, n1: Neuron, n2: Neuron, redis: RedisServer, models: list) -> Gateway:
+    """The second gateway, which polls its nodes less often than the first."""
+    return _start_gateway(procs, "b", [n2, n1], redis, models, interval=3)
 
 
 def _state(redis: RedisServer) -> dict[str, Any]:
@@ -74,15 +81,7 @@ def fleet(procs, tmp_path_factory) -> TwoGateways:
             {"id": LLAMA, "vram_mb": 50, "pinned_on": ["n1", "n2"]},
             *({"id": m, "vram_mb": big} for m in (COLD, BIG_A, BIG_B)),
         ]
-        a = procs.gateway(
-            [n1, n2],
-            models,
-            name="a",
-            state=_state(redis),
-            env={"CORTEX_STATE__PASSWORD": redis.password},
-            poller={"interval_seconds": 0.5, "timeout_seconds": 1, "unhealthy_after": 2},
-            routing={"cache_affinity_margin": 16},
-        )
+        a = _start_gateway(procs, "a", [n1, n2], redis, models, interval=0.5)
         b = _start_b(procs, n1, n2, redis, models)
         for gateway in (a, b):
             for node in ("n1", "n2"):
